@@ -1,0 +1,1 @@
+"""medfuse: multimodal medical image fusion with DRAN."""

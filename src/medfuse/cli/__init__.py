@@ -1,0 +1,33 @@
+"""The command line: ``medfuse COMMAND``. Each subcommand lives in its own module with
+``add_parser(commands)`` and ``run(args)``; they parse arguments and call the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from medfuse.cli.common import UserError
+
+SUBCOMMANDS = ("fuse", "train", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medfuse", description="Multimodal medical image fusion with DRAN.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"medfuse.cli.{name}").add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as error:
+        print(f"medfuse {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"medfuse {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from medfuse.cli import main
+
+sys.exit(main())

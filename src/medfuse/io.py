@@ -1,0 +1,104 @@
+"""Image files in and out: the one image loader and writer of medfuse.
+
+Reads PNG, JPEG, BMP and TIFF into numpy arrays: grey (H, W) or RGB (H, W, 3), uint8 or
+uint16 as stored. Writes atomically: the file appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class ImageFileError(ValueError):
+    """A file that cannot be read or written as an image; the message names it."""
+
+
+def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 3 and array.shape[-1] in (2, 4):
+        array = array[..., :-1]  # drop alpha
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+        raise ImageFileError(f"{path}: expected a 2-D grey or RGB image, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if array.dtype not in (np.uint8, np.uint16):
+        if np.issubdtype(array.dtype, np.integer) and array.min() >= 0 and array.max() <= 65535:
+            array = array.astype(np.uint16)
+        else:
+            raise ImageFileError(f"{path}: unsupported pixel type {array.dtype} (use 8 or 16 bit)")
+    return np.ascontiguousarray(array)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file into a grey (H, W) or RGB (H, W, 3) uint8 or uint16 array."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            array = tifffile.imread(path)
+            if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+                array = np.moveaxis(array, 0, -1)
+        else:
+            with Image.open(path) as image:
+                image.load()
+                array = _pil_to_array(image)
+    except (OSError, UnidentifiedImageError, ValueError, tifffile.TiffFileError) as error:
+        if isinstance(error, ImageFileError):
+            raise
+        raise ImageFileError(f"{path}: not a readable image ({error})") from None
+    return _normalise(array, path)
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode == "I":
+        return np.asarray(image)
+    if image.mode in ("1", "L"):
+        return np.asarray(image.convert("L"))
+    if image.mode == "LA":
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a grey or RGB uint8/uint16 array; the file appears only when complete.
+
+    The format follows the suffix. 16-bit data needs PNG or TIFF (RGB 16-bit: TIFF).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageFileError(f"{path}: unknown image format (use one of {', '.join(IMAGE_SUFFIXES)})")
+    image = np.asarray(image)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageFileError(f"{path}: can only write uint8 or uint16 images, got {image.dtype}")
+    if image.dtype == np.uint16 and suffix not in (".png", *TIFF_SUFFIXES):
+        raise ImageFileError(f"{path}: 16-bit images need .png or .tif")
+    if image.dtype == np.uint16 and image.ndim == 3 and suffix == ".png":
+        raise ImageFileError(f"{path}: 16-bit colour images need .tif")
+    if not path.parent.is_dir():
+        raise ImageFileError(f"{path}: folder {path.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        if suffix in TIFF_SUFFIXES:
+            tifffile.imwrite(temporary, image, photometric="rgb" if image.ndim == 3 else "minisblack")
+        else:
+            Image.fromarray(image).save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,70 @@
+"""Named model architectures and shipped weights, created by name (a small registry).
+
+Weights are safetensors files whose metadata records the architecture and its
+arguments, so ``load_model(path)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from medfuse.network import DRAN
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"dran": DRAN}
+SHIPPED_WEIGHTS = {"dran-havard": WEIGHTS_DIR / "dran-havard.safetensors"}
+DEFAULT_MODEL = "dran-havard"
+
+
+def list_models() -> list[str]:
+    """Names of the shipped, trained models."""
+    return sorted(SHIPPED_WEIGHTS)
+
+
+def create_model(architecture: str = "dran", **arguments: int) -> nn.Module:
+    """An untrained model of a registered architecture."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[architecture](**arguments)
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, architecture: str = "dran",
+                 arguments: dict[str, int] | None = None, extra: dict[str, str] | None = None) -> Path:
+    """Write a model's parameters as safetensors, with what ``load_model`` needs to rebuild it."""
+    path = Path(path)
+    metadata = {"architecture": architecture, "arguments": json.dumps(arguments or {})}
+    metadata.update(extra or {})
+    temporary = path.with_name(f".{path.name}.part")
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_file(state, str(temporary), metadata=metadata)
+    os.replace(temporary, path)
+    return path
+
+
+def weights_metadata(path: str | os.PathLike) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
+    """A trained model in evaluation mode, from a shipped name or a safetensors path."""
+    path = SHIPPED_WEIGHTS.get(str(name_or_path), Path(name_or_path))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no model {str(name_or_path)!r}: not a shipped name ({', '.join(list_models())}) and no such file"
+        )
+    try:
+        metadata = weights_metadata(path)
+        state = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a safetensors weights file ({error})") from None
+    model = create_model(metadata.get("architecture", "dran"), **json.loads(metadata.get("arguments", "{}")))
+    model.load_state_dict(state)
+    return model.to(device).eval().requires_grad_(False)

@@ -1,0 +1,175 @@
+"""The stage-1 training loop: seeded, resumable, logged."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from medfuse.models import create_model, save_weights
+from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
+from medfuse.training.losses import PerceptualLoss, ReconstructionLoss
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "weights.safetensors"
+LOG = "log.json"
+CURVE = "loss.png"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (defaults: the paper's Adam 1e-4, batch 4, lambda 0.2)."""
+
+    data: list[str]
+    out: str
+    steps: int = 20000
+    batch_size: int = 4
+    crop: int = 128
+    lr: float = 1e-4
+    lambda_grad: float = 0.2
+    lambda_perc: float = 0.2
+    vgg_weights: str | None = None
+    val_fraction: float = 0.05
+    val_every: int = 500
+    width: int = 64
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    resume: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "crop", "val_every", "width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB for images in [0, 1] (output clipped to [0, 1] as a saved image would be)."""
+    mse = torch.mean((output.clamp(0, 1) - target) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loss_fn: torch.nn.Module, images: list[torch.Tensor],
+             device: torch.device) -> tuple[float, float]:
+    """Mean loss and mean reconstruction PSNR over whole images, one at a time."""
+    model.eval()
+    losses, psnrs = [], []
+    for image in images:
+        image = image[None].to(device)
+        output = model(image)
+        losses.append(loss_fn(output, image).item())
+        psnrs.append(psnr(output, image))
+    model.train()
+    return float(np.mean(losses)), float(np.mean(psnrs))
+
+
+def plot_curve(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot([r["step"] for r in log], [r["train_loss"] for r in log], label="train (running mean)")
+    axis.plot([r["step"] for r in log], [r["val_loss"] for r in log], label="validation")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_yscale("log")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _atomic_json(payload: object, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(json.dumps(payload, indent=1))
+    os.replace(temporary, path)
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict:
+    """Train a DRAN autoencoder; returns the last log record.
+
+    Writes into ``config.out``: ``checkpoint.pt`` (every ``val_every`` steps, what
+    ``resume`` continues from), ``weights.safetensors``, ``log.json`` and ``loss.png``.
+    """
+    config.validate()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    perceptual = None
+    if config.lambda_perc > 0 and config.vgg_weights:
+        perceptual = PerceptualLoss(config.vgg_weights).to(device)
+    loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
+
+    train_paths, val_paths = split_by_name(find_images(config.data), config.val_fraction, config.seed)
+    if not train_paths or not val_paths:
+        raise ValueError("need at least two distinct file names to hold some out for validation")
+    train_images, val_images = load_grey(train_paths), load_grey(val_paths)
+
+    torch.manual_seed(config.seed)
+    model = create_model("dran", width=config.width).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    step, log, elapsed = 0, [], 0.0
+    checkpoint_path = out / CHECKPOINT
+    if config.resume:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, log, elapsed = state["step"], state["log"], state["elapsed"]
+
+    model.train()
+    running, count = 0.0, 0
+    started = time.perf_counter() - elapsed
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="training", unit="step")
+    while step < config.steps:
+        batch = random_crops(train_images, config.batch_size, config.crop, rng).to(device)
+        loss = loss_fn(model(batch), batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        running, count = running + loss.item(), count + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{running / count:.5f}")
+        if step % config.val_every == 0 or step == config.steps:
+            val_loss, val_psnr = evaluate(model, loss_fn, val_images, device)
+            record = {"step": step, "train_loss": running / count, "val_loss": val_loss,
+                      "val_psnr": val_psnr, "elapsed_s": round(time.perf_counter() - started, 1)}
+            log.append(record)
+            bar.write(json.dumps(record))
+            running, count = 0.0, 0
+            state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "step": step, "log": log, "elapsed": record["elapsed_s"],
+                     "config": asdict(config)}
+            torch.save(state, out / f".{CHECKPOINT}.part")
+            os.replace(out / f".{CHECKPOINT}.part", checkpoint_path)
+            _atomic_json({"config": asdict(config), "train_images": len(train_images),
+                          "val_images": len(val_images), "log": log}, out / LOG)
+            plot_curve(log, out / CURVE)
+    bar.close()
+    save_weights(model.cpu(), out / WEIGHTS, "dran", {"width": config.width},
+                 {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
+                  "val_loss": f"{log[-1]['val_loss']:.6g}"})
+    return log[-1]
