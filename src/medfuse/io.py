@@ -72,22 +72,29 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a grey or RGB uint8/uint16 array; the file appears only when complete.
-
-    The format follows the suffix. 16-bit data needs PNG or TIFF (RGB 16-bit: TIFF).
-    """
+def check_writable(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Raise :class:`ImageFileError` unless ``path``'s format can hold ``image`` exactly."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ImageFileError(f"{path}: unknown image format (use one of {', '.join(IMAGE_SUFFIXES)})")
-    image = np.asarray(image)
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageFileError(f"{path}: can only write uint8 or uint16 images, got {image.dtype}")
     if image.dtype == np.uint16 and suffix not in (".png", *TIFF_SUFFIXES):
         raise ImageFileError(f"{path}: 16-bit images need .png or .tif")
     if image.dtype == np.uint16 and image.ndim == 3 and suffix == ".png":
         raise ImageFileError(f"{path}: 16-bit colour images need .tif")
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a grey or RGB uint8/uint16 array; the file appears only when complete.
+
+    The format follows the suffix. 16-bit data needs PNG or TIFF (RGB 16-bit: TIFF).
+    """
+    path = Path(path)
+    image = np.asarray(image)
+    check_writable(path, image)
+    suffix = path.suffix.lower()
     if not path.parent.is_dir():
         raise ImageFileError(f"{path}: folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)

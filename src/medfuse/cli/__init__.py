@@ -9,7 +9,7 @@ import sys
 
 from medfuse.cli.common import UserError
 
-SUBCOMMANDS = ("fuse", "train", "evaluate")
+SUBCOMMANDS = ("fuse", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

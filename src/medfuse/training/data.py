@@ -29,7 +29,7 @@ def split_by_name(paths: list[Path], val_fraction: float, seed: int) -> tuple[li
     name, so a pair lands wholly in train or wholly in validation."""
     names = sorted({p.stem for p in paths})
     order = np.random.default_rng(seed).permutation(len(names))
-    held = {names[i] for i in order[: round(val_fraction * len(names))]}
+    held = {names[i] for i in order[: max(1, round(val_fraction * len(names)))]} if len(names) > 1 else set()
     return [p for p in paths if p.stem not in held], [p for p in paths if p.stem in held]
 
 

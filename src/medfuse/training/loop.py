@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,6 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     resume: bool = False
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "crop", "val_every", "width"):
@@ -117,6 +116,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         perceptual = PerceptualLoss(config.vgg_weights).to(device)
     loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
 
+    checkpoint_path = out / CHECKPOINT
+    if config.resume and not checkpoint_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
     train_paths, val_paths = split_by_name(find_images(config.data), config.val_fraction, config.seed)
     if not train_paths or not val_paths:
         raise ValueError("need at least two distinct file names to hold some out for validation")
@@ -127,10 +129,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     step, log, elapsed = 0, [], 0.0
-    checkpoint_path = out / CHECKPOINT
     if config.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])

@@ -1,0 +1,41 @@
+# medfuse: `make demo` fuses bundled sample pairs with the shipped weights; `make test` runs the tests.
+# Both create the virtual environment .venv and install everything into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HAVARD ?= ../shared/data/havard
+SAMPLES := src/medfuse/samples
+
+.PHONY: install demo test weights reconstruction figure clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: install
+	mkdir -p out/demo
+	$(BIN)/medfuse fuse $(SAMPLES)/CT-MRI/MRI/41010.png $(SAMPLES)/CT-MRI/CT/41010.png -o out/demo/mri-ct-41010.png
+	$(BIN)/medfuse fuse $(SAMPLES)/PET-MRI/MRI/25015.png $(SAMPLES)/PET-MRI/PET/25015.png -o out/demo/mri-pet-25015.png
+	@echo "demo results are in $(CURDIR)/out/demo/"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Reproduce the shipped weights (about an hour on 2 CPU cores), then measure them on the test split.
+weights: install
+	$(BIN)/medfuse train $(HAVARD)/CT-MRI/train $(HAVARD)/PET-MRI/train $(HAVARD)/SPECT-MRI/train \
+		-o runs/dran-havard --steps 1500 --crop 96 --lr 5e-4 --val-every 250 --seed 0
+	cp runs/dran-havard/weights.safetensors src/medfuse/weights/dran-havard.safetensors
+	$(MAKE) reconstruction
+
+reconstruction: install
+	$(BIN)/python benchmarks/reconstruction.py --data $(HAVARD)
+
+figure: install
+	$(BIN)/python scripts/readme_figure.py -o docs/fusion-example.png
+
+clean:
+	rm -rf out

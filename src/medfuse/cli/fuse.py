@@ -1,0 +1,143 @@
+"""``medfuse fuse``: fuse two image files, or every pair of two folders matched by name."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from medfuse.cli.common import UserError
+from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, load_image, save_image
+from medfuse.models import DEFAULT_MODEL
+from medfuse.rules import list_rules
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "fuse",
+        help="fuse two registered images (or two folders of them)",
+        description="Fuse two registered images of one size, e.g. MRI with CT, PET or SPECT, with a "
+        "DRAN model and a fusion rule. A colour (PET/SPECT) image is fused through YCbCr: its "
+        "luminance is fused, its colour kept. Reads and writes PNG, JPEG, TIFF and BMP, 8 or 16 "
+        "bit; a 16-bit input gives a 16-bit output. If A and B are folders, every pair of files "
+        "with the same name (ignoring the suffix) is fused into the folder OUT.",
+        epilog=f"rules: {', '.join(list_rules())}",
+    )
+    parser.add_argument("a", help="first image (e.g. the MRI), or a folder of them")
+    parser.add_argument("b", help="second image (e.g. CT, PET or SPECT), or a folder of them")
+    parser.add_argument("-o", "--out", required=True,
+                        help="output image (its suffix picks the format), or output folder in folder mode")
+    parser.add_argument("--rule", default="sfnn", help="fusion rule (default sfnn; the list is below)")
+    parser.add_argument("--weights", default=DEFAULT_MODEL,
+                        help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--suffix", default=".png",
+                        help="folder mode: suffix of the written files (default .png; 16-bit colour "
+                        "results are written as .tif)")
+    parser.set_defaults(run=run)
+
+
+def _prepare(args: argparse.Namespace):
+    import torch
+
+    from medfuse.models import load_model
+    from medfuse.rules import get_rule
+
+    try:
+        rule = get_rule(args.rule)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    try:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"--device {args.device}: CUDA is not available on this machine")
+        model = load_model(args.weights, device)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise UserError(f"--weights/--device: {error}") from None
+    return model, rule
+
+
+def _fuse_files(path_a: Path, path_b: Path, model, rule) -> np.ndarray:
+    from medfuse.fusion import fuse
+
+    image_a, image_b = load_image(path_a), load_image(path_b)
+    if image_a.shape[:2] != image_b.shape[:2]:
+        raise ImageFileError(
+            f"{path_a.name} and {path_b.name} differ in size: {image_a.shape[1]}x{image_a.shape[0]} "
+            f"and {image_b.shape[1]}x{image_b.shape[0]} (the images must be registered to one grid)"
+        )
+    return fuse(image_a, image_b, rule=rule, model=model)
+
+
+def _same_path(first: Path, second: Path) -> bool:
+    return first.resolve() == second.resolve()
+
+
+def run(args: argparse.Namespace) -> None:
+    path_a, path_b, out = Path(args.a), Path(args.b), Path(args.out)
+    for path in (path_a, path_b):
+        if not path.exists():
+            raise UserError(f"{path}: no such file or folder")
+    if path_a.is_dir() != path_b.is_dir():
+        raise UserError("A and B must both be files or both be folders")
+    if path_a.is_dir():
+        run_folders(path_a, path_b, out, args)
+        return
+    if _same_path(out, path_a) or _same_path(out, path_b):
+        raise UserError(f"output {out} is one of the inputs; choose another path")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"{out}: unknown output format; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if not out.parent.is_dir():
+        raise UserError(f"{out}: folder {out.parent} does not exist")
+    model, rule = _prepare(args)
+    try:
+        save_image(out, _fuse_files(path_a, path_b, model, rule))
+    except ImageFileError as error:
+        raise UserError(str(error)) from None
+    print(f"fused image written to {out}")
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in files:
+                raise UserError(f"{folder}: two images named {path.stem} ({files[path.stem].name}, {path.name})")
+            files[path.stem] = path
+    return files
+
+
+def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namespace) -> None:
+    if _same_path(out, folder_a) or _same_path(out, folder_b):
+        raise UserError(f"output folder {out} is one of the input folders; choose another")
+    suffix = args.suffix if args.suffix.startswith(".") else f".{args.suffix}"
+    if suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"--suffix {args.suffix}: use one of {', '.join(IMAGE_SUFFIXES)}")
+    files_a, files_b = _by_stem(folder_a), _by_stem(folder_b)
+    names = sorted(files_a.keys() & files_b.keys())
+    for name in sorted(files_a.keys() ^ files_b.keys()):
+        alone = files_a.get(name) or files_b.get(name)
+        print(f"medfuse fuse: warning: {alone} has no partner of the same name; skipped", file=sys.stderr)
+    if not names:
+        raise UserError(f"no images with the same name in {folder_a} and {folder_b}")
+    model, rule = _prepare(args)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for name in tqdm(names, desc="fusing", unit="pair"):
+        try:
+            fused = _fuse_files(files_a[name], files_b[name], model, rule)
+        except ImageFileError as error:
+            failures.append(str(error))
+            continue
+        target = out / f"{name}{suffix}"
+        try:
+            check_writable(target, fused)
+        except ImageFileError:
+            target = target.with_suffix(".tif")
+        save_image(target, fused)
+    print(f"fused {len(names) - len(failures)} of {len(names)} pairs into {out}")
+    if failures:
+        raise UserError(f"{len(failures)} pair(s) failed: " + "; ".join(failures))

@@ -1,0 +1,128 @@
+"""Fusion rules: pure functions of two feature tensors (N, C, H, W) -> one, and their registry.
+
+A rule has no parameters, so a new rule needs no retraining. Rules are created by name:
+``get_rule("sfnn")``; ``list_rules()`` names them all; ``register_rule`` adds one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+FusionRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+RULES: dict[str, FusionRule] = {}
+
+
+def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
+    """Decorator: make a rule available by ``name``."""
+
+    def add(rule: FusionRule) -> FusionRule:
+        if name in RULES:
+            raise ValueError(f"a fusion rule named {name!r} exists already")
+        RULES[name] = rule
+        return rule
+
+    return add
+
+
+def list_rules() -> list[str]:
+    """Names of every registered fusion rule."""
+    return sorted(RULES)
+
+
+def get_rule(name: str) -> FusionRule:
+    """The fusion rule registered as ``name``."""
+    if name not in RULES:
+        raise ValueError(f"unknown fusion rule {name!r}; choose one of: {', '.join(list_rules())}")
+    return RULES[name]
+
+
+def _check_pair(features_a: torch.Tensor, features_b: torch.Tensor) -> None:
+    if features_a.ndim != 4 or features_a.shape != features_b.shape:
+        raise ValueError(
+            f"rules take two feature tensors of one shape (N, C, H, W); got {tuple(features_a.shape)} "
+            f"and {tuple(features_b.shape)}"
+        )
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a / (a + b)`` for non-negative ``a``, ``b``, with 0/0 taken as 1/2."""
+    total = a + b
+    return torch.where(total > 0, a / torch.where(total > 0, total, 1), torch.full_like(a, 0.5))
+
+
+def nuclear_norms(features: torch.Tensor) -> torch.Tensor:
+    """``n_k = ||softmax(f)_k||_*`` for every channel: (N, C, H, W) -> (N, C).
+
+    The softmax runs over the channel dimension at every pixel; the nuclear norm (sum of
+    singular values) of every H x W channel comes from one batched SVD.
+    """
+    softmax = torch.softmax(features, dim=1)
+    return torch.linalg.svdvals(softmax).sum(dim=-1)
+
+
+def sfnn_weights(features_a: torch.Tensor, features_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One weight per image, as the released DRAN code: ``m = max_k n_k``,
+    ``w_A = m_A^2 / (m_A^2 + m_B^2)``, ``w_B = 1 - w_A``; each of shape (N, 1, 1, 1)."""
+    m_a = nuclear_norms(features_a).amax(dim=1)
+    m_b = nuclear_norms(features_b).amax(dim=1)
+    w_a = _ratio(m_a**2, m_b**2).view(-1, 1, 1, 1)
+    return w_a, 1 - w_a
+
+
+@register_rule("sfnn")
+def sfnn(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Softmax + nuclear norm (Zhou, Xu and Zhang, arXiv 2212.04661), the released behaviour:
+    ``f = w_A f_A + w_B f_B`` with the per-image weights of :func:`sfnn_weights`."""
+    _check_pair(features_a, features_b)
+    w_a, w_b = sfnn_weights(features_a, features_b)
+    return w_a * features_a + w_b * features_b
+
+
+@register_rule("sfnn-channel")
+def sfnn_channel(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Softmax + nuclear norm with one weight per channel, the paper's formula:
+    ``w_{A,k} = n_k(f_A)^2 / (n_k(f_A)^2 + n_k(f_B)^2)``, ``w_{B,k} = 1 - w_{A,k}``."""
+    _check_pair(features_a, features_b)
+    w_a = _ratio(nuclear_norms(features_a) ** 2, nuclear_norms(features_b) ** 2)[..., None, None]
+    return w_a * features_a + (1 - w_a) * features_b
+
+
+@register_rule("average")
+def average(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """``(f_A + f_B) / 2``."""
+    _check_pair(features_a, features_b)
+    return (features_a + features_b) / 2
+
+
+@register_rule("addition")
+def addition(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """``f_A + f_B``."""
+    _check_pair(features_a, features_b)
+    return features_a + features_b
+
+
+@register_rule("max")
+def maximum(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Element-wise ``max(f_A, f_B)``."""
+    _check_pair(features_a, features_b)
+    return torch.maximum(features_a, features_b)
+
+
+@register_rule("fer")
+def feature_energy_ratio(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Feature energy ratio, element-wise: ``k_A = f_A^2 / (f_A^2 + f_B^2)`` (0/0 -> 1/2),
+    ``f = k_A f_A + (1 - k_A) f_B``."""
+    _check_pair(features_a, features_b)
+    k_a = _ratio(features_a**2, features_b**2)
+    return k_a * features_a + (1 - k_a) * features_b
+
+
+@register_rule("l1")
+def l1_norm(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """L1-norm weighting per image: ``w_A = |f_A|_1 / (|f_A|_1 + |f_B|_1)`` over the whole
+    (C, H, W) tensor (0/0 -> 1/2), ``f = w_A f_A + (1 - w_A) f_B``."""
+    _check_pair(features_a, features_b)
+    w_a = _ratio(features_a.abs().sum(dim=(1, 2, 3)), features_b.abs().sum(dim=(1, 2, 3))).view(-1, 1, 1, 1)
+    return w_a * features_a + (1 - w_a) * features_b

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.data import shepp_logan_phantom
+from skimage.transform import resize
+
+import medfuse
+from medfuse.models import save_weights
+
+SAMPLES = Path(medfuse.__file__).parent / "samples"
+torch.set_num_threads(1)  # small tensors: one thread is fastest and the results are the same on every machine
+
+
+@pytest.fixture(scope="session")
+def phantom() -> np.ndarray:
+    """A 64 x 64 Shepp-Logan phantom, uint8."""
+    return np.round(resize(shepp_logan_phantom(), (64, 64), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> torch.nn.Module:
+    """An untrained, seeded DRAN of width 8: fast, deterministic."""
+    torch.manual_seed(0)
+    return medfuse.create_model("dran", width=8).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_model, tmp_path_factory) -> Path:
+    return save_weights(tiny_model, tmp_path_factory.mktemp("weights") / "tiny.safetensors", "dran", {"width": 8})
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    return SAMPLES

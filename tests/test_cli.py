@@ -1,0 +1,102 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from medfuse.cli import main
+from medfuse.io import load_image, save_image
+
+
+@pytest.fixture
+def pair(samples):
+    return samples / "PET-MRI" / "MRI" / "25015.png", samples / "PET-MRI" / "PET" / "25015.png"
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_fuse_bundled_pair(tmp_path, capsys, pair, tiny_weights):
+    out = tmp_path / "fused.png"
+    code, stdout, _ = run_cli(capsys, "fuse", *pair, "-o", out, "--weights", tiny_weights)
+    assert code == 0 and str(out) in stdout
+    fused = load_image(out)
+    assert fused.shape == (256, 256, 3) and fused.dtype == np.uint8
+
+
+def test_fuse_with_shipped_weights(tmp_path, capsys, samples):
+    out = tmp_path / "fused.tif"
+    code, _, _ = run_cli(capsys, "fuse", samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png",
+                         "-o", out, "--rule", "sfnn")
+    assert code == 0
+    fused = load_image(out)
+    assert fused.shape == (256, 256) and fused.dtype == np.uint8
+    assert fused.std() > 10  # a real image, not a constant
+
+
+def test_sixteen_bit_in_gives_sixteen_bit_out(tmp_path, capsys, pair, tiny_weights):
+    mri = load_image(pair[0]).astype(np.uint16) * 257
+    save_image(tmp_path / "mri16.png", mri)
+    out = tmp_path / "fused16.tif"
+    code, _, _ = run_cli(capsys, "fuse", tmp_path / "mri16.png", pair[1], "-o", out, "--weights", tiny_weights)
+    assert code == 0 and load_image(out).dtype == np.uint16
+
+
+def test_folder_mode(tmp_path, capsys, samples, tiny_weights):
+    folder_a, folder_b = samples / "PET-MRI" / "MRI", tmp_path / "pet"
+    shutil.copytree(samples / "PET-MRI" / "PET", folder_b)
+    (folder_b / "99999.png").write_bytes((folder_b / "25015.png").read_bytes())
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(capsys, "fuse", folder_a, folder_b, "-o", out, "--weights", tiny_weights)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["25015.png", "25022.png"]
+    assert "99999.png has no partner" in stderr and "fused 2 of 2 pairs" in stdout
+
+
+def bad_cases(tmp_path, pair):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
+    small = tmp_path / "small.png"
+    save_image(small, np.zeros((100, 120), np.uint8))
+    return {
+        "missing file": ([tmp_path / "missing.png", pair[1]], "no such file"),
+        "unreadable file": ([tmp_path / "broken.png", pair[1]], "not a readable image"),
+        "different sizes": ([small, pair[1]], "differ in size"),
+        "unknown rule": ([*pair, "--rule", "median"], "unknown fusion rule 'median'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "unreadable file", "different sizes", "unknown rule"])
+def test_bad_input_one_line_nonzero_no_output(tmp_path, capsys, pair, tiny_weights, case):
+    arguments, message = bad_cases(tmp_path, pair)[case]
+    out = tmp_path / "fused.png"
+    code, _, stderr = run_cli(capsys, "fuse", *arguments, "-o", out, "--weights", tiny_weights)
+    assert code != 0
+    assert message in stderr and stderr.count("\n") == 1
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_output_equal_to_input_is_refused(tmp_path, capsys, pair, tiny_weights):
+    mri = tmp_path / "mri.png"
+    shutil.copy(pair[0], mri)
+    before = mri.read_bytes()
+    code, _, stderr = run_cli(capsys, "fuse", mri, pair[1], "-o", mri, "--weights", tiny_weights)
+    assert code != 0 and "is one of the inputs" in stderr and stderr.count("\n") == 1
+    assert mri.read_bytes() == before
+
+
+def test_bad_weights_and_format(tmp_path, capsys, pair):
+    code, _, stderr = run_cli(capsys, "fuse", *pair, "-o", tmp_path / "f.png", "--weights", tmp_path / "none")
+    assert code != 0 and "no model" in stderr
+    code, _, stderr = run_cli(capsys, "fuse", *pair, "-o", tmp_path / "f.gif")
+    assert code != 0 and "unknown output format" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_rules(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fuse", "--help"])
+    assert exit_info.value.code == 0
+    assert "sfnn-channel" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+import medfuse
+from medfuse.colour import rgb_to_ycbcr
+from medfuse.fusion import fused_dtype
+
+
+def colour_image(grey: np.ndarray) -> np.ndarray:
+    """A pseudo-colour (PET-like) RGB image from a grey one."""
+    g = grey.astype(np.float64) / 255
+    rgb = np.stack([g, g**2, 0.5 * (1 - g) * g], axis=-1)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def test_grey_pair_gives_grey_uint8(phantom, tiny_model):
+    other = np.ascontiguousarray(phantom.T)
+    fused = medfuse.fuse(phantom, other, model=tiny_model)
+    assert fused.shape == phantom.shape and fused.dtype == np.uint8
+
+
+def test_fuse_is_decoder_of_rule_of_encoders(phantom, tiny_model):
+    other = np.ascontiguousarray(phantom[::-1])
+    a = torch.from_numpy(phantom / 255.0).float()[None, None]
+    b = torch.from_numpy(other / 255.0).float()[None, None]
+    expected = tiny_model.decode((tiny_model.encode(a) + tiny_model.encode(b)) / 2)[0, 0]
+    expected = np.round(np.clip(expected.numpy(), 0, 1) * 255)
+    fused = medfuse.fuse(phantom, other, rule="average", model=tiny_model)
+    assert np.abs(fused.astype(float) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("rule", medfuse.list_rules())
+def test_every_rule_runs_on_odd_sizes(rule, tiny_model):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (23, 37), dtype=np.uint8)
+    b = rng.integers(0, 256, (23, 37), dtype=np.uint8)
+    assert medfuse.fuse(a, b, rule=rule, model=tiny_model).shape == (23, 37)
+
+
+def test_colour_output_keeps_functional_chroma(phantom, tiny_model):
+    pet = colour_image(np.ascontiguousarray(phantom.T))
+    fused = medfuse.fuse(phantom, pet, model=tiny_model)
+    assert fused.shape == pet.shape and fused.dtype == np.uint8
+    unclipped = np.all((fused > 0) & (fused < 255), axis=-1)
+    assert unclipped.mean() > 0.3
+    chroma_fused = rgb_to_ycbcr(fused / 255.0)[..., 1:][unclipped]
+    chroma_pet = rgb_to_ycbcr(pet / 255.0)[..., 1:][unclipped]
+    assert np.abs(chroma_fused - chroma_pet).max() <= 1 / 255
+
+
+def test_grey_stored_as_rgb_is_grey(phantom, tiny_model):
+    other = np.ascontiguousarray(phantom.T)
+    as_rgb = np.stack([other] * 3, axis=-1)
+    grey_result = medfuse.fuse(phantom, other, model=tiny_model)
+    rgb_result = medfuse.fuse(phantom, as_rgb, model=tiny_model)
+    assert rgb_result.shape == as_rgb.shape
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb_result[..., channel], grey_result)
+
+
+def test_dtypes_round_trip(phantom, tiny_model):
+    sixteen = phantom.astype(np.uint16) * 257
+    result16 = medfuse.fuse(sixteen, sixteen, model=tiny_model)
+    assert result16.dtype == np.uint16
+    result8 = medfuse.fuse(phantom, phantom, model=tiny_model)
+    assert np.abs(result16 / 65535.0 - result8 / 255.0).max() < 1.5 / 255
+    result_float = medfuse.fuse(phantom / 255.0, phantom, model=tiny_model)
+    assert result_float.dtype == np.float64 and 0 <= result_float.min() <= result_float.max() <= 1
+
+
+def test_fused_dtype():
+    assert fused_dtype(np.uint8, np.uint16) == np.uint16
+    assert fused_dtype(np.uint8, np.float32) == np.float32
+    assert fused_dtype(np.uint8, np.uint8) == np.uint8
+
+
+def test_bad_inputs(phantom, tiny_model):
+    with pytest.raises(ValueError, match="differ in size"):
+        medfuse.fuse(phantom, phantom[:-1], model=tiny_model)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        medfuse.fuse(phantom * 2.0, phantom, model=tiny_model)
+    with pytest.raises(ValueError, match="unknown fusion rule"):
+        medfuse.fuse(phantom, phantom, rule="median", model=tiny_model)
+    with pytest.raises(ValueError, match="grey"):
+        medfuse.fuse(phantom[..., None].repeat(4, -1), phantom, model=tiny_model)
+    with pytest.raises(ValueError, match="NaN"):
+        medfuse.fuse(np.full((8, 8), np.nan), np.zeros((8, 8)), model=tiny_model)

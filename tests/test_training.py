@@ -1,0 +1,102 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medfuse.cli import main
+from medfuse.io import save_image
+from medfuse.models import load_model
+from medfuse.training import TrainConfig, train
+from medfuse.training.data import split_by_name
+from medfuse.training.losses import PerceptualLoss, ReconstructionLoss, sobel_gradients, vgg16_bn_blocks
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Six registered 'pairs' of small synthetic images: grey discs and colour squares."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    (root / "A").mkdir()
+    (root / "B").mkdir()
+    yy, xx = np.mgrid[:40, :40]
+    for index in range(6):
+        disc = ((yy - rng.integers(10, 30)) ** 2 + (xx - 20) ** 2 < rng.integers(30, 150)) * 200
+        save_image(root / "A" / f"{index}.png", disc.astype(np.uint8))
+        colour = np.zeros((40, 40, 3), np.uint8)
+        colour[5:25, 10:30] = rng.integers(0, 256, 3)
+        save_image(root / "B" / f"{index}.png", colour)
+    return root
+
+
+def config(folder, out, **changes) -> TrainConfig:
+    settings = dict(data=[str(folder)], out=str(out), steps=4, batch_size=2, crop=16, lr=1e-3,
+                    val_every=2, width=8, val_fraction=0.34, seed=0)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def test_training_writes_everything_and_resume_is_exact(image_folder, tmp_path):
+    last = train(config(image_folder, tmp_path / "straight"), progress=False)
+    assert last["step"] == 4
+    for name in ("checkpoint.pt", "weights.safetensors", "log.json", "loss.png"):
+        assert (tmp_path / "straight" / name).is_file()
+    log = json.loads((tmp_path / "straight" / "log.json").read_text())
+    assert [r["step"] for r in log["log"]] == [2, 4]
+    assert log["train_images"] + log["val_images"] == 12
+
+    train(config(image_folder, tmp_path / "split", steps=2), progress=False)
+    train(config(image_folder, tmp_path / "split", steps=4, resume=True), progress=False)
+    straight = load_file(str(tmp_path / "straight" / "weights.safetensors"))
+    resumed = load_file(str(tmp_path / "split" / "weights.safetensors"))
+    for key in straight:
+        torch.testing.assert_close(straight[key], resumed[key])
+    assert load_model(tmp_path / "split" / "weights.safetensors").width == 8
+
+
+def test_loss_decreases(image_folder, tmp_path):
+    log = train(config(image_folder, tmp_path, steps=40, val_every=20, lr=3e-3), progress=False)
+    history = json.loads((tmp_path / "log.json").read_text())["log"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"] and log["val_psnr"] > 0
+
+
+def test_split_keeps_pairs_together(image_folder):
+    paths = sorted(image_folder.rglob("*.png"))
+    train_paths, val_paths = split_by_name(paths, 0.34, seed=0)
+    assert {p.stem for p in train_paths}.isdisjoint({p.stem for p in val_paths})
+    assert len(val_paths) == 4  # two names, both modalities
+
+
+def test_gradient_loss_sees_edges():
+    flat = torch.zeros(1, 1, 8, 8)
+    step = flat.clone()
+    step[..., 4:] = 1.0
+    assert sobel_gradients(flat).abs().sum() == 0
+    gradients = sobel_gradients(step)
+    assert gradients[0, 0, 3:5, 3:5].min() > 0 and gradients[0, 1, 1:-1, 1:-1].abs().sum() == 0
+    loss = ReconstructionLoss(lambda_grad=0.5)
+    assert loss(step, step) == 0 and loss(flat, step) > torch.mean(step**2)
+
+
+def test_perceptual_loss_with_torchvision_style_weights(tmp_path):
+    torch.manual_seed(0)
+    state = {f"features.{key}": value for key, value in vgg16_bn_blocks().state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(1)  # a full state dict carries more; it is ignored
+    torch.save(state, tmp_path / "vgg16_bn.pth")
+    perceptual = PerceptualLoss(tmp_path / "vgg16_bn.pth")
+    image = torch.rand(1, 1, 16, 16)
+    assert perceptual(image, image) == 0 and perceptual(image, 1 - image) > 0
+    with pytest.raises(FileNotFoundError, match="VGG16-BN"):
+        PerceptualLoss(tmp_path / "missing.pth")
+
+
+def test_cli_perceptual_without_weights_is_a_clear_error(image_folder, tmp_path, capsys):
+    code = main(["train", str(image_folder), "-o", str(tmp_path / "run"), "--lambda-perc", "0.2"])
+    assert code == 2 and "--vgg-weights" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_resume_without_checkpoint(image_folder, tmp_path, capsys):
+    code = main(["train", str(image_folder), "-o", str(tmp_path), "--resume", "--steps", "2"])
+    assert code == 2 and "no checkpoint" in capsys.readouterr().err
