@@ -99,6 +99,9 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
         raise ImageFileError(f"{path}: folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
     try:
         if suffix in TIFF_SUFFIXES:
             tifffile.imwrite(temporary, image, photometric="rgb" if image.ndim == 3 else "minisblack")
