@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError
+from medfuse.fusion import fuse
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, load_image, save_image
-from medfuse.models import DEFAULT_MODEL
-from medfuse.rules import list_rules
+from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.rules import FusionRule, get_rule, list_rules
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -40,12 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _prepare(args: argparse.Namespace):
-    import torch
-
-    from medfuse.models import load_model
-    from medfuse.rules import get_rule
-
+def _prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, FusionRule]:
     try:
         rule = get_rule(args.rule)
     except ValueError as error:
@@ -60,9 +57,7 @@ def _prepare(args: argparse.Namespace):
     return model, rule
 
 
-def _fuse_files(path_a: Path, path_b: Path, model, rule) -> np.ndarray:
-    from medfuse.fusion import fuse
-
+def _fuse_files(path_a: Path, path_b: Path, model: torch.nn.Module, rule: FusionRule) -> np.ndarray:
     image_a, image_b = load_image(path_a), load_image(path_b)
     if image_a.shape[:2] != image_b.shape[:2]:
         raise ImageFileError(
