@@ -9,7 +9,7 @@ import sys
 
 from medfuse.cli.common import UserError
 
-SUBCOMMANDS = ("fuse", "train")
+SUBCOMMANDS = ("fuse", "train", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

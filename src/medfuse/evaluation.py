@@ -1,0 +1,116 @@
+"""Score fused images against their sources: one triple, or folders matched by file name.
+
+The API behind ``medfuse evaluate``; the command line only parses and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as text_io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from medfuse.io import IMAGE_SUFFIXES, ImageFileError, load_image
+from medfuse.metrics import METRICS, score
+
+
+@dataclass
+class Evaluation:
+    """Scores per image (name -> metric -> value) and the problems met, by file name."""
+
+    metrics: list[str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Mean and population standard deviation of every metric over the scored images."""
+        result = {}
+        for name in self.metrics:
+            values = np.array([row[name] for row in self.scores.values()], dtype=float)
+            result[name] = {"mean": float(values.mean()) if values.size else float("nan"),
+                            "std": float(values.std()) if values.size else float("nan")}
+        return result
+
+
+def check_metric_names(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if not names:
+        raise ValueError("no metrics chosen")
+    return names
+
+
+def score_triple(fused: np.ndarray, a: np.ndarray, b: np.ndarray, metrics: Iterable[str]) -> dict[str, float]:
+    """Every metric in ``metrics`` of one fused image against its sources."""
+    return {name: score(name, fused, a, b) for name in check_metric_names(metrics)}
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def match_folders(fused: Path, a: Path, b: Path) -> tuple[list[tuple[str, Path, Path, Path]], list[str]]:
+    """Triples of files sharing a name (ignoring the suffix) and a note for every image
+    that lacks a partner."""
+    files_f, files_a, files_b = (_images_by_stem(Path(folder)) for folder in (fused, a, b))
+    triples, problems = [], []
+    for name, path in files_f.items():
+        missing = [str(folder) for folder, files in ((a, files_a), (b, files_b)) if name not in files]
+        if missing:
+            problems.append(f"{path.name}: no source of the same name in {' and '.join(missing)}")
+        else:
+            triples.append((name, path, files_a[name], files_b[name]))
+    return triples, problems
+
+
+def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Iterable[str],
+                   progress: Iterable | None = None) -> Evaluation:
+    """Score each (name, fused, a, b) file triple; unreadable or mismatched images are
+    recorded as problems by name and skipped."""
+    evaluation = Evaluation(check_metric_names(metrics))
+    for name, path_f, path_a, path_b in (progress if progress is not None else triples):
+        try:
+            images = [load_image(p) for p in (path_f, path_a, path_b)]
+        except ImageFileError as error:
+            evaluation.problems.append(str(error))
+            continue
+        sizes = [image.shape[:2] for image in images]
+        if len(set(sizes)) > 1:
+            evaluation.problems.append(
+                f"{name}: sizes differ (fused {sizes[0]}, a {sizes[1]}, b {sizes[2]})")
+            continue
+        evaluation.scores[name] = score_triple(*images, evaluation.metrics)
+    return evaluation
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:
+    """One row per image, then ``mean`` and ``std`` rows."""
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["image", *evaluation.metrics])
+    for name, row in evaluation.scores.items():
+        writer.writerow([name, *(repr(row[m]) for m in evaluation.metrics)])
+    summary = evaluation.summary()
+    for statistic in ("mean", "std"):
+        writer.writerow([statistic, *(repr(summary[m][statistic]) for m in evaluation.metrics)])
+    _write_atomically(Path(path), buffer.getvalue())
+
+
+def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
+    """``{"metrics", "images", "summary", "problems"}``."""
+    payload = {"metrics": evaluation.metrics, "images": evaluation.scores,
+               "summary": evaluation.summary(), "problems": evaluation.problems}
+    _write_atomically(Path(path), json.dumps(payload, indent=1, allow_nan=True))

@@ -1,0 +1,54 @@
+"""Fusion metrics: one pure function per metric, on numpy arrays, each returning a float.
+
+``medfuse.metrics.NAME(fused)`` for en, sd, sf, ag; ``medfuse.metrics.NAME(fused, a, b,
+**options)`` for the others. Inputs: uint8, or floats on the 8-bit scale (uint16 is
+scaled to it); colour images are scored on their Y channel (BT.601). Conventions follow
+``docs/metrics.md``; each docstring gives the formula and the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from medfuse.metrics.gradient import nabf, qabf
+from medfuse.metrics.information import en, fmi, mi
+from medfuse.metrics.statistics import ag, cc, scd, sd, sf
+from medfuse.metrics.structural import fsim, psnr, ssim
+from medfuse.metrics.visual import qcb, qcv, vif
+
+
+class Metric(NamedTuple):
+    function: Callable[..., float]
+    needs_sources: bool
+    higher_is_better: bool
+
+
+METRICS: dict[str, Metric] = {
+    "en": Metric(en, False, True),
+    "sd": Metric(sd, False, True),
+    "sf": Metric(sf, False, True),
+    "ag": Metric(ag, False, True),
+    "mi": Metric(mi, True, True),
+    "fmi": Metric(fmi, True, True),
+    "qabf": Metric(qabf, True, True),
+    "nabf": Metric(nabf, True, False),
+    "vif": Metric(vif, True, True),
+    "scd": Metric(scd, True, True),
+    "cc": Metric(cc, True, True),
+    "ssim": Metric(ssim, True, True),
+    "psnr": Metric(psnr, True, True),
+    "fsim": Metric(fsim, True, True),
+    "qcb": Metric(qcb, True, True),
+    "qcv": Metric(qcv, True, False),
+}
+
+
+def score(name: str, fused, a, b) -> float:
+    """Metric ``name`` of a fused image against its sources (sources ignored where not needed)."""
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    metric = METRICS[name]
+    return metric.function(fused, a, b) if metric.needs_sources else metric.function(fused)
+
+
+__all__ = ["METRICS", "Metric", "score", *METRICS]

@@ -1,0 +1,50 @@
+"""Input checks and the one input convention of every metric.
+
+Metrics work on grey float64 images on the 8-bit scale: uint8 as is, uint16 scaled by
+255/65535, floats taken to be on the 8-bit scale already (``round(255 * x)`` for images
+in [0, 1], as ``../shared/docs/metrics.md`` fixes). Colour (H, W, 3) images are reduced
+to their Y channel (ITU-R BT.601, full range); grey stored as RGB is taken as grey.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medfuse.colour import luminance
+
+
+def grey_8bit(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """One image -> (H, W) float64 on the 8-bit scale; ValueError on bad input."""
+    image = np.asarray(image)
+    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.number)):
+        raise ValueError(f"{name}: expected a numeric image, got {image.dtype}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+        raise ValueError(f"{name}: expected a 2-D grey or (H, W, 3) RGB image, got shape {image.shape}")
+    if min(image.shape[:2]) < 2:
+        raise ValueError(f"{name}: image must be at least 2 x 2 pixels, got {image.shape[:2]}")
+    values = image.astype(np.float64)
+    if image.dtype == np.uint16:
+        values *= 255.0 / 65535.0
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name}: image has NaN or infinite values")
+    if values.ndim == 3:
+        channels_equal = np.array_equal(values[..., 0], values[..., 1]) and np.array_equal(
+            values[..., 0], values[..., 2])
+        values = values[..., 0] if channels_equal else luminance(values)
+    return values
+
+
+def grey_triple(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fused image and its two sources, each through :func:`grey_8bit`, of one size."""
+    f, a, b = grey_8bit(fused, "fused"), grey_8bit(a, "a"), grey_8bit(b, "b")
+    if not f.shape == a.shape == b.shape:
+        raise ValueError(f"images differ in size: fused {f.shape}, a {a.shape}, b {b.shape}")
+    return f, a, b
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of two arrays; 0 where either is constant (undefined)."""
+    x = x - x.mean()
+    y = y - y.mean()
+    denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
+    return float(np.sum(x * y) / denominator) if denominator > 0 else 0.0
