@@ -1,0 +1,92 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from medfuse import metrics
+from medfuse.cli import main
+from medfuse.evaluation import evaluate_files, match_folders
+from medfuse.io import load_image, save_image
+
+
+@pytest.fixture
+def folders(tmp_path, samples):
+    """Fused / MRI / PET folders: two good triples, one fused image without sources, one
+    unreadable fused image and one of the wrong size."""
+    fused, mri, pet = (tmp_path / name for name in ("fused", "mri", "pet"))
+    shutil.copytree(samples / "PET-MRI" / "MRI", mri)
+    shutil.copytree(samples / "PET-MRI" / "PET", pet)
+    fused.mkdir()
+    for name in ("25015", "25022"):
+        average = (load_image(mri / f"{name}.png")[..., None] * 0.5 + load_image(pet / f"{name}.png") * 0.5)
+        save_image(fused / f"{name}.png", np.round(average).astype(np.uint8))
+    save_image(fused / "lonely.png", np.zeros((256, 256), np.uint8))
+    (fused / "broken.png").write_bytes(b"no image")
+    for folder in (mri, pet):
+        shutil.copy(folder / "25015.png", folder / "broken.png")
+        save_image(folder / "small.png", np.zeros((10, 10), np.uint8))
+    save_image(fused / "small.png", np.zeros((12, 12), np.uint8))
+    return fused, mri, pet
+
+
+def test_folders_scores_and_problems_by_name(folders):
+    triples, problems = match_folders(*folders)
+    assert [t[0] for t in triples] == ["25015", "25022", "broken", "small"]
+    assert any("lonely.png" in p for p in problems)
+    evaluation = evaluate_files(triples, ["ssim", "en"])
+    assert sorted(evaluation.scores) == ["25015", "25022"]
+    assert any("broken.png" in p for p in evaluation.problems)
+    assert any(p.startswith("small: sizes differ") for p in evaluation.problems)
+    fused = load_image(folders[0] / "25015.png")
+    expected = metrics.ssim(fused, load_image(folders[1] / "25015.png"), load_image(folders[2] / "25015.png"))
+    assert evaluation.scores["25015"]["ssim"] == expected
+    summary = evaluation.summary()["ssim"]
+    values = [evaluation.scores[n]["ssim"] for n in ("25015", "25022")]
+    assert summary["mean"] == pytest.approx(np.mean(values)) and summary["std"] == pytest.approx(np.std(values))
+
+
+def test_cli_folders_write_csv_and_json(folders, tmp_path, capsys):
+    out_csv, out_json = tmp_path / "scores.csv", tmp_path / "scores.json"
+    code = main(["evaluate", *map(str, folders), "--metrics", "ssim,psnr,en",
+                 "--csv", str(out_csv), "--json", str(out_json)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "lonely.png" in captured.err and "broken.png" in captured.err and "small" in captured.err
+    assert "ssim" in captured.out and "(2 images)" in captured.out
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0] == ["image", "ssim", "psnr", "en"]
+    assert [r[0] for r in rows[1:]] == ["25015", "25022", "mean", "std"]
+    payload = json.loads(out_json.read_text())
+    assert payload["summary"]["psnr"]["mean"] == pytest.approx(np.mean([float(r[2]) for r in rows[1:3]]))
+    assert len(payload["problems"]) == 3
+
+
+def test_cli_single_triple(samples, capsys):
+    mri, ct = samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png"
+    code = main(["evaluate", str(ct), str(mri), str(ct), "--metrics", "ssim,fmi"])
+    out = capsys.readouterr().out
+    assert code == 0 and "(1 image)" in out and "fmi" in out
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--metrics", "ssim,nope"], "unknown metric(s) nope"),
+    (["--csv", "/no/such/folder/x.csv"], "does not exist"),
+])
+def test_cli_bad_options(samples, capsys, arguments, message):
+    image = str(samples / "CT-MRI/MRI/41010.png")
+    code = main(["evaluate", image, image, image, *arguments])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_missing_and_mixed_inputs(samples, tmp_path, capsys):
+    image = str(samples / "CT-MRI/MRI/41010.png")
+    assert main(["evaluate", str(tmp_path / "none.png"), image, image]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), image, image]) == 2
+    assert "three files or three folders" in capsys.readouterr().err
+    small = tmp_path / "small.png"
+    save_image(small, np.zeros((5, 5), np.uint8))
+    assert main(["evaluate", str(small), image, image]) == 2
+    assert "sizes differ" in capsys.readouterr().err
