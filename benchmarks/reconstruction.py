@@ -11,7 +11,6 @@ set and modality, and the mean over all images.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -22,13 +21,9 @@ from tqdm import tqdm
 from medfuse.images import grey_unit
 from medfuse.io import load_image
 from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.training.loop import psnr
 
 SETS = ("CT-MRI", "PET-MRI", "SPECT-MRI")
-
-
-def psnr(output: np.ndarray, target: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(output, 0, 1) - target) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def main() -> None:
@@ -44,9 +39,8 @@ def main() -> None:
     started = time.perf_counter()
     with torch.no_grad():
         for path in tqdm(paths, desc="reconstructing", unit="image"):
-            image = grey_unit(load_image(path))
-            output = model(torch.from_numpy(image).float()[None, None])[0, 0].double().numpy()
-            results.setdefault(f"{path.parts[-4]} {path.parts[-2]}", []).append(psnr(output, image))
+            image = torch.from_numpy(grey_unit(load_image(path))).float()[None, None]
+            results.setdefault(f"{path.parts[-4]} {path.parts[-2]}", []).append(psnr(model(image), image))
     elapsed = time.perf_counter() - started
     for key, values in results.items():
         print(f"{key:<18} {len(values):4d} images  PSNR {np.mean(values):6.2f} dB (min {np.min(values):.2f})")

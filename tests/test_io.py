@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medfuse.io import ImageFileError, load_image, save_image
+from medfuse.io import ImageFileError, images_by_stem, load_image, save_image
 
 
 @pytest.mark.parametrize("suffix,dtype,channels", [
@@ -50,3 +50,13 @@ def test_refusals_leave_no_file(tmp_path):
         with pytest.raises(ImageFileError, match=message):
             save_image(path, image)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_images_by_stem(tmp_path):
+    save_image(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    save_image(tmp_path / "b.tif", np.zeros((2, 2), np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert sorted(images_by_stem(tmp_path)) == ["a", "b"]
+    save_image(tmp_path / "a.bmp", np.zeros((2, 2), np.uint8))
+    with pytest.raises(ImageFileError, match="two images named a"):
+        images_by_stem(tmp_path)

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from medfuse.io import IMAGE_SUFFIXES, ImageFileError, load_image
+from medfuse.io import ImageFileError, images_by_stem, load_image
 from medfuse.metrics import METRICS, score
 
 
@@ -52,14 +52,10 @@ def score_triple(fused: np.ndarray, a: np.ndarray, b: np.ndarray, metrics: Itera
     return {name: score(name, fused, a, b) for name in check_metric_names(metrics)}
 
 
-def _images_by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-
-
 def match_folders(fused: Path, a: Path, b: Path) -> tuple[list[tuple[str, Path, Path, Path]], list[str]]:
     """Triples of files sharing a name (ignoring the suffix) and a note for every image
     that lacks a partner."""
-    files_f, files_a, files_b = (_images_by_stem(Path(folder)) for folder in (fused, a, b))
+    files_f, files_a, files_b = (images_by_stem(folder) for folder in (fused, a, b))
     triples, problems = [], []
     for name, path in files_f.items():
         missing = [str(folder) for folder, files in ((a, files_a), (b, files_b)) if name not in files]

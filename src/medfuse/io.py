@@ -72,6 +72,20 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def images_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+    """The image files of a folder by name without suffix (how pairs are matched across folders).
+
+    Two images with one stem (``x.png`` and ``x.tif``) are ambiguous: ImageFileError.
+    """
+    files: dict[str, Path] = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in files:
+                raise ImageFileError(f"{folder}: two images named {path.stem} ({files[path.stem].name}, {path.name})")
+            files[path.stem] = path
+    return files
+
+
 def check_writable(path: str | os.PathLike, image: np.ndarray) -> None:
     """Raise :class:`ImageFileError` unless ``path``'s format can hold ``image`` exactly."""
     path = Path(path)

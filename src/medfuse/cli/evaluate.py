@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from medfuse.cli.common import UserError
 from medfuse.evaluation import Evaluation, check_metric_names, evaluate_files, match_folders, write_csv, write_json
+from medfuse.io import ImageFileError
 from medfuse.metrics import METRICS
 
 DEFAULT_METRICS = "en,sd,sf,ag,mi,fmi,qabf,nabf,vif,scd,cc,ssim,psnr,fsim,qcb,qcv"
@@ -57,7 +58,10 @@ def run(args: argparse.Namespace) -> None:
         if output and not Path(output).parent.is_dir():
             raise UserError(f"{output}: folder {Path(output).parent} does not exist")
     if all(p.is_dir() for p in paths):
-        triples, problems = match_folders(*paths)
+        try:
+            triples, problems = match_folders(*paths)
+        except ImageFileError as error:
+            raise UserError(str(error)) from None
         if not triples:
             raise UserError(f"no fused image in {paths[0]} has sources of the same name in {paths[1]} and {paths[2]}")
         evaluation = evaluate_files(triples, metrics, tqdm(triples, desc="evaluating", unit="image"))

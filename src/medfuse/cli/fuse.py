@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from medfuse.cli.common import UserError
 from medfuse.fusion import fuse
-from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, load_image, save_image
+from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
 from medfuse.rules import FusionRule, get_rule, list_rules
 
@@ -95,23 +95,16 @@ def run(args: argparse.Namespace) -> None:
     print(f"fused image written to {out}")
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in files:
-                raise UserError(f"{folder}: two images named {path.stem} ({files[path.stem].name}, {path.name})")
-            files[path.stem] = path
-    return files
-
-
 def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namespace) -> None:
     if _same_path(out, folder_a) or _same_path(out, folder_b):
         raise UserError(f"output folder {out} is one of the input folders; choose another")
     suffix = args.suffix if args.suffix.startswith(".") else f".{args.suffix}"
     if suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"--suffix {args.suffix}: use one of {', '.join(IMAGE_SUFFIXES)}")
-    files_a, files_b = _by_stem(folder_a), _by_stem(folder_b)
+    try:
+        files_a, files_b = images_by_stem(folder_a), images_by_stem(folder_b)
+    except ImageFileError as error:
+        raise UserError(str(error)) from None
     names = sorted(files_a.keys() & files_b.keys())
     for name in sorted(files_a.keys() ^ files_b.keys()):
         alone = files_a.get(name) or files_b.get(name)

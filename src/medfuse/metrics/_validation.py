@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medfuse.colour import luminance
+from medfuse.colour import is_grey, luminance
 
 
 def grey_8bit(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -28,9 +28,7 @@ def grey_8bit(image: np.ndarray, name: str = "image") -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: image has NaN or infinite values")
     if values.ndim == 3:
-        channels_equal = np.array_equal(values[..., 0], values[..., 1]) and np.array_equal(
-            values[..., 0], values[..., 2])
-        values = values[..., 0] if channels_equal else luminance(values)
+        values = values[..., 0] if is_grey(values) else luminance(values)
     return values
 
 
