@@ -10,6 +10,7 @@ from skimage.measure import shannon_entropy
 from medfuse.metrics._validation import grey_8bit, grey_triple
 
 FMI_FEATURES = ("none", "gradient", "dct", "wavelet")
+FMI_CHUNK = 16384  # windows scored at once
 
 
 def _grey_levels(image: np.ndarray) -> np.ndarray:
@@ -156,7 +157,8 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
 
     scores = np.ones((2, len(win_f)))
     for row, (windows, same) in enumerate(((win_a, same_af), (win_b, same_bf))):
-        todo = ~same
-        if todo.any():
-            scores[row, todo] = _window_fmi(_unit_range(windows[todo]), unit_f[todo])
+        todo = np.flatnonzero(~same)
+        for start in range(0, len(todo), FMI_CHUNK):  # bounded memory: (chunk, l, l) arrays
+            chunk = todo[start: start + FMI_CHUNK]
+            scores[row, chunk] = _window_fmi(_unit_range(windows[chunk]), unit_f[chunk])
     return float(np.mean(scores.mean(axis=0)))
