@@ -66,12 +66,12 @@ def match_folders(fused: Path, a: Path, b: Path) -> tuple[list[tuple[str, Path, 
     return triples, problems
 
 
-def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Iterable[str],
-                   progress: Iterable | None = None) -> Evaluation:
-    """Score each (name, fused, a, b) file triple; unreadable or mismatched images are
-    recorded as problems by name and skipped."""
+def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Iterable[str]) -> Evaluation:
+    """Score each (name, fused, a, b) file triple (any iterable: wrap it in a progress bar
+    to show progress); unreadable or mismatched images are recorded as problems by name
+    and skipped."""
     evaluation = Evaluation(check_metric_names(metrics))
-    for name, path_f, path_a, path_b in (progress if progress is not None else triples):
+    for name, path_f, path_a, path_b in triples:
         try:
             images = [load_image(p) for p in (path_f, path_a, path_b)]
         except ImageFileError as error:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
             raise UserError(str(error)) from None
         if not triples:
             raise UserError(f"no fused image in {paths[0]} has sources of the same name in {paths[1]} and {paths[2]}")
-        evaluation = evaluate_files(triples, metrics, tqdm(triples, desc="evaluating", unit="image"))
+        evaluation = evaluate_files(tqdm(triples, desc="evaluating", unit="image"), metrics)
         evaluation.problems[:0] = problems
     elif not any(p.is_dir() for p in paths):
         evaluation = evaluate_files([(paths[0].stem, *paths)], metrics)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import numpy as np
+
 from medfuse.metrics.gradient import nabf, qabf
 from medfuse.metrics.information import en, fmi, mi
 from medfuse.metrics.statistics import ag, cc, scd, sd, sf
@@ -43,7 +45,7 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def score(name: str, fused, a, b) -> float:
+def score(name: str, fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Metric ``name`` of a fused image against its sources (sources ignored where not needed)."""
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
