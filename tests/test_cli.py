@@ -95,6 +95,15 @@ def test_bad_weights_and_format(tmp_path, capsys, pair):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tiny_image_and_folder_output_are_refused(tmp_path, capsys, tiny_weights):
+    save_image(tmp_path / "one.png", np.zeros((1, 5), np.uint8))
+    code, _, stderr = run_cli(capsys, "fuse", tmp_path / "one.png", tmp_path / "one.png", "-o",
+                              tmp_path / "f.png", "--weights", tiny_weights)
+    assert code == 2 and "at least 2 x 2" in stderr and not (tmp_path / "f.png").exists()
+    code, _, stderr = run_cli(capsys, "fuse", tmp_path / "one.png", tmp_path / "one.png", "-o", tmp_path)
+    assert code == 2 and "is a folder" in stderr
+
+
 def test_help_lists_rules(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fuse", "--help"])

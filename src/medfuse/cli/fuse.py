@@ -64,7 +64,10 @@ def _fuse_files(path_a: Path, path_b: Path, model: torch.nn.Module, rule: Fusion
             f"{path_a.name} and {path_b.name} differ in size: {image_a.shape[1]}x{image_a.shape[0]} "
             f"and {image_b.shape[1]}x{image_b.shape[0]} (the images must be registered to one grid)"
         )
-    return fuse(image_a, image_b, rule=rule, model=model)
+    try:
+        return fuse(image_a, image_b, rule=rule, model=model)
+    except ValueError as error:  # e.g. an image too small for the network
+        raise ImageFileError(f"{path_a.name} and {path_b.name}: {error}") from None
 
 
 def _same_path(first: Path, second: Path) -> bool:
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if _same_path(out, path_a) or _same_path(out, path_b):
         raise UserError(f"output {out} is one of the inputs; choose another path")
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give a file name (folders are for folder mode)")
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{out}: unknown output format; use one of {', '.join(IMAGE_SUFFIXES)}")
     if not out.parent.is_dir():
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> None:
 def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namespace) -> None:
     if _same_path(out, folder_a) or _same_path(out, folder_b):
         raise UserError(f"output folder {out} is one of the input folders; choose another")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} is a file; folder mode needs an output folder")
     suffix = args.suffix if args.suffix.startswith(".") else f".{args.suffix}"
     if suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"--suffix {args.suffix}: use one of {', '.join(IMAGE_SUFFIXES)}")
