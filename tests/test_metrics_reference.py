@@ -1,6 +1,6 @@
 """FMI and FSIM against values of the MATLAB reference codes.
 
-The values are those of ``../shared/docs/reference-values.json``: Haghighat's ``fmi.m``
+The values are those of ``docs/reference-values.json`` in the project's shared notes: Haghighat's ``fmi.m``
 (pixel features 'none', w = 3; the mean over windows of (FMI_AF + FMI_BF) / 2) and Zhang
 et al.'s ``FeatureSIM.m`` (grey; (FSIM(a, f) + FSIM(b, f)) / 2), run under GNU Octave.
 Inputs are rebuilt here exactly as the cases say, from the bundled sample pairs (the same
