@@ -90,3 +90,11 @@ def test_cli_missing_and_mixed_inputs(samples, tmp_path, capsys):
     save_image(small, np.zeros((5, 5), np.uint8))
     assert main(["evaluate", str(small), image, image]) == 2
     assert "sizes differ" in capsys.readouterr().err
+
+
+def test_cli_single_unreadable_is_one_line(samples, tmp_path, capsys):
+    (tmp_path / "bad.png").write_text("not an image")
+    image = str(samples / "CT-MRI/MRI/41010.png")
+    assert main(["evaluate", str(tmp_path / "bad.png"), image, image]) == 2
+    err = capsys.readouterr().err
+    assert "bad.png: not a readable image" in err and err.count("\n") == 1

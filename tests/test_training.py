@@ -100,3 +100,13 @@ def test_cli_perceptual_without_weights_is_a_clear_error(image_folder, tmp_path,
 def test_cli_resume_without_checkpoint(image_folder, tmp_path, capsys):
     code = main(["train", str(image_folder), "-o", str(tmp_path), "--resume", "--steps", "2"])
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_overwrite_a_run_and_bad_device(image_folder, tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run")
+    code = main(["train", str(image_folder), "-o", str(tmp_path), "--steps", "2"])
+    assert code == 2 and "holds a checkpoint already" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"an earlier run"
+    code = main(["train", str(image_folder), "-o", str(tmp_path / "new"), "--device", "bogus"])
+    assert code == 2 and "not a torch device" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

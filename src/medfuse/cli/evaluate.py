@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> None:
         evaluation = evaluate_files([(paths[0].stem, *paths)], metrics)
     else:
         raise UserError("FUSED, A and B must be three files or three folders")
+    if not evaluation.scores:
+        raise UserError("nothing could be scored: " + "; ".join(evaluation.problems))
     for problem in evaluation.problems:
         print(f"medfuse evaluate: skipped {problem}", file=sys.stderr)
-    if not evaluation.scores:
-        raise UserError("nothing could be scored" + (f": {evaluation.problems[0]}" if evaluation.problems else ""))
     print_table(evaluation)
     if args.csv:
         write_csv(evaluation, args.csv)

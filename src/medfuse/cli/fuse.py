@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse.cli.common import UserError
+from medfuse.cli.common import UserError, torch_device
 from medfuse.fusion import fuse
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
@@ -47,13 +47,11 @@ def _prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, FusionRule]:
         rule = get_rule(args.rule)
     except ValueError as error:
         raise UserError(str(error)) from None
+    device = torch_device(args.device)
     try:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: CUDA is not available on this machine")
         model = load_model(args.weights, device)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
-        raise UserError(f"--weights/--device: {error}") from None
+        raise UserError(f"--weights: {error}") from None
     return model, rule
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medfuse.cli.common import UserError
+from medfuse.cli.common import UserError, torch_device
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> None:
         lambda_perc=(0.2 if args.lambda_perc is None else args.lambda_perc) if args.vgg_weights else 0.0,
         vgg_weights=args.vgg_weights,
         val_fraction=args.val_fraction, val_every=args.val_every, width=args.width, seed=args.seed,
-        device=args.device, threads=args.threads, resume=args.resume,
+        device=str(torch_device(args.device)), threads=args.threads, resume=args.resume,
     )
     try:
         last = train(config)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise UserError(str(error)) from None
     print(f"trained {last['step']} steps: train loss {last['train_loss']:.6f}, "
           f"validation loss {last['val_loss']:.6f}, validation PSNR {last['val_psnr']:.2f} dB")

@@ -107,7 +107,6 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     """
     config.validate()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
@@ -119,10 +118,13 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     checkpoint_path = out / CHECKPOINT
     if config.resume and not checkpoint_path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    if not config.resume and checkpoint_path.is_file():
+        raise FileExistsError(f"{out} holds a checkpoint already; resume it (--resume) or choose another folder")
     train_paths, val_paths = split_by_name(find_images(config.data), config.val_fraction, config.seed)
     if not train_paths or not val_paths:
         raise ValueError("need at least two distinct file names to hold some out for validation")
     train_images, val_images = load_grey(train_paths), load_grey(val_paths)
+    out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)
     model = create_model("dran", width=config.width).to(device)
