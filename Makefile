@@ -24,7 +24,8 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Reproduce the shipped weights (about an hour on 2 CPU cores), then measure them on the test split.
+# Reproduce the shipped weights (about 20 minutes on 2 CPU cores; runs/dran-havard must not hold an
+# earlier run), then measure them on the test split.
 weights: install
 	$(BIN)/medfuse train $(HAVARD)/CT-MRI/train $(HAVARD)/PET-MRI/train $(HAVARD)/SPECT-MRI/train \
 		-o runs/dran-havard --steps 1500 --crop 96 --lr 5e-4 --val-every 250 --seed 0
