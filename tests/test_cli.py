@@ -109,3 +109,13 @@ def test_help_lists_rules(capsys):
         main(["fuse", "--help"])
     assert exit_info.value.code == 0
     assert "sfnn-channel" in capsys.readouterr().out
+
+
+def test_folder_mode_writes_sixteen_bit_colour_as_tiff(tmp_path, capsys, samples, tiny_weights):
+    mri, pet = tmp_path / "mri", samples / "PET-MRI" / "PET"
+    mri.mkdir()
+    save_image(mri / "25015.png", load_image(samples / "PET-MRI/MRI/25015.png").astype(np.uint16) * 257)
+    code, _, _ = run_cli(capsys, "fuse", mri, pet, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert code == 0
+    written = load_image(tmp_path / "out" / "25015.tif")
+    assert written.dtype == np.uint16 and written.shape == (256, 256, 3)

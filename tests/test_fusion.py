@@ -86,3 +86,17 @@ def test_bad_inputs(phantom, tiny_model):
         medfuse.fuse(phantom[..., None].repeat(4, -1), phantom, model=tiny_model)
     with pytest.raises(ValueError, match="NaN"):
         medfuse.fuse(np.full((8, 8), np.nan), np.zeros((8, 8)), model=tiny_model)
+
+
+def test_two_colour_inputs_take_the_more_saturated_chroma():
+    from medfuse.fusion import fused_chroma
+
+    grey = np.full((2, 2, 3), 128, np.uint8)
+    red, blue = grey.copy(), grey.copy()
+    red[0, 0] = (255, 0, 0)
+    blue[0, 0] = (150, 128, 128)  # barely coloured
+    blue[1, 1] = (0, 0, 255)
+    chroma = fused_chroma(red, blue)
+    np.testing.assert_allclose(chroma[0, 0], rgb_to_ycbcr(red[0, 0] / 255.0)[1:])
+    np.testing.assert_allclose(chroma[1, 1], rgb_to_ycbcr(blue[1, 1] / 255.0)[1:])
+    assert fused_chroma(grey, grey) is None

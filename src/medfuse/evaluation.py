@@ -28,12 +28,15 @@ class Evaluation:
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Mean and population standard deviation of every metric over the scored images."""
+        """Mean and population standard deviation of every metric over the scored images
+        (NaN without images; an infinite PSNR, of a fused image equal to a source, gives an
+        infinite mean and a NaN standard deviation)."""
         result = {}
         for name in self.metrics:
             values = np.array([row[name] for row in self.scores.values()], dtype=float)
-            result[name] = {"mean": float(values.mean()) if values.size else float("nan"),
-                            "std": float(values.std()) if values.size else float("nan")}
+            with np.errstate(invalid="ignore"):
+                result[name] = {"mean": float(values.mean()) if values.size else float("nan"),
+                                "std": float(values.std()) if values.size else float("nan")}
         return result
 
 
@@ -54,7 +57,7 @@ def score_triple(fused: np.ndarray, a: np.ndarray, b: np.ndarray, metrics: Itera
 
 def match_folders(fused: Path, a: Path, b: Path) -> tuple[list[tuple[str, Path, Path, Path]], list[str]]:
     """Triples of files sharing a name (ignoring the suffix) and a note for every image
-    that lacks a partner."""
+    that lacks a partner: a fused image without both sources, a source without a fused image."""
     files_f, files_a, files_b = (images_by_stem(folder) for folder in (fused, a, b))
     triples, problems = [], []
     for name, path in files_f.items():
@@ -63,13 +66,17 @@ def match_folders(fused: Path, a: Path, b: Path) -> tuple[list[tuple[str, Path, 
             problems.append(f"{path.name}: no source of the same name in {' and '.join(missing)}")
         else:
             triples.append((name, path, files_a[name], files_b[name]))
+    for files in (files_a, files_b):
+        for name, path in files.items():
+            if name not in files_f:
+                problems.append(f"{path}: no fused image of the same name in {fused}")
     return triples, problems
 
 
 def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Iterable[str]) -> Evaluation:
     """Score each (name, fused, a, b) file triple (any iterable: wrap it in a progress bar
-    to show progress); unreadable or mismatched images are recorded as problems by name
-    and skipped."""
+    to show progress); unreadable, mismatched or unscorable images (too small for a metric,
+    say) are recorded as problems by name and skipped."""
     evaluation = Evaluation(check_metric_names(metrics))
     for name, path_f, path_a, path_b in triples:
         try:
@@ -82,14 +89,22 @@ def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Ite
             evaluation.problems.append(
                 f"{name}: sizes differ (fused {sizes[0]}, a {sizes[1]}, b {sizes[2]})")
             continue
-        evaluation.scores[name] = score_triple(*images, evaluation.metrics)
+        try:
+            evaluation.scores[name] = score_triple(*images, evaluation.metrics)
+        except ValueError as error:
+            evaluation.problems.append(f"{name}: cannot be scored ({error})")
     return evaluation
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Write a temporary file beside ``path``, then rename it: never a half-written file."""
     temporary = path.with_name(f".{path.name}.part")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:
@@ -106,7 +121,12 @@ def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:
 
 
 def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
-    """``{"metrics", "images", "summary", "problems"}``."""
-    payload = {"metrics": evaluation.metrics, "images": evaluation.scores,
-               "summary": evaluation.summary(), "problems": evaluation.problems}
-    _write_atomically(Path(path), json.dumps(payload, indent=1, allow_nan=True))
+    """``{"metrics", "images", "summary", "problems"}``, standard JSON: a value that is not
+    finite (PSNR of a fused image equal to a source is infinite) is written as null."""
+    def finite(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+        return {key: {name: value if np.isfinite(value) else None for name, value in row.items()}
+                for key, row in table.items()}
+
+    payload = {"metrics": evaluation.metrics, "images": finite(evaluation.scores),
+               "summary": finite(evaluation.summary()), "problems": evaluation.problems}
+    _write_atomically(Path(path), json.dumps(payload, indent=1, allow_nan=False))

@@ -2,7 +2,7 @@
 
 Metrics work on grey float64 images on the 8-bit scale: uint8 as is, uint16 scaled by
 255/65535, floats taken to be on the 8-bit scale already (``round(255 * x)`` for images
-in [0, 1], as ``../shared/docs/metrics.md`` fixes). Colour (H, W, 3) images are reduced
+in [0, 1], as the project's metrics conventions page fixes). Colour (H, W, 3) images are reduced
 to their Y channel (ITU-R BT.601, full range); grey stored as RGB is taken as grey.
 """
 
@@ -11,20 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 from medfuse.colour import is_grey, luminance
+from medfuse.images import INTEGER_MAXIMA
 
 
 def grey_8bit(image: np.ndarray, name: str = "image") -> np.ndarray:
     """One image -> (H, W) float64 on the 8-bit scale; ValueError on bad input."""
     image = np.asarray(image)
-    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.number)):
-        raise ValueError(f"{name}: expected a numeric image, got {image.dtype}")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"{name}: expected an integer or float image, got {image.dtype}")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
         raise ValueError(f"{name}: expected a 2-D grey or (H, W, 3) RGB image, got shape {image.shape}")
     if min(image.shape[:2]) < 2:
         raise ValueError(f"{name}: image must be at least 2 x 2 pixels, got {image.shape[:2]}")
     values = image.astype(np.float64)
     if image.dtype == np.uint16:
-        values *= 255.0 / 65535.0
+        values *= INTEGER_MAXIMA[np.dtype(np.uint8)] / INTEGER_MAXIMA[image.dtype]
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: image has NaN or infinite values")
     if values.ndim == 3:

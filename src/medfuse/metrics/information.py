@@ -10,7 +10,7 @@ from skimage.measure import shannon_entropy
 from medfuse.metrics._validation import grey_8bit, grey_triple
 
 FMI_FEATURES = ("none", "gradient", "dct", "wavelet")
-FMI_CHUNK = 16384  # windows scored at once
+FMI_CHUNK_ELEMENTS = 2**20  # joint-PDF entries (windows x l x l) scored at once
 
 
 def _grey_levels(image: np.ndarray) -> np.ndarray:
@@ -55,9 +55,10 @@ def _features(image: np.ndarray, feature: str) -> np.ndarray:
         return np.gradient(image, axis=1)
     if feature == "dct":  # MATLAB's dct2: orthonormal 2-D DCT-II
         return dctn(image, type=2, norm="ortho")
-    if feature == "wavelet":  # MATLAB's dwt2(I, 'dmey') tiled as [cA cH; cV cD]
+    if feature == "wavelet":  # fmi.m: dwt2(I, 'dmey') tiled as [cA cH; cV cD], rescaled to [0, 1]
         approximation, (horizontal, vertical, diagonal) = pywt.dwt2(image, "dmey", mode="symmetric")
-        return np.block([[approximation, horizontal], [vertical, diagonal]])
+        tiled = np.block([[approximation, horizontal], [vertical, diagonal]])
+        return _unit_range(tiled.reshape(1, -1)).reshape(tiled.shape)
     raise ValueError(f"unknown FMI feature {feature!r}; choose one of {', '.join(FMI_FEATURES)}")
 
 
@@ -131,7 +132,9 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
     reference this matches).
 
     Features: ``"none"`` (raw pixels, the default), ``"gradient"`` (x derivative),
-    ``"dct"`` or ``"wavelet"`` (discrete Meyer). For every ``window`` x ``window``
+    ``"dct"`` or ``"wavelet"`` (discrete Meyer; PyWavelets' ``dmey`` has 62 taps where
+    MATLAB's has 102, so wavelet values differ from ``fmi.m``'s). ``fmi.m``'s ``"edge"``
+    (MATLAB's ``edge``) is not offered. For every ``window`` x ``window``
     position where the window fits, each window is scaled to [0, 1] and read as a PDF;
     ``FMI_XF = 2 I(X; F) / (H_X + H_F)`` with the joint PDF from Nelsen's Frechet-bound
     method, 1 for identical windows; the result is the mean over windows of
@@ -147,9 +150,9 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
         raise ValueError(f"window must be at least 2, got {window}")
     f, a, b = grey_triple(fused, a, b)
     f, a, b = (_features(image, feature) for image in (f, a, b))
-    if min(f.shape) < window:
-        raise ValueError(f"images of {f.shape} are smaller than the {window} x {window} window")
-    size = 2 * (window // 2) + 1
+    size = 2 * (window // 2) + 1  # fmi.m: an even window grows by one
+    if min(f.shape) < size:
+        raise ValueError(f"images of {f.shape} are smaller than the {size} x {size} window")
     win_a, win_b, win_f = (_windows(image, size) for image in (a, b, f))
     same_af = np.all(win_a == win_f, axis=1)
     unit_f = _unit_range(win_f)
@@ -158,7 +161,8 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
     scores = np.ones((2, len(win_f)))
     for row, (windows, same) in enumerate(((win_a, same_af), (win_b, same_bf))):
         todo = np.flatnonzero(~same)
-        for start in range(0, len(todo), FMI_CHUNK):  # bounded memory: (chunk, l, l) arrays
-            chunk = todo[start: start + FMI_CHUNK]
+        chunk_size = max(1, FMI_CHUNK_ELEMENTS // size**4)  # bounded memory: (chunk, l, l) arrays
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start: start + chunk_size]
             scores[row, chunk] = _window_fmi(_unit_range(windows[chunk]), unit_f[chunk])
     return float(np.mean(scores.mean(axis=0)))
