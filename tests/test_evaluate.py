@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import shutil
 
 import numpy as np
@@ -7,14 +8,14 @@ import pytest
 
 from medfuse import metrics
 from medfuse.cli import main
-from medfuse.evaluation import evaluate_files, match_folders
+from medfuse.evaluation import evaluate_files, match_folders, write_json
 from medfuse.io import load_image, save_image
 
 
 @pytest.fixture
 def folders(tmp_path, samples):
     """Fused / MRI / PET folders: two good triples, one fused image without sources, one
-    unreadable fused image and one of the wrong size."""
+    unreadable fused image, one of the wrong size and one source pair without a fused image."""
     fused, mri, pet = (tmp_path / name for name in ("fused", "mri", "pet"))
     shutil.copytree(samples / "PET-MRI" / "MRI", mri)
     shutil.copytree(samples / "PET-MRI" / "PET", pet)
@@ -28,6 +29,8 @@ def folders(tmp_path, samples):
         shutil.copy(folder / "25015.png", folder / "broken.png")
         save_image(folder / "small.png", np.zeros((10, 10), np.uint8))
     save_image(fused / "small.png", np.zeros((12, 12), np.uint8))
+    for folder in (mri, pet):
+        shutil.copy(folder / "25015.png", folder / "unfused.png")
     return fused, mri, pet
 
 
@@ -35,6 +38,8 @@ def test_folders_scores_and_problems_by_name(folders):
     triples, problems = match_folders(*folders)
     assert [t[0] for t in triples] == ["25015", "25022", "broken", "small"]
     assert any("lonely.png" in p for p in problems)
+    assert [p for p in problems if "unfused.png" in p] == [
+        f"{folder / 'unfused.png'}: no fused image of the same name in {folders[0]}" for folder in folders[1:]]
     evaluation = evaluate_files(triples, ["ssim", "en"])
     assert sorted(evaluation.scores) == ["25015", "25022"]
     assert any("broken.png" in p for p in evaluation.problems)
@@ -60,7 +65,7 @@ def test_cli_folders_write_csv_and_json(folders, tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == ["25015", "25022", "mean", "std"]
     payload = json.loads(out_json.read_text())
     assert payload["summary"]["psnr"]["mean"] == pytest.approx(np.mean([float(r[2]) for r in rows[1:3]]))
-    assert len(payload["problems"]) == 3
+    assert len(payload["problems"]) == 5
 
 
 def test_cli_single_triple(samples, capsys):
@@ -98,3 +103,29 @@ def test_cli_single_unreadable_is_one_line(samples, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "bad.png"), image, image]) == 2
     err = capsys.readouterr().err
     assert "bad.png: not a readable image" in err and err.count("\n") == 1
+
+
+def test_an_unscorable_triple_is_reported_and_the_rest_scored(samples, tmp_path):
+    """A 2 x 2 image is too small for FMI's 3 x 3 window: reported by name, not a crash."""
+    tiny = tmp_path / "tiny.png"
+    save_image(tiny, np.zeros((2, 2), np.uint8))
+    good = samples / "CT-MRI/CT/41010.png", samples / "CT-MRI/MRI/41010.png"
+    evaluation = evaluate_files([("tiny", tiny, tiny, tiny), ("good", good[0], *good)], ["fmi"])
+    assert list(evaluation.scores) == ["good"]
+    assert evaluation.problems == ["tiny: cannot be scored (images of (2, 2) are smaller than the 3 x 3 window)"]
+
+
+def test_json_is_standard_when_psnr_is_infinite(samples, tmp_path):
+    """Fused equal to both sources: PSNR is +inf, written as null (JSON has no Infinity)."""
+    image = samples / "CT-MRI/MRI/41010.png"
+    evaluation = evaluate_files([("same", image, image, image)], ["psnr", "ssim"])
+    assert evaluation.scores["same"]["psnr"] == math.inf
+    write_json(evaluation, tmp_path / "scores.json")
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    payload = json.loads((tmp_path / "scores.json").read_text(), parse_constant=refuse)
+    assert payload["images"]["same"] == {"psnr": None, "ssim": 1.0}
+    assert payload["summary"]["psnr"] == {"mean": None, "std": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]

@@ -4,11 +4,14 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
+from scipy import ndimage
 from skimage.measure import shannon_entropy
 from skimage.metrics import structural_similarity
 
 from medfuse import metrics
 from medfuse.colour import luminance
+from medfuse.metrics.gradient import sobel_edges
 
 RNG = np.random.default_rng(0)
 A = RNG.integers(0, 256, (40, 48)).astype(np.float64)
@@ -95,13 +98,53 @@ def test_qabf_by_hand():
     assert metrics.qabf(edge / 2, edge, flat) == pytest.approx(sigmoid_q(0.5, 1.0))
 
 
+def test_sobel_orientation_is_the_gradient_angle_with_y_up():
+    """A ramp rising to the right and upwards (rows count down): at an inside pixel
+    Sx = Sy = 2 * (1 + 2 + 1) = 8, so g = 8 sqrt(2) and alpha = +pi/4 (VIFB's convention)."""
+    rows, cols = np.mgrid[0:5, 0:5]
+    strength, orientation = sobel_edges((cols - rows).astype(float))
+    assert strength[2, 2] == pytest.approx(8 * math.sqrt(2))
+    assert orientation[2, 2] == pytest.approx(math.pi / 4)
+
+
 def test_nabf_of_averaging_is_zero_and_of_added_edges_positive():
     # |Sobel((A + B) / 2)| <= max(|Sobel A|, |Sobel B|): averaging adds no stronger edges
-    assert metrics.nabf(F, A, B) == 0.0
+    assert metrics.nabf((A + B) / 2, A, B) == 0.0
     spiky = F.copy()
     spiky[::5, ::5] = 255
     spiky[2::5, 2::5] = 0
     assert metrics.nabf(spiky, A, B) > 0.01
+
+
+def kumar_q(ratio: float, alignment: float) -> float:
+    return math.sqrt(0.9999 / (1 + math.exp(-19 * (ratio - 0.5))) * 0.9995 / (1 + math.exp(-22 * (alignment - 0.5))))
+
+
+def step(height: float) -> np.ndarray:
+    """8 x 8: columns 0-3 at 0, 4-7 at ``height``. Kumar's Sobel (kernels / 8, the image
+    mirrored at its border) gives gv = (x[c+1] - x[c-1]) / 2, so g = height / 2 on columns
+    3 and 4 (vertical orientation, pi/2) and 0 elsewhere, the border included."""
+    image = np.zeros((8, 8))
+    image[:, 4:] = height
+    return image
+
+
+def test_nabf_by_hand_new_edge_on_flat_sources():
+    """A = B = 0: all weights 0.001, G = 0, D = ||0 - pi/2| - pi/2| / (pi/2) = 0; the 16
+    edge pixels of F (of 64) are artifacts, so Nabf = (1 - Q(0, 0)) * 16 / 64."""
+    flat = np.zeros((8, 8))
+    assert metrics.nabf(step(100), flat, flat) == pytest.approx((1 - kumar_q(0, 0)) / 4, rel=1e-12)
+
+
+@pytest.mark.parametrize("height,edge_weight", [(8.0, 4.0**1.5), (2.0, 0.001)])
+def test_nabf_by_hand_edge_made_stronger(height, edge_weight):
+    """A a step, B flat, F = 2 A: on the 16 edge pixels g_A = height / 2, g_F = 2 g_A, so
+    G = 1/2, D = 1 for A and Q(0, 0) for B. w_A = g_A^1.5 where g_A >= 2 (height 8), else
+    0.001 (height 2), 0.001 off the edge; w_B = 0.001 everywhere."""
+    a, flat = step(height), np.zeros((8, 8))
+    numerator = 16 * ((1 - kumar_q(0.5, 1.0)) * edge_weight + (1 - kumar_q(0, 0)) * 0.001)
+    denominator = 16 * edge_weight + 48 * 0.001 + 64 * 0.001
+    assert metrics.nabf(2 * a, a, flat) == pytest.approx(numerator / denominator, rel=1e-12)
 
 
 @pytest.mark.parametrize("name,maximum", [
@@ -146,6 +189,22 @@ def test_fmi_feature_options(feature):
     assert 0.0 < metrics.fmi(F, A, B, feature=feature) < 1.0
 
 
+def test_fmi_wavelet_features_are_rescaled_to_0_1_as_in_fmi_m():
+    """dwt2(2 X) = 2 dwt2(X) exactly, and fmi.m rescales the tiled coefficients to [0, 1]:
+    then every window of F = 2 X equals X's and FMI is exactly 1. Unscaled, the constant
+    windows far from the step (c against 2 c) would score 0, as raw pixels do."""
+    step_image = np.full((96, 96), 50.0)
+    step_image[:, 48:] = 150
+    assert metrics.fmi(2 * step_image, step_image, step_image, feature="wavelet") == 1.0
+    assert metrics.fmi(2 * step_image, step_image, step_image) < 0.1
+
+
+def test_fmi_even_window_grows_by_one_as_in_fmi_m():
+    assert metrics.fmi(F, A, B, window=4) == metrics.fmi(F, A, B, window=5)
+    with pytest.raises(ValueError, match="smaller than the 5 x 5 window"):
+        metrics.fmi(F[:4, :4], A[:4, :4], B[:4, :4], window=4)
+
+
 def test_colour_is_scored_on_luminance():
     colour = RNG.integers(0, 256, (40, 48, 3)).astype(np.uint8)
     y = luminance(colour.astype(float))
@@ -174,3 +233,49 @@ def test_input_validation():
         metrics.fmi(F, A, B, feature="edge")
     with pytest.raises(ValueError, match="reduction"):
         metrics.ssim(F, A, B, reduction="max")
+
+
+FULL_A, FULL_B = A.copy(), B.copy()
+FULL_A[0, 0], FULL_A[0, 1], FULL_B[0, 0], FULL_B[0, 1] = 0, 255, 255, 0  # each spans 0..255
+
+
+@pytest.mark.parametrize("name", ["qcb", "qcv"])
+def test_qcb_and_qcv_stretch_each_image_to_0_255_first(name):
+    """VIFB's normalize1 maps every image's minimum..maximum onto 0..255, so an affine
+    change of a source spanning 0..255 changes nothing."""
+    expected = metrics.score(name, F, FULL_A, FULL_B)
+    assert metrics.score(name, F, FULL_A / 2 + 50, FULL_B * 0.25 + 3) == pytest.approx(expected, rel=1e-12)
+
+
+def test_qcb_is_reproducible_over_black_backgrounds(samples):
+    """The PET slice is 86% black. There Chen-Blum's contrast is a ratio of FFT rounding
+    errors (it moved by 3e-3 when the images were transposed); taken as 0, the value no
+    longer depends on the order of the floating-point operations."""
+    a = np.asarray(Image.open(samples / "PET-MRI/PET/25015.png").convert("L")).astype(np.float64)
+    b = np.asarray(Image.open(samples / "PET-MRI/MRI/25015.png").convert("L")).astype(np.float64)
+    f = np.round((a + b) / 2)
+    expected = metrics.qcb(f, a, b)
+    assert metrics.qcb(f.T, a.T, b.T) == pytest.approx(expected, abs=1e-6)
+    assert metrics.qcb(f[::-1], a[::-1], b[::-1]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_qcv_of_one_block_by_parseval():
+    """With one window over the whole 32 x 32 image, Q_CV = (l_A D_A + l_B D_B) / (l_A + l_B):
+    l_X = sum of g_X^5 (Sobel magnitude by scipy.ndimage, zero padding) and D_X the mean
+    square of the CSF-filtered difference, here from its spectrum (Parseval)."""
+    rng = np.random.default_rng(3)
+    a, b, f = (rng.integers(0, 256, (32, 32)).astype(np.float64) for _ in range(3))
+    for image in (a, b, f):
+        image[0, :2] = 0, 255
+    u = (np.arange(32) - 16) / 16 * 32 / 8
+    csf_radius = np.hypot(*np.meshgrid(u, u))
+    csf = np.fft.ifftshift(2.6 * (0.0192 + 0.144 * csf_radius) * np.exp(-((0.144 * csf_radius) ** 1.1)))
+
+    def saliency(x):
+        return np.sum(np.hypot(ndimage.sobel(x, 0, mode="constant"), ndimage.sobel(x, 1, mode="constant")) ** 5)
+
+    def distortion(x):
+        return np.sum(np.abs(csf * np.fft.fft2(x - f)) ** 2) / 32**4
+
+    expected = (saliency(a) * distortion(a) + saliency(b) * distortion(b)) / (saliency(a) + saliency(b))
+    assert metrics.qcv(f, a, b, window=32) == pytest.approx(expected, rel=1e-9)

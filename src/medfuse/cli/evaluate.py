@@ -9,11 +9,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError
-from medfuse.evaluation import Evaluation, check_metric_names, evaluate_files, match_folders, write_csv, write_json
+from medfuse.evaluation import (
+    Evaluation,
+    check_metric_names,
+    evaluate_files,
+    match_folders,
+    write_csv,
+    write_json,
+)
 from medfuse.io import ImageFileError
 from medfuse.metrics import METRICS
 
-DEFAULT_METRICS = "en,sd,sf,ag,mi,fmi,qabf,nabf,vif,scd,cc,ssim,psnr,fsim,qcb,qcv"
+DEFAULT_METRICS = ",".join(METRICS)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -8,7 +8,8 @@ scaled to it); colour images are scored on their Y channel (BT.601). Conventions
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,4 +54,24 @@ def score(name: str, fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return metric.function(fused, a, b) if metric.needs_sources else metric.function(fused)
 
 
-__all__ = ["METRICS", "Metric", "score", *METRICS]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "ag",
+    "cc",
+    "en",
+    "fmi",
+    "fsim",
+    "mi",
+    "nabf",
+    "psnr",
+    "qabf",
+    "qcb",
+    "qcv",
+    "scd",
+    "score",
+    "sd",
+    "sf",
+    "ssim",
+    "vif",
+]

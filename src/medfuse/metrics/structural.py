@@ -28,7 +28,7 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean
     averages SSIM(F, A) and SSIM(F, B); ``"sum"`` adds them.
     """
     f, a, b = grey_triple(fused, a, b)
-    options = dict(data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    options = {"data_range": 255, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
     return _reduce(structural_similarity(a, f, **options), structural_similarity(b, f, **options), reduction)
 
 
