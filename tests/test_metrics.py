@@ -279,3 +279,12 @@ def test_qcv_of_one_block_by_parseval():
 
     expected = (saliency(a) * distortion(a) + saliency(b) * distortion(b)) / (saliency(a) + saliency(b))
     assert metrics.qcv(f, a, b, window=32) == pytest.approx(expected, rel=1e-9)
+
+
+def test_metrics_do_not_import_torch():
+    """Metrics are numpy-only: importing them must not pull in torch or the network."""
+    import subprocess
+    import sys
+
+    code = "import sys, medfuse.metrics; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
