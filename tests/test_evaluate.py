@@ -129,3 +129,14 @@ def test_json_is_standard_when_psnr_is_infinite(samples, tmp_path):
     assert payload["images"]["same"] == {"psnr": None, "ssim": 1.0}
     assert payload["summary"]["psnr"] == {"mean": None, "std": None}
     assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+def test_cli_outputs_may_not_overwrite_inputs(samples, tmp_path, capsys):
+    pet = tmp_path / "pet.png"
+    shutil.copy(samples / "PET-MRI/PET/25015.png", pet)
+    before = pet.read_bytes()
+    mri = str(samples / "PET-MRI/MRI/25015.png")
+    assert main(["evaluate", mri, mri, str(pet), "--csv", str(pet)]) == 2
+    assert "is one of the inputs" in capsys.readouterr().err and pet.read_bytes() == before
+    assert main(["evaluate", mri, mri, str(pet), "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

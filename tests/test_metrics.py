@@ -193,8 +193,8 @@ def test_fmi_wavelet_features_are_rescaled_to_0_1_as_in_fmi_m():
     """dwt2(2 X) = 2 dwt2(X) exactly, and fmi.m rescales the tiled coefficients to [0, 1]:
     then every window of F = 2 X equals X's and FMI is exactly 1. Unscaled, the constant
     windows far from the step (c against 2 c) would score 0, as raw pixels do."""
-    step_image = np.full((96, 96), 50.0)
-    step_image[:, 48:] = 150
+    step_image = np.full((96, 96), 25.0)
+    step_image[:, 48:] = 75
     assert metrics.fmi(2 * step_image, step_image, step_image, feature="wavelet") == 1.0
     assert metrics.fmi(2 * step_image, step_image, step_image) < 0.1
 
@@ -288,3 +288,12 @@ def test_metrics_do_not_import_torch():
 
     code = "import sys, medfuse.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_values_off_the_8bit_scale_are_refused():
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        metrics.sd(A * 20)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        metrics.sd(A - 300)
+    with pytest.raises(ValueError, match="unit scale"):
+        metrics.ssim(F / 255, A, B)

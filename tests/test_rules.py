@@ -87,6 +87,13 @@ def test_sfnn_of_equal_inputs_is_the_input():
     torch.testing.assert_close(get_rule("sfnn")(a, a), a)
 
 
+def test_ratio_takes_zero_over_zero_as_one_half():
+    from medfuse.rules import _ratio
+
+    ratio = _ratio(torch.tensor([0.0, 3.0, 0.0]), torch.tensor([0.0, 1.0, 2.0]))
+    torch.testing.assert_close(ratio, torch.tensor([0.5, 0.75, 0.0]))
+
+
 def test_zero_over_zero_is_one_half():
     zeros = torch.zeros(1, 2, 3, 3)
     for name in ("fer", "l1"):

@@ -110,3 +110,13 @@ def test_cli_refuses_to_overwrite_a_run_and_bad_device(image_folder, tmp_path, c
     code = main(["train", str(image_folder), "-o", str(tmp_path / "new"), "--device", "bogus"])
     assert code == 2 and "not a torch device" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_config_refuses_perceptual_loss_without_weights_and_bad_threads(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="needs vgg_weights"):
+        train(config(image_folder, tmp_path, lambda_perc=0.2), progress=False)
+    with pytest.raises(ValueError, match="threads"):
+        train(config(image_folder, tmp_path, threads=-1), progress=False)
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a torchvision vgg16_bn"):
+        PerceptualLoss(tmp_path / "junk.pth")

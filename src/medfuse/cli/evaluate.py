@@ -61,9 +61,16 @@ def run(args: argparse.Namespace) -> None:
     for path in paths:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
-    for output in (args.csv, args.json):
-        if output and not Path(output).parent.is_dir():
-            raise UserError(f"{output}: folder {Path(output).parent} does not exist")
+    outputs = [Path(o) for o in (args.csv, args.json) if o]
+    for output in outputs:
+        if not output.parent.is_dir():
+            raise UserError(f"{output}: folder {output.parent} does not exist")
+        if output.is_dir():
+            raise UserError(f"{output}: is a folder; give a file name")
+        if any(output.resolve() == p.resolve() for p in paths):
+            raise UserError(f"{output} is one of the inputs; choose another path")
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise UserError("--csv and --json name the same file")
     if all(p.is_dir() for p in paths):
         try:
             triples, problems = match_folders(*paths)

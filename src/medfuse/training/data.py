@@ -42,7 +42,7 @@ def random_crops(images: list[torch.Tensor], batch_size: int, crop: int,
                  rng: np.random.Generator) -> torch.Tensor:
     """A batch of random ``crop`` x ``crop`` patches with random horizontal/vertical flips.
 
-    Images smaller than the crop are reflect-padded first.
+    Images smaller than the crop are edge-padded (replicate) first.
     """
     batch = []
     for index in rng.integers(len(images), size=batch_size):

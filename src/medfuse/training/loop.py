@@ -25,7 +25,8 @@ CURVE = "loss.png"
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (defaults: the paper's Adam 1e-4, batch 4, lambda 0.2)."""
+    """Settings of one training run (defaults: the paper's Adam 1e-4, batch 4, lambda1 0.2;
+    the perceptual term is off unless ``lambda_perc > 0`` and ``vgg_weights`` are given)."""
 
     data: list[str]
     out: str
@@ -34,7 +35,7 @@ class TrainConfig:
     crop: int = 128
     lr: float = 1e-4
     lambda_grad: float = 0.2
-    lambda_perc: float = 0.2
+    lambda_perc: float = 0.0
     vgg_weights: str | None = None
     val_fraction: float = 0.05
     val_every: int = 500
@@ -52,6 +53,13 @@ class TrainConfig:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.lambda_perc < 0 or self.lambda_grad < 0:
+            raise ValueError("loss weights must not be negative")
+        if self.lambda_perc > 0 and not self.vgg_weights:
+            raise ValueError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
+                             "ImageNet state dict; medfuse never downloads it")
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
@@ -111,7 +119,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     perceptual = None
-    if config.lambda_perc > 0 and config.vgg_weights:
+    if config.lambda_perc > 0:
         perceptual = PerceptualLoss(config.vgg_weights).to(device)
     loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
 
@@ -133,7 +141,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     step, log, elapsed = 0, [], 0.0
     if config.resume:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise ValueError(f"{checkpoint_path} was made with other settings (--width "
+                             f"{state['config']['width']}); resume with the same ones") from None
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])

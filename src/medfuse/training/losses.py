@@ -61,8 +61,11 @@ class PerceptualLoss(nn.Module):
             raise FileNotFoundError(
                 f"perceptual loss needs VGG16-BN ImageNet weights; no file at {weights_path}"
             )
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+        except Exception as error:  # torch.load raises many types on foreign files
+            raise ValueError(f"{weights_path} is not a torchvision vgg16_bn state dict ({error})") from None
         features = {
             key.removeprefix("features."): value
             for key, value in state.items()
