@@ -45,9 +45,7 @@ def main() -> None:
             for rule in rules:
                 fused = medfuse.fuse(mri, other, rule=rule, model=model)
                 for name in names:
-                    function = getattr(metrics, name)
-                    value = function(fused) if name in ("en", "sd", "sf", "ag") else function(fused, mri, other)
-                    scores[rule][name].append(value)
+                    scores[rule][name].append(metrics.score(name, fused, mri, other))
         table[set_name] = {rule: {n: float(np.mean(v)) for n, v in s.items()} for rule, s in scores.items()}
         print(f"\n{set_name} ({len(mris)} test pairs), mean over pairs")
         print(f"{'rule':<14}" + "".join(f"{n:>9}" for n in names))

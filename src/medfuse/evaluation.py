@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medfuse.io import ImageFileError, images_by_stem, load_image
+from medfuse.io import ImageFileError, images_by_stem, load_image, write_atomically
 from medfuse.metrics import METRICS, score
 
 
@@ -96,15 +96,8 @@ def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Ite
     return evaluation
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a temporary file beside ``path``, then rename it: never a half-written file."""
-    temporary = path.with_name(f".{path.name}.part")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+def _write_text(path: str | os.PathLike, text: str) -> None:
+    write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:
@@ -117,7 +110,7 @@ def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:
     summary = evaluation.summary()
     for statistic in ("mean", "std"):
         writer.writerow([statistic, *(repr(summary[m][statistic]) for m in evaluation.metrics)])
-    _write_atomically(Path(path), buffer.getvalue())
+    _write_text(path, buffer.getvalue())
 
 
 def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
@@ -129,4 +122,4 @@ def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
 
     payload = {"metrics": evaluation.metrics, "images": finite(evaluation.scores),
                "summary": finite(evaluation.summary()), "problems": evaluation.problems}
-    _write_atomically(Path(path), json.dumps(payload, indent=1, allow_nan=False))
+    _write_text(path, json.dumps(payload, indent=1, allow_nan=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import tifffile
@@ -100,6 +101,25 @@ def check_writable(path: str | os.PathLike, image: np.ndarray) -> None:
         raise ImageFileError(f"{path}: 16-bit colour images need .tif")
 
 
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary)`` on a new file beside ``path``, then rename it to ``path``:
+    the file appears complete or not at all, and a failed write leaves nothing behind."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a grey or RGB uint8/uint16 array; the file appears only when complete.
 
@@ -111,18 +131,10 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     suffix = path.suffix.lower()
     if not path.parent.is_dir():
         raise ImageFileError(f"{path}: folder {path.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
-    try:
-        if suffix in TIFF_SUFFIXES:
-            tifffile.imwrite(temporary, image, photometric="rgb" if image.ndim == 3 else "minisblack")
-        else:
-            Image.fromarray(image).save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    if suffix in TIFF_SUFFIXES:
+        photometric = "rgb" if image.ndim == 3 else "minisblack"
+        write_atomically(path, lambda temporary: tifffile.imwrite(temporary, image, photometric=photometric))
+    else:
+        pil_format = Image.registered_extensions()[suffix]
+        write_atomically(path, lambda temporary: Image.fromarray(image).save(temporary, format=pil_format))
     return path

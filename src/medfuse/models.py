@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from medfuse.io import write_atomically
 from medfuse.network import DRAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -41,11 +42,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, architecture: str = 
     path = Path(path)
     metadata = {"architecture": architecture, "arguments": json.dumps(arguments or {})}
     metadata.update(extra or {})
-    temporary = path.with_name(f".{path.name}.part")
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(state, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
-    return path
+    return write_atomically(path, lambda temporary: save_file(state, str(temporary), metadata=metadata))
 
 
 def weights_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from medfuse.io import write_atomically
 from medfuse.models import create_model, save_weights
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.losses import PerceptualLoss, ReconstructionLoss
@@ -102,9 +102,7 @@ def plot_curve(log: list[dict], path: Path) -> None:
 
 
 def _atomic_json(payload: object, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    temporary.write_text(json.dumps(payload, indent=1))
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=1)))
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict:
@@ -176,8 +174,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "step": step, "log": log, "elapsed": record["elapsed_s"],
                      "config": asdict(config)}
-            torch.save(state, out / f".{CHECKPOINT}.part")
-            os.replace(out / f".{CHECKPOINT}.part", checkpoint_path)
+            write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
             _atomic_json({"config": asdict(config), "train_images": len(train_images),
                           "val_images": len(val_images), "log": log}, out / LOG)
             plot_curve(log, out / CURVE)
