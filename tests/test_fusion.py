@@ -4,7 +4,7 @@ import torch
 
 import medfuse
 from medfuse.colour import rgb_to_ycbcr
-from medfuse.fusion import fused_dtype
+from medfuse.composition import fused_dtype
 
 
 def colour_image(grey: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def test_bad_inputs(phantom, tiny_model):
 
 
 def test_two_colour_inputs_take_the_more_saturated_chroma():
-    from medfuse.fusion import fused_chroma
+    from medfuse.composition import fused_chroma
 
     grey = np.full((2, 2, 3), 128, np.uint8)
     red, blue = grey.copy(), grey.copy()
