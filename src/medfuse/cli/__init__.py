@@ -9,7 +9,7 @@ import sys
 
 from medfuse.cli.common import UserError
 
-SUBCOMMANDS = ("fuse", "train", "evaluate")
+SUBCOMMANDS = ("fuse", "train", "evaluate", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,11 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except UserError as error:
         print(f"medfuse {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medfuse {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -1,4 +1,5 @@
-"""``medfuse fuse``: fuse two image files, or every pair of two folders matched by name."""
+"""``medfuse fuse``: fuse two image files, every pair of two folders matched by name, or two
+volumes (NIfTI, DICOM) slice by slice."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import torch
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError, torch_device
+from medfuse.cli.volume import add_volume_arguments, fuse_volume_files, given_volume_options, volume_options
 from medfuse.fusion import fuse
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
 from medfuse.rules import FusionRule, get_rule, list_rules
+from medfuse.volume_io import is_volume_path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -25,11 +28,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "DRAN model and a fusion rule. A colour (PET/SPECT) image is fused through YCbCr: its "
         "luminance is fused, its colour kept. Reads and writes PNG, JPEG, TIFF and BMP, 8 or 16 "
         "bit; a 16-bit input gives a 16-bit output. If A and B are folders, every pair of files "
-        "with the same name (ignoring the suffix) is fused into the folder OUT.",
+        "with the same name (ignoring the suffix) is fused into the folder OUT. Two volumes (NIfTI "
+        ".nii/.nii.gz, a DICOM file, or a folder holding one DICOM series) are fused slice by slice "
+        "along their third (slice) axis into a NIfTI file (OUT ending in .nii or .nii.gz) or, when the "
+        "reference input is DICOM, a DICOM series folder OUT, with the reference's geometry. Their "
+        "intensities are first mapped to [0, 1]: a CT window for the CT input, percentile clipping otherwise.",
         epilog=f"rules: {', '.join(list_rules())}",
     )
-    parser.add_argument("a", help="first image (e.g. the MRI), or a folder of them")
-    parser.add_argument("b", help="second image (e.g. CT, PET or SPECT), or a folder of them")
+    parser.add_argument("a", help="first image (e.g. the MRI), or a folder of them, or a volume")
+    parser.add_argument("b", help="second image (e.g. CT, PET or SPECT), or a folder of them, or a volume")
     parser.add_argument("-o", "--out", required=True,
                         help="output image (its suffix picks the format), or output folder in folder mode")
     parser.add_argument("--rule", default="sfnn", help="fusion rule (default sfnn; the list is below)")
@@ -39,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--suffix", default=".png",
                         help="folder mode: suffix of the written files (default .png; 16-bit colour "
                         "results are written as .tif)")
+    add_volume_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -77,6 +85,12 @@ def run(args: argparse.Namespace) -> None:
     for path in (path_a, path_b):
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
+    if is_volume_path(path_a) or is_volume_path(path_b):
+        run_volumes(path_a, path_b, out, args)
+        return
+    if given_volume_options(args):
+        raise UserError(f"{', '.join(given_volume_options(args))}: only for volumes (NIfTI or DICOM), "
+                        "not for 2-D images")
     if path_a.is_dir() != path_b.is_dir():
         raise UserError("A and B must both be files or both be folders")
     if path_a.is_dir():
@@ -96,6 +110,17 @@ def run(args: argparse.Namespace) -> None:
     except ImageFileError as error:
         raise UserError(str(error)) from None
     print(f"fused image written to {out}")
+
+
+def run_volumes(path_a: Path, path_b: Path, out: Path, args: argparse.Namespace) -> None:
+    for path in (path_a, path_b):
+        if not is_volume_path(path):
+            raise UserError(f"{path}: not a volume (NIfTI .nii/.nii.gz, DICOM file or DICOM series folder), "
+                            "but the other input is one; fuse two volumes or two 2-D images")
+    options = volume_options(args)
+    model, rule = _prepare(args)
+    fuse_volume_files(path_a, path_b, out, model, rule, args.rule, options)
+    print(f"fused volume written to {out}")
 
 
 def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namespace) -> None:

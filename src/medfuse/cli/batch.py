@@ -1,0 +1,133 @@
+"""``medfuse batch MANIFEST.csv``: fuse many volume pairs listed in a CSV file.
+
+Columns ``a``, ``b``, ``out`` and optionally ``window`` (a CT window name or LEVEL/WIDTH in
+HU, for the input named by --window-on; empty for percentile clipping). Relative paths are
+relative to the manifest's folder. A row whose output exists is skipped (outputs are written
+atomically, so an existing one is complete): rerunning resumes. A failing row is reported and
+the others still run. Exit status 0 if every row is done, 1 if any failed, 2 if the manifest
+itself is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from medfuse.cli.common import UserError, torch_device
+from medfuse.cli.volume import VolumeOptions, add_volume_arguments, fuse_volume_files, parse_window, volume_options
+from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.rules import get_rule, list_rules
+from medfuse.volume_io import is_volume_path
+
+REQUIRED_COLUMNS = ("a", "b", "out")
+OPTIONAL_COLUMNS = ("window",)
+DEFAULT_RULE = "sfnn"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest line: its number in the file (header = 1), inputs, output and window text."""
+
+    line: int
+    a: str
+    b: str
+    out: str
+    window: str
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "batch",
+        help="fuse many volume pairs listed in a CSV manifest (resumable)",
+        description=__doc__.split("\n", 2)[2].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"rules: {', '.join(list_rules())}",
+    )
+    parser.add_argument("manifest", help="CSV file with the columns a, b, out and optionally window")
+    parser.add_argument("--rule", default=DEFAULT_RULE, help=f"fusion rule (default {DEFAULT_RULE})")
+    parser.add_argument("--weights", default=DEFAULT_MODEL,
+                        help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    add_volume_arguments(parser, window=False)
+    parser.set_defaults(run=run)
+
+
+def read_manifest(path: Path) -> list[Row]:
+    """The rows of a manifest; UserError if it is missing, unreadable or lacks columns."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            columns = [name.strip() for name in reader.fieldnames or []]
+            missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+            if missing:
+                raise UserError(f"{path}: missing column(s) {', '.join(missing)} (the header must name a, b, out "
+                                "and optionally window)")
+            unknown = [name for name in columns if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+            if unknown:
+                raise UserError(f"{path}: unknown column(s) {', '.join(unknown)} (known: a, b, out, window)")
+            rows = []
+            for record in reader:
+                values = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
+                if not any(values.values()):
+                    continue
+                rows.append(Row(reader.line_num, values.get("a", ""), values.get("b", ""),
+                                values.get("out", ""), values.get("window", "")))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: not a readable CSV manifest ({error})") from None
+    if not rows:
+        raise UserError(f"{path}: no rows to fuse")
+    return rows
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = Path(args.manifest)
+    rows = read_manifest(manifest)
+    options = volume_options(args)
+    try:
+        rule = get_rule(args.rule)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    try:
+        model = load_model(args.weights, torch_device(args.device))
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise UserError(f"--weights: {error}") from None
+    base = manifest.parent
+    done, skipped, failures = 0, 0, []
+    for row in tqdm(rows, desc="batch", unit="pair"):
+        try:
+            if not (row.a and row.b and row.out):
+                raise UserError("a, b and out must all be given")
+            out = _resolve(base, row.out)
+            if out.exists():
+                skipped += 1
+                continue
+            path_a, path_b = _resolve(base, row.a), _resolve(base, row.b)
+            for path in (path_a, path_b):
+                if not path.exists():
+                    raise UserError(f"{path}: no such file or folder")
+                if not is_volume_path(path):
+                    raise UserError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
+            row_options = VolumeOptions(parse_window(row.window), options.window_on, options.percentiles,
+                                        options.resample_to, options.batch_size)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fuse_volume_files(path_a, path_b, out, model, rule, args.rule, row_options, progress=False)
+            done += 1
+        except UserError as error:
+            failures.append(f"line {row.line}: {error}")
+            tqdm.write(f"medfuse batch: line {row.line} failed: {error}", file=sys.stderr)
+    print(f"batch: {len(rows)} pair(s): {done} fused, {skipped} skipped (output exists), {len(failures)} failed")
+    for failure in failures:
+        print(f"  failed {failure}")
+    return 1 if failures else 0

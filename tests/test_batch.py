@@ -1,0 +1,64 @@
+import numpy as np
+from volume_data import oblique_affine, phantom, write_nifti
+
+from medfuse.cli import main
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def make_inputs(tmp_path):
+    for name, shift in (("mr1", 0.0), ("mr2", 0.2)):
+        write_nifti(tmp_path / f"{name}.nii.gz", phantom(shift=shift) * 700, oblique_affine())
+    write_nifti(tmp_path / "ct.nii.gz", phantom(inner=1.0, outer=0.05) * 1400 - 1000, oblique_affine())
+
+
+def test_batch_runs_good_rows_reports_bad_one_and_resumes(tmp_path, capsys, tiny_weights):
+    make_inputs(tmp_path)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("a,b,out,window\n"
+                        "mr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\n"
+                        "mr1.nii.gz,missing.nii.gz,out/bad.nii.gz,\n"
+                        "mr2.nii.gz,ct.nii.gz,out/f2.nii,40/400\n")
+    code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f1.nii.gz", "f2.nii"]
+    assert "3 pair(s): 2 fused, 0 skipped (output exists), 1 failed" in stdout
+    assert "line 3" in stdout and "missing.nii.gz: no such file" in stderr
+    first = (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns
+
+    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    assert code == 1 and "0 fused, 2 skipped (output exists), 1 failed" in stdout
+    assert (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns == first
+
+    manifest.write_text("a,b,out\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz\nmr2.nii.gz,mr1.nii.gz,out/f3.nii\n")
+    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    assert code == 0 and "1 fused, 1 skipped (output exists), 0 failed" in stdout
+
+
+def test_batch_window_and_grid_errors_are_row_failures(tmp_path, capsys, tiny_weights):
+    make_inputs(tmp_path)
+    write_nifti(tmp_path / "moved.nii", phantom(), oblique_affine(origin=(0, 0, 0)))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,f1.nii,lung\nmr1.nii.gz,moved.nii,f2.nii,\n"
+                        "mr1.nii.gz,ct.nii.gz,f3.nii,bone\n")
+    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    assert code == 1 and "1 fused, 0 skipped (output exists), 2 failed" in stdout
+    assert "unknown CT window 'lung'" in stdout and "different grids: origin" in stdout
+    assert not (tmp_path / "f1.nii").exists() and not (tmp_path / "f2.nii").exists()
+
+
+def test_bad_manifest_exits_two(tmp_path, capsys, tiny_weights):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("a,b,output\nx,y,z\n")
+    code, _, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    assert code == 2 and "missing column(s) out" in stderr and stderr.count("\n") == 1
+    code, _, stderr = run_cli(capsys, "batch", tmp_path / "none.csv")
+    assert code == 2 and "no such file" in stderr
+    manifest.write_text("a,b,out\n")
+    code, _, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    assert code == 2 and "no rows" in stderr
+    assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["m.csv"])
