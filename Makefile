@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HAVARD ?= ../shared/data/havard
 SAMPLES := src/medfuse/samples
 
-.PHONY: install demo test weights reconstruction figure clean
+.PHONY: install demo test weights reconstruction figure benchmark clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,13 @@ weights: install
 
 reconstruction: install
 	$(BIN)/python benchmarks/reconstruction.py --data $(HAVARD)
+
+# Every table of BENCHMARKS.md: all methods x 7 metrics on the three Havard test splits
+# (about 15 minutes per split on 2 CPU cores; fused images are cached in out/benchmark/).
+benchmark: install
+	for set in CT-MRI PET-MRI SPECT-MRI; do \
+		$(BIN)/medfuse benchmark $(HAVARD)/$$set/test -o out/benchmark/$$set || exit 1; \
+	done
 
 figure: install
 	$(BIN)/python scripts/readme_figure.py -o docs/fusion-example.png

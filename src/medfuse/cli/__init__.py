@@ -9,7 +9,7 @@ import sys
 
 from medfuse.cli.common import UserError
 
-SUBCOMMANDS = ("fuse", "train", "evaluate", "batch")
+SUBCOMMANDS = ("fuse", "train", "evaluate", "benchmark", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,271 @@
+"""Methods x image pairs x metrics on a paired dataset folder: scores, ranks, tables, figures.
+
+The API behind ``medfuse benchmark``. A dataset folder holds two modality folders of
+registered images paired by file name (the layout of the Havard set: ``CT-MRI/test/MRI``
+and ``CT-MRI/test/CT``). Fused images are cached in ``OUT/fused/METHOD/``, beside a note
+of what made them, so that a rerun of the same methods only scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io as text_io
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+
+from medfuse.io import ImageFileError, check_writable, images_by_stem, load_image, save_image, write_atomically
+from medfuse.metrics import METRICS, score
+
+RANKED_METRICS = ("psnr", "ssim", "fmi", "fsim", "qabf", "vif", "mi")
+IDENTITY_FILE = "method.json"
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Dataset:
+    """Pairs ``(name, path_a, path_b)`` of two modality folders, and the unpaired files."""
+
+    modality_a: str
+    modality_b: str
+    pairs: list[tuple[str, Path, Path]]
+    unpaired: list[Path] = field(default_factory=list)
+
+
+def find_pairs(folder: str | os.PathLike, modality_a: str | None = None, modality_b: str | None = None) -> Dataset:
+    """The pairs of a dataset folder with two modality subfolders. Without names given, a
+    folder called MRI comes first and the other second; any other two come in name order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageFileError(f"{folder}: no such folder")
+    if modality_a is None or modality_b is None:
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        given = [m for m in (modality_a, modality_b) if m is not None]
+        others = [s for s in subfolders if s not in given]
+        if len(subfolders) != 2 and not (given and len(others) == 1):
+            raise ImageFileError(
+                f"{folder}: expected two modality folders, found {len(subfolders)} ({', '.join(subfolders) or 'none'}); "
+                "name them with --a and --b"
+            )
+        if not given:
+            others.sort(key=lambda name: (name.upper() != "MRI", name))
+        modality_a = modality_a or others.pop(0)
+        modality_b = modality_b or others.pop(0)
+    files = []
+    for modality in (modality_a, modality_b):
+        if not (folder / modality).is_dir():
+            raise ImageFileError(f"{folder}: no modality folder {modality}")
+        files.append(images_by_stem(folder / modality))
+    names = sorted(files[0].keys() & files[1].keys())
+    if not names:
+        raise ImageFileError(f"{folder}: no images of the same name in {modality_a} and {modality_b}")
+    unpaired = [f.get(n) or g[n] for f, g in (files, files[::-1]) for n in sorted(g.keys() - f.keys())]
+    return Dataset(modality_a, modality_b, [(n, files[0][n], files[1][n]) for n in names], unpaired)
+
+
+def mean_ranks(means: Mapping[str, Mapping[str, float]], metrics: Iterable[str]) -> dict[str, float]:
+    """The mean over ``metrics`` of every method's rank (1 = best) by its mean score.
+
+    ``means`` maps method -> metric -> mean. Ties share their average rank; a NaN mean
+    ranks last. Direction follows each metric (lower is better for nabf and qcv).
+    """
+    methods, metrics = list(means), list(metrics)
+    if not methods or not metrics:
+        raise ValueError("mean ranks need at least one method and one metric")
+    ranks = np.zeros(len(methods))
+    for metric in metrics:
+        values = np.array([means[m][metric] for m in methods], dtype=float)
+        sign = -1.0 if METRICS[metric].higher_is_better else 1.0
+        ranks += rankdata(np.where(np.isnan(values), np.inf, sign * values))
+    return {method: float(rank / len(metrics)) for method, rank in zip(methods, ranks)}
+
+
+@dataclass
+class BenchmarkResult:
+    """Scores method -> pair -> metric, in the order the methods and metrics were given."""
+
+    methods: list[str]
+    metrics: list[str]
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Mean and population standard deviation of each metric, per method."""
+        return {
+            method: {
+                metric: (float(np.mean(values)), float(np.std(values)))
+                for metric in self.metrics
+                for values in [[row[metric] for row in self.scores[method].values()]]
+            }
+            for method in self.methods
+        }
+
+    def mean_ranks(self, metrics: Iterable[str] | None = None) -> dict[str, float]:
+        """Mean rank of every method over ``metrics`` (default: the ranked metrics measured)."""
+        if metrics is None:
+            metrics = [m for m in self.metrics if m in RANKED_METRICS] or self.metrics
+        means = {method: {m: mean for m, (mean, _) in row.items()} for method, row in self.summary().items()}
+        return mean_ranks(means, metrics)
+
+
+def method_identity(name: str, weights: str | os.PathLike | None = None) -> str:
+    """What made a method's cached images: its name, and the SHA-256 of its weights file."""
+    if weights is None:
+        return name
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    return f"{name} weights-sha256={digest}"
+
+
+def _cache_folder(out: Path, method: str, identity: str) -> Path:
+    """OUT/fused/METHOD, emptied of images made by anything other than ``identity``."""
+    folder = out / "fused" / method
+    folder.mkdir(parents=True, exist_ok=True)
+    note = folder / IDENTITY_FILE
+    if not note.is_file() or json.loads(note.read_text()).get("identity") != identity:
+        for path in images_by_stem(folder).values():
+            path.unlink()
+        write_atomically(note, lambda temporary: temporary.write_text(json.dumps({"identity": identity}) + "\n"))
+    return folder
+
+
+def _save_fused(folder: Path, name: str, image: np.ndarray) -> None:
+    target = folder / f"{name}.png"
+    try:
+        check_writable(target, image)
+    except ImageFileError:
+        target = target.with_suffix(".tif")
+    save_image(target, image)
+
+
+def run_benchmark(dataset: Dataset, methods: Mapping[str, Method | Path], metrics: Iterable[str],
+                  out: str | os.PathLike, identities: Mapping[str, str] | None = None,
+                  progress: Callable[[Iterable], Iterable] = iter) -> BenchmarkResult:
+    """Fuse every pair with every method and score the results.
+
+    ``methods`` maps a name to a method function, or to a folder of images fused elsewhere
+    (found by the pair's name). Fused images of method functions are cached in
+    ``OUT/fused/NAME/`` under ``identities[NAME]`` (default the name): a rerun with the
+    same identity reads them instead of fusing. ``progress`` wraps the loop over pairs
+    (e.g. ``tqdm``).
+    """
+    out, metrics = Path(out), list(metrics)
+    identities = identities or {}
+    folders = {}
+    for name, method in methods.items():
+        if isinstance(method, Path):
+            folders[name] = images_by_stem(method)
+            missing = [pair for pair, _, _ in dataset.pairs if pair not in folders[name]]
+            if missing:
+                raise ImageFileError(f"method {name}: {method} has no fused image for {len(missing)} pair(s), "
+                                     f"e.g. {', '.join(missing[:3])}")
+        else:
+            folder = _cache_folder(out, name, identities.get(name, name))
+            folders[name] = {**images_by_stem(folder), "": folder}
+    result = BenchmarkResult(list(methods), metrics, {name: {} for name in methods})
+    for pair, path_a, path_b in progress(dataset.pairs):
+        image_a, image_b = load_image(path_a), load_image(path_b)
+        for name, method in methods.items():
+            if pair in folders[name]:
+                fused = load_image(folders[name][pair])
+            else:
+                fused = method(image_a, image_b)
+                _save_fused(folders[name][""], pair, fused)
+            result.scores[name][pair] = {metric: score(metric, fused, image_a, image_b) for metric in metrics}
+    return result
+
+
+def markdown_table(result: BenchmarkResult) -> str:
+    """Mean ± standard deviation of every metric per method, best mean in bold, methods
+    ordered by mean rank (its column last)."""
+    summary, ranks = result.summary(), result.mean_ranks()
+    order = sorted(result.methods, key=lambda method: (ranks[method], method))
+    best = {}
+    for metric in result.metrics:
+        means = [summary[m][metric][0] for m in result.methods]
+        best[metric] = (max if METRICS[metric].higher_is_better else min)(means)
+    lines = ["| method | " + " | ".join(result.metrics) + " | mean rank |",
+             "| --- |" + " ---: |" * (len(result.metrics) + 1)]
+    for method in order:
+        cells = []
+        for metric in result.metrics:
+            mean, std = summary[method][metric]
+            cell = f"{mean:.4f} ± {std:.4f}"
+            cells.append(f"**{cell}**" if mean == best[metric] else cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {ranks[method]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_scores_csv(result: BenchmarkResult, path: str | os.PathLike) -> Path:
+    """One row per method and pair: ``method, pair, METRIC...``."""
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "pair", *result.metrics])
+    for method in result.methods:
+        for pair, row in result.scores[method].items():
+            writer.writerow([method, pair, *(repr(row[m]) for m in result.metrics)])
+    return write_atomically(path, lambda temporary: temporary.write_text(buffer.getvalue()))
+
+
+def _figure_to_png(figure: object, path: str | os.PathLike) -> Path:
+    import matplotlib.pyplot as plt
+
+    try:
+        return write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    finally:
+        plt.close(figure)
+
+
+def write_montage(dataset: Dataset, fused_images: Mapping[str, Mapping[str, Path]], path: str | os.PathLike,
+                  pairs: int = 3) -> Path:
+    """A grid of images: one row per pair (the first ``pairs``), the two sources, then
+    each method's result (``fused_images`` maps method -> pair -> file), in the given order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = dataset.pairs[:pairs]
+    columns = [dataset.modality_a, dataset.modality_b, *fused_images]
+    figure, axes = plt.subplots(len(rows), len(columns), figsize=(1.6 * len(columns), 1.75 * len(rows)),
+                                squeeze=False)
+    for row, (pair, path_a, path_b) in enumerate(rows):
+        files = [path_a, path_b, *(fused_images[m][pair] for m in fused_images)]
+        for column, (title, file) in enumerate(zip(columns, files)):
+            axis = axes[row][column]
+            image = load_image(file)
+            axis.imshow(image, cmap="gray", vmin=0, vmax=np.iinfo(image.dtype).max if image.dtype.kind == "u" else 1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(title, fontsize=7)
+            if column == 0:
+                axis.set_ylabel(pair, fontsize=7)
+    figure.tight_layout(pad=0.3)
+    return _figure_to_png(figure, path)
+
+
+def write_distributions(result: BenchmarkResult, path: str | os.PathLike) -> Path:
+    """Box plots of every metric over the pairs, one panel per metric, one box per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(result.metrics))
+    rows = -(-len(result.metrics) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, metric in zip(axes.flat, result.metrics):
+        values = [[row[metric] for row in result.scores[m].values()] for m in result.methods]
+        axis.boxplot(values)
+        axis.set_xticks(range(1, len(result.methods) + 1), result.methods, rotation=60, ha="right", fontsize=7)
+        higher = "higher" if METRICS[metric].higher_is_better else "lower"
+        axis.set_title(f"{metric} ({higher} is better)", fontsize=9)
+    for axis in list(axes.flat)[len(result.metrics):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    return _figure_to_png(figure, path)
