@@ -1,7 +1,8 @@
 """Image files in and out: the one image loader and writer of medfuse.
 
 Reads PNG, JPEG, BMP and TIFF into numpy arrays: grey (H, W) or RGB (H, W, 3), uint8 or
-uint16 as stored. Writes atomically: the file appears complete or not at all.
+uint16 as stored (16-bit colour PNG through pypng, since Pillow reduces it to 8 bits).
+Writes atomically: the file appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import png
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
@@ -50,15 +52,33 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             array = tifffile.imread(path)
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
                 array = np.moveaxis(array, 0, -1)
+        elif _is_sixteen_bit_colour_png(path):
+            array = _read_png(path)
         else:
             with Image.open(path) as image:
                 image.load()
                 array = _pil_to_array(image)
-    except (OSError, UnidentifiedImageError, ValueError, tifffile.TiffFileError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, tifffile.TiffFileError, png.Error) as error:
         if isinstance(error, ImageFileError):
             raise
         raise ImageFileError(f"{path}: not a readable image ({error})") from None
     return _normalise(array, path)
+
+
+def _is_sixteen_bit_colour_png(path: Path) -> bool:
+    """True for a PNG whose header (IHDR, PNG spec 11.2.2) says bit depth 16 and colour type
+    2 (RGB) or 6 (RGB + alpha): the kind Pillow would reduce to 8 bits."""
+    with open(path, "rb") as file:
+        head = file.read(26)
+    return (head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+            and head[24] == 16 and head[25] in (2, 6))
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """A PNG read with pypng at its stored bit depth: (H, W, planes) uint16."""
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    return array.reshape(height, width, info["planes"])
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:

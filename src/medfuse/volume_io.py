@@ -23,6 +23,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def read_nifti(path: str | os.PathLike) -> VolumeFile:
         geometry = Geometry(image.affine)
     except VolumeFileError:
         raise
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as error:
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
         raise VolumeFileError(f"{path}: not a readable NIfTI volume ({error})") from None
     if not np.all(np.isfinite(data)):
         raise VolumeFileError(f"{path}: the volume has NaN or infinite values")

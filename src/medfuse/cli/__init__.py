@@ -1,5 +1,6 @@
 """The command line: ``medfuse COMMAND``. Each subcommand lives in its own module with
-``add_parser(commands)`` and ``run(args)``; they parse arguments and call the Python API."""
+``add_parser(commands)`` and ``run(args)`` (which may return an exit status; None means 0); they
+parse arguments and call the Python API."""
 
 from __future__ import annotations
 
