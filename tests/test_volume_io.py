@@ -125,3 +125,18 @@ def test_dicom_output_needs_a_dicom_reference(tmp_path):
     with pytest.raises(VolumeFileError, match="must end in .nii or .nii.gz"):
         write_volume(tmp_path / "fused", phantom(), reference)
     assert Geometry(np.eye(4)).spacing.tolist() == [1, 1, 1]
+
+
+def test_oblique_dicom_series_geometry(tmp_path):
+    angle = np.deg2rad(20)
+    row, column = np.array([np.cos(angle), np.sin(angle), 0.0]), np.array([0.0, 0.0, -1.0])  # coronal-ish, tilted
+    folder = write_dicom_series(tmp_path / "obl", ct_hu(), spacing=(0.7, 0.6), thickness=3.0,
+                                origin=(10.0, 20.0, 30.0), orientation=(*row, *column))
+    volume_file = read_volume(folder)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * 0.6, column * 0.7, np.cross(row, column) * 3.0
+    lps[:3, 3] = (10.0, 20.0, 30.0)
+    np.testing.assert_allclose(volume_file.volume.geometry.affine, np.diag([-1, -1, 1, 1]) @ lps, atol=1e-5)
+    np.testing.assert_allclose(volume_file.volume.geometry.spacing, [0.6, 0.7, 3.0], atol=1e-6)
+    out = write_volume(tmp_path / "fused.nii.gz", phantom(), volume_file)
+    np.testing.assert_allclose(nib.load(out).affine, volume_file.volume.geometry.affine, atol=1e-5)

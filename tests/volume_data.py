@@ -41,9 +41,11 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype=np.float
 
 def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.9), thickness=2.0,
                        origin=(100.0, -50.0, 20.0), slope=2.0, intercept=-1024.0, modality="CT",
-                       skip: tuple[int, ...] = (), implicit: bool = True, shuffle: bool = True) -> Path:
-    """A DICOM series of ``hu`` (i = column, j = row, k = slice) in LPS: rows along +y,
-    columns along +x, slices along +z from ``origin``; stored = (hu - intercept) / slope.
+                       skip: tuple[int, ...] = (), implicit: bool = True, shuffle: bool = True,
+                       orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)) -> Path:
+    """A DICOM series of ``hu`` (i = column, j = row, k = slice) in LPS: ``orientation`` is
+    ImageOrientationPatient (default: along a row +x, down a column +y), slices step along the
+    normal from ``origin``; stored = (hu - intercept) / slope.
 
     ``spacing`` is (row spacing, column spacing) as in PixelSpacing. Slices in ``skip`` are
     left out; files are written in a shuffled order so that sorting is tested.
@@ -65,8 +67,9 @@ def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.9), thickne
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.PatientName, ds.PatientID, ds.Modality = "Phantom^Test", "P001", modality
         ds.InstanceNumber = number + 1
-        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * thickness]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        normal = np.cross(orientation[:3], orientation[3:])
+        ds.ImagePositionPatient = [round(float(v), 6) for v in np.asarray(origin) + k * thickness * normal]
+        ds.ImageOrientationPatient = [round(float(v), 8) for v in orientation]
         ds.PixelSpacing = list(spacing)
         ds.SliceThickness = thickness
         ds.SpacingBetweenSlices = thickness
