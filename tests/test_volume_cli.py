@@ -106,3 +106,10 @@ def test_nifti_reference_cannot_give_dicom_output_and_2d_refuses_volume_options(
     assert code == 2 and "--window: only for volumes" in stderr
     code, _, stderr = run_cli(capsys, "fuse", mri, a, "-o", tmp_path / "f.nii")
     assert code == 2 and "41010.png: not a volume" in stderr
+
+
+def test_slices_too_small_are_refused(tmp_path, capsys, tiny_weights):
+    thin = write_nifti(tmp_path / "thin.nii", np.ones((1, 8, 3)), np.eye(4))
+    code, _, stderr = run_cli(capsys, "fuse", thin, thin, "-o", tmp_path / "f.nii", "--weights", tiny_weights)
+    assert code == 2 and "slices of 1 x 8 voxels" in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "f.nii").exists()

@@ -147,11 +147,11 @@ def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Mod
     if not is_nifti_path(out) and reference.kind != "dicom":
         raise UserError(f"{out}: the output must end in .nii or .nii.gz (a DICOM series is written only when "
                         "the reference input is DICOM)")
-    with tqdm(total=reference.volume.shape[2], desc="fusing", unit="slice", disable=not progress) as bar:
-        try:
-            fused = fuse_volumes(model, unit["a"], unit["b"], rule, options.batch_size, bar.update)
-        except ValueError as error:  # e.g. slices too small for the network
-            raise UserError(f"{path_a.name} and {path_b.name}: {error}") from None
+    width, height, depth = reference.volume.shape
+    if min(width, height) < 2:
+        raise UserError(f"{reference.path}: slices of {width} x {height} voxels; the network needs at least 2 x 2")
+    with tqdm(total=depth, desc="fusing", unit="slice", disable=not progress) as bar:
+        fused = fuse_volumes(model, unit["a"], unit["b"], rule, options.batch_size, bar.update)
     summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([
         f"medfuse fuse, rule {rule_name}, output in [0, 1]",
