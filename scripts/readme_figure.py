@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import medfuse  # noqa: E402
 from medfuse.io import load_image  # noqa: E402
+from medfuse.rules import DEFAULT_RULE  # noqa: E402
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
 PAIRS = (("CT-MRI", "CT", "41010"), ("PET-MRI", "PET", "25015"), ("SPECT-MRI", "SPECT", "10018"))
@@ -23,7 +24,7 @@ PAIRS = (("CT-MRI", "CT", "41010"), ("PET-MRI", "PET", "25015"), ("SPECT-MRI", "
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--out", required=True)
-    parser.add_argument("--rule", default="sfnn")
+    parser.add_argument("--rule", default=DEFAULT_RULE)
     args = parser.parse_args()
     figure, axes = plt.subplots(len(PAIRS), 3, figsize=(9, 3 * len(PAIRS)))
     for row, (folder, modality, name) in zip(axes, PAIRS):

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from medfuse.rules import get_rule, list_rules, nuclear_norms, register_rule, sfnn_weights
+from medfuse.rules import (
+    DEFAULT_RULE,
+    get_rule,
+    list_rules,
+    nuclear_norms,
+    register_rule,
+    sfnn_spatial_weights,
+    sfnn_weights,
+)
 
 
 def random_pair(seed: int, shape=(2, 5, 6, 7)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,6 +31,22 @@ def slow_nuclear_norms(features: np.ndarray) -> np.ndarray:
     return norms
 
 
+def slow_activity(features: np.ndarray) -> np.ndarray:
+    """Nuclear-norm-weighted absolute activity of one sample (1, C, H, W), mean over the 3 x 3
+    window of every pixel with the border replicated, by loops."""
+    shares = slow_nuclear_norms(features)[0]
+    shares = shares / shares.sum()
+    raw = np.abs(features[0] * shares[:, None, None]).sum(axis=0)
+    height, width = raw.shape
+    activity = np.zeros_like(raw)
+    for y in range(height):
+        for x in range(width):
+            window = [raw[min(max(y + dy, 0), height - 1), min(max(x + dx, 0), width - 1)]
+                      for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            activity[y, x] = np.mean(window)
+    return activity
+
+
 def slow_rule(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Direct, obvious definitions of every rule, sample by sample and element by element."""
     out = np.zeros_like(a)
@@ -36,6 +60,15 @@ def slow_rule(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             for k in range(a.shape[1]):
                 w = n_a[k] ** 2 / (n_a[k] ** 2 + n_b[k] ** 2)
                 out[i, k] = w * a[i, k] + (1 - w) * b[i, k]
+        elif name in ("sfnn-spatial", "sfnn-pixel"):
+            activities = [slow_activity(x[i:i + 1]) for x in (a, b)]
+            global_terms = [slow_nuclear_norms(x[i:i + 1]).max() ** 2 for x in (a, b)]
+            if name == "sfnn-pixel":
+                global_terms = [1.0, 1.0]
+            for y, x in np.ndindex(a.shape[2:]):
+                e_a, e_b = (g * act[y, x] ** 2 for g, act in zip(global_terms, activities))
+                w = 0.5 if e_a + e_b == 0 else e_a / (e_a + e_b)
+                out[i, :, y, x] = w * a[i, :, y, x] + (1 - w) * b[i, :, y, x]
         elif name == "l1":
             w = np.abs(a[i]).sum() / (np.abs(a[i]).sum() + np.abs(b[i]).sum())
             out[i] = w * a[i] + (1 - w) * b[i]
@@ -55,7 +88,10 @@ def slow_rule(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("name", ["sfnn", "sfnn-channel", "average", "addition", "max", "fer", "l1"])
+ALL_RULES = ["sfnn", "sfnn-channel", "sfnn-spatial", "sfnn-pixel", "average", "addition", "max", "fer", "l1"]
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
 def test_rule_matches_direct_definition(name):
     a, b = random_pair(seed=len(name))
     expected = slow_rule(name, a.numpy(), b.numpy())
@@ -63,7 +99,8 @@ def test_rule_matches_direct_definition(name):
 
 
 def test_every_rule_is_registered():
-    assert list_rules() == sorted(["sfnn", "sfnn-channel", "average", "addition", "max", "fer", "l1"])
+    assert list_rules() == sorted(ALL_RULES)
+    assert DEFAULT_RULE in list_rules()
 
 
 def test_nuclear_norms_match_loop():
@@ -114,3 +151,15 @@ def test_unknown_rule_and_duplicate_registration():
 def test_rules_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="one shape"):
         get_rule("average")(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 4))
+
+
+def test_sfnn_spatial_is_sfnn_where_activities_agree_and_follows_the_active_source():
+    a, b = random_pair(seed=11, shape=(1, 4, 8, 8))
+    # identical sources: equal evidence everywhere, so 1/2 (sfnn's weight for equal inputs)
+    assert torch.allclose(sfnn_spatial_weights(a, a), torch.full((1, 1, 8, 8), 0.5, dtype=a.dtype))
+    # A silent (zero) on the left half, B silent on the right half: each side follows the active one
+    left_silent, right_silent = a.clone(), b.clone()
+    left_silent[..., :3] = 0
+    right_silent[..., 5:] = 0
+    weights = sfnn_spatial_weights(left_silent, right_silent)[0, 0]
+    assert (weights[:, :2] < 0.05).all() and (weights[:, 6:] > 0.95).all()

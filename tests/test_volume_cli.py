@@ -5,6 +5,7 @@ from volume_data import ct_hu, oblique_affine, phantom, write_dicom_series, writ
 
 from medfuse.cli import main
 from medfuse.intensity import CtWindow, normalise
+from medfuse.rules import DEFAULT_RULE
 from medfuse.volume_io import read_volume
 from medfuse.volumes import fuse_volumes
 
@@ -55,7 +56,7 @@ def test_fuse_dicom_ct_with_nifti_mr_writes_a_dicom_series(tmp_path, capsys, tin
     assert "B mr.nii: percentiles 1-99" in fused.header[0].ImageComments
     unit_a, _ = normalise(ct.volume.data, CtWindow.named("brain"))
     unit_b, _ = normalise(read_volume(mr).volume.data, percentiles=(1, 99))
-    expected = fuse_volumes(tiny_model, unit_a, unit_b, "sfnn")
+    expected = fuse_volumes(tiny_model, unit_a, unit_b, DEFAULT_RULE)
     np.testing.assert_allclose(fused.volume.data, expected, atol=1e-4)
 
 

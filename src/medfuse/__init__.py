@@ -21,6 +21,7 @@ _PUBLIC = {
     "load_model": "medfuse.models",
     "nuclear_norms": "medfuse.rules",
     "register_rule": "medfuse.rules",
+    "DEFAULT_RULE": "medfuse.rules",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -14,7 +14,7 @@ from torch import nn
 
 from medfuse.composition import fuse_luminance
 from medfuse.models import DEFAULT_MODEL, load_model
-from medfuse.rules import FusionRule, get_rule
+from medfuse.rules import DEFAULT_RULE, FusionRule, get_rule
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def _cached_model(name: str, device: str) -> nn.Module:
     return load_model(name, device)
 
 
-def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = "sfnn",
+def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
          model: nn.Module | str | None = None, device: str | torch.device | None = None) -> np.ndarray:
     """Fuse two registered images with a DRAN model and a fusion rule.
 

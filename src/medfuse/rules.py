@@ -1,7 +1,9 @@
 """Fusion rules: pure functions of two feature tensors (N, C, H, W) -> one, and their registry.
 
-A rule has no parameters, so a new rule needs no retraining. Rules are created by name:
-``get_rule("sfnn")``; ``list_rules()`` names them all; ``register_rule`` adds one.
+A rule has no trained parameters, so a new rule needs no retraining. Rules are created by
+name: ``get_rule("sfnn-spatial")``; ``list_rules()`` names them all; ``register_rule`` adds
+one. ``DEFAULT_RULE`` is what ``medfuse.fuse`` and ``medfuse fuse`` use unless told otherwise
+(chosen by the benchmark in BENCHMARKS.md); ``sfnn`` is the paper's released rule.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 FusionRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RULES: dict[str, FusionRule] = {}
+DEFAULT_RULE = "sfnn-spatial"
+ACTIVITY_POWER = 2
+ACTIVITY_RADIUS = 1
 
 
 def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
@@ -86,6 +92,51 @@ def sfnn_channel(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Te
     ``w_{A,k} = n_k(f_A)^2 / (n_k(f_A)^2 + n_k(f_B)^2)``, ``w_{B,k} = 1 - w_{A,k}``."""
     _check_pair(features_a, features_b)
     w_a = _ratio(nuclear_norms(features_a) ** 2, nuclear_norms(features_b) ** 2)[..., None, None]
+    return w_a * features_a + (1 - w_a) * features_b
+
+
+def nuclear_activity(features: torch.Tensor, radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
+    """Activity of every pixel, (N, C, H, W) -> (N, 1, H, W): the channels' absolute
+    responses weighted by their share of the nuclear norms, ``a(x) = sum_k nu_k |f_k(x)|``
+    with ``nu_k = n_k / sum_j n_j`` (``n_k`` from :func:`nuclear_norms`), then averaged over
+    the (2r + 1) x (2r + 1) window around x (edges replicated)."""
+    norms = nuclear_norms(features)
+    shares = (norms / norms.sum(dim=1, keepdim=True).clamp_min(torch.finfo(norms.dtype).tiny))[..., None, None]
+    activity = (shares * features.abs()).sum(dim=1, keepdim=True)
+    padded = F.pad(activity, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1)
+
+
+def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor, power: int = ACTIVITY_POWER,
+                         radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
+    """A's weight at every pixel, (N, 1, H, W): sfnn's per-image evidence ``m^2`` times the
+    local activity ``a(x)^p`` of :func:`nuclear_activity`:
+    ``w_A(x) = m_A^2 a_A(x)^p / (m_A^2 a_A(x)^p + m_B^2 a_B(x)^p)`` (0/0 -> 1/2). Where the two
+    activities are equal this is sfnn's weight; elsewhere the more active source wins."""
+    evidence = []
+    for features in (features_a, features_b):
+        image_evidence = nuclear_norms(features).amax(dim=1).view(-1, 1, 1, 1) ** 2
+        evidence.append(image_evidence * nuclear_activity(features, radius) ** power)
+    return _ratio(*evidence)
+
+
+@register_rule("sfnn-spatial")
+def sfnn_spatial(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Softmax + nuclear norm with one weight per pixel (medfuse's default):
+    ``f(x) = w_A(x) f_A(x) + (1 - w_A(x)) f_B(x)`` with :func:`sfnn_spatial_weights`, p = 2
+    (so ``w_A = (m_A a_A)^2 / ((m_A a_A)^2 + (m_B a_B)^2)``, sfnn's squared ratio of evidence
+    with the evidence taken per pixel), 3 x 3 activity windows."""
+    _check_pair(features_a, features_b)
+    w_a = sfnn_spatial_weights(features_a, features_b)
+    return w_a * features_a + (1 - w_a) * features_b
+
+
+@register_rule("sfnn-pixel")
+def sfnn_pixel(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Per-pixel weights from the nuclear-norm activity alone (no per-image term):
+    ``w_A(x) = a_A(x)^2 / (a_A(x)^2 + a_B(x)^2)`` with :func:`nuclear_activity`."""
+    _check_pair(features_a, features_b)
+    w_a = _ratio(nuclear_activity(features_a) ** ACTIVITY_POWER, nuclear_activity(features_b) ** ACTIVITY_POWER)
     return w_a * features_a + (1 - w_a) * features_b
 
 

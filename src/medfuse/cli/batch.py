@@ -21,12 +21,11 @@ from tqdm import tqdm
 from medfuse.cli.common import UserError, torch_device
 from medfuse.cli.volume import VolumeOptions, add_volume_arguments, fuse_volume_files, parse_window, volume_options
 from medfuse.models import DEFAULT_MODEL, load_model
-from medfuse.rules import get_rule, list_rules
+from medfuse.rules import DEFAULT_RULE, get_rule, list_rules
 from medfuse.volume_io import is_volume_path
 
 REQUIRED_COLUMNS = ("a", "b", "out")
 OPTIONAL_COLUMNS = ("window",)
-DEFAULT_RULE = "sfnn"
 
 
 @dataclass(frozen=True)

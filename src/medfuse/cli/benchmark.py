@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
+import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from medfuse.benchmark import (
     RANKED_METRICS,
+    BenchmarkResult,
     Dataset,
     find_pairs,
     markdown_table,
@@ -118,18 +123,23 @@ def run(args: argparse.Namespace) -> None:
     methods.update(external)
 
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     try:
         result = run_benchmark(dataset, methods, metrics, out, identities,
                                progress=lambda pairs: tqdm(pairs, desc="benchmark", unit="pair"))
     except ImageFileError as error:
         raise UserError(str(error)) from None
-    _write_reports(result, dataset, external, args.montage_pairs, out)
+    seconds = time.perf_counter() - start
+    _write_reports(result, dataset, external, args.montage_pairs, out, seconds)
 
 
-def _write_reports(result, dataset: Dataset, external: dict[str, Path], montage_pairs: int, out: Path) -> None:
+def _write_reports(result: BenchmarkResult, dataset: Dataset, external: dict[str, Path], montage_pairs: int,
+                   out: Path, seconds: float) -> None:
     table = markdown_table(result)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"
     heading = (f"{len(dataset.pairs)} pairs {dataset.modality_a}/{dataset.modality_b}, "
-               f"{len(result.methods)} methods, mean ± standard deviation\n\n")
+               f"{len(result.methods)} methods, mean ± standard deviation; fused and scored in "
+               f"{seconds:.0f} s ({machine})\n\n")
     write_atomically(out / "table.md", lambda temporary: temporary.write_text(heading + table))
     write_scores_csv(result, out / "scores.csv")
     write_distributions(result, out / "distributions.png")

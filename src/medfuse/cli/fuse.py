@@ -16,7 +16,7 @@ from medfuse.cli.volume import add_volume_arguments, fuse_volume_files, given_vo
 from medfuse.fusion import fuse
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
-from medfuse.rules import FusionRule, get_rule, list_rules
+from medfuse.rules import DEFAULT_RULE, FusionRule, get_rule, list_rules
 from medfuse.volume_io import is_volume_path
 
 
@@ -39,7 +39,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("b", help="second image (e.g. CT, PET or SPECT), or a folder of them, or a volume")
     parser.add_argument("-o", "--out", required=True,
                         help="output image (its suffix picks the format), or output folder in folder mode")
-    parser.add_argument("--rule", default="sfnn", help="fusion rule (default sfnn; the list is below)")
+    parser.add_argument("--rule", default=DEFAULT_RULE,
+                        help=f"fusion rule (default {DEFAULT_RULE}; the list is below)")
     parser.add_argument("--weights", default=DEFAULT_MODEL,
                         help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
