@@ -1,6 +1,6 @@
 """Fused slices per second of ``medfuse.volumes.fuse_volumes`` on a 256 x 256 x 64 volume pair.
 
-    python benchmarks/volume_speed.py [--rules sfnn,average] [--batch-size 8] [--repeats 1]
+    python benchmarks/volume_speed.py [--rules sfnn-spatial,sfnn,average] [--batch-size 8] [--repeats 1]
                                       [--devices cpu,cuda] [--threads N] [--slices 64]
 
 Synthetic pair (an ellipsoid phantom and a shifted, inverted copy, in [0, 1]), the shipped
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from medfuse.models import load_model
+from medfuse.rules import DEFAULT_RULE
 from medfuse.volumes import fuse_volumes
 
 
@@ -35,7 +36,7 @@ def phantom_pair(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rules", default="sfnn,average")
+    parser.add_argument("--rules", default=f"{DEFAULT_RULE},sfnn,average")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--slices", type=int, default=64)

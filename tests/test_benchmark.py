@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from medfuse.benchmark import find_pairs, mean_ranks
+from medfuse.benchmark import find_pairs, mean_ranks, method_identity
 from medfuse.cli import main
 from medfuse.io import ImageFileError, load_image, save_image
 
@@ -137,3 +137,15 @@ def test_user_mistakes_get_one_line_and_no_output(dataset, tmp_path, capsys, arg
     code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", out, *arguments)
     assert code == 2 and message in stderr and stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_method_identity_follows_the_code_and_the_weights(tmp_path):
+    from medfuse.baselines import pixel_average, pixel_maximum
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"one")
+    first = method_identity("x", pixel_average, weights)
+    assert first == method_identity("x", pixel_average, weights)
+    assert first != method_identity("x", pixel_maximum, weights)
+    weights.write_bytes(b"two")
+    assert first != method_identity("x", pixel_average, weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io as text_io
 import json
 import os
@@ -113,12 +114,18 @@ class BenchmarkResult:
         return mean_ranks(means, metrics)
 
 
-def method_identity(name: str, weights: str | os.PathLike | None = None) -> str:
-    """What made a method's cached images: its name, and the SHA-256 of its weights file."""
-    if weights is None:
-        return name
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    return f"{name} weights-sha256={digest}"
+def method_identity(name: str, function: Callable, weights: str | os.PathLike | None = None) -> str:
+    """What made a method's cached images: its name, the SHA-256 of the source of its rule
+    or baseline ``function`` and of its weights file (if any). Changes elsewhere (helpers the
+    function calls) are not seen: delete ``OUT/fused/METHOD`` to fuse again after them."""
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        source = getattr(function, "__qualname__", repr(function))
+    identity = f"{name} code-sha256={hashlib.sha256(source.encode()).hexdigest()}"
+    if weights is not None:
+        identity += f" weights-sha256={hashlib.sha256(Path(weights).read_bytes()).hexdigest()}"
+    return identity
 
 
 def _cache_folder(out: Path, method: str, identity: str) -> Path:

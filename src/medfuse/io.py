@@ -121,6 +121,13 @@ def check_writable(path: str | os.PathLike, image: np.ndarray) -> None:
         raise ImageFileError(f"{path}: 16-bit colour images need .tif")
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary)`` on a new file beside ``path``, then rename it to ``path``:
     the file appears complete or not at all, and a failed write leaves nothing behind."""
@@ -128,9 +135,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
     os.close(handle)
     temporary = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
+    os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual mode
     try:
         write(temporary)
         os.replace(temporary, path)

@@ -95,12 +95,14 @@ def sfnn_channel(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Te
     return w_a * features_a + (1 - w_a) * features_b
 
 
-def nuclear_activity(features: torch.Tensor, radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
+def nuclear_activity(features: torch.Tensor, radius: int = ACTIVITY_RADIUS,
+                     norms: torch.Tensor | None = None) -> torch.Tensor:
     """Activity of every pixel, (N, C, H, W) -> (N, 1, H, W): the channels' absolute
     responses weighted by their share of the nuclear norms, ``a(x) = sum_k nu_k |f_k(x)|``
     with ``nu_k = n_k / sum_j n_j`` (``n_k`` from :func:`nuclear_norms`), then averaged over
-    the (2r + 1) x (2r + 1) window around x (edges replicated)."""
-    norms = nuclear_norms(features)
+    the (2r + 1) x (2r + 1) window around x (edges replicated). ``norms`` (N, C): the
+    nuclear norms of ``features`` if already computed."""
+    norms = nuclear_norms(features) if norms is None else norms
     shares = (norms / norms.sum(dim=1, keepdim=True).clamp_min(torch.finfo(norms.dtype).tiny))[..., None, None]
     activity = (shares * features.abs()).sum(dim=1, keepdim=True)
     padded = F.pad(activity, (radius,) * 4, mode="replicate")
@@ -115,8 +117,9 @@ def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor, pow
     activities are equal this is sfnn's weight; elsewhere the more active source wins."""
     evidence = []
     for features in (features_a, features_b):
-        image_evidence = nuclear_norms(features).amax(dim=1).view(-1, 1, 1, 1) ** 2
-        evidence.append(image_evidence * nuclear_activity(features, radius) ** power)
+        norms = nuclear_norms(features)
+        image_evidence = norms.amax(dim=1).view(-1, 1, 1, 1) ** 2
+        evidence.append(image_evidence * nuclear_activity(features, radius, norms) ** power)
     return _ratio(*evidence)
 
 

@@ -34,7 +34,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from medfuse.io import write_atomically
+from medfuse.io import current_umask, write_atomically
 from medfuse.volumes import Geometry, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -339,18 +339,12 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
         for k, reference_slice in enumerate(slices):
             dataset = _fused_slice(reference_slice, data[:, :, k].T, series_uid, k + 1, summary, description)
             pydicom.dcmwrite(temporary / f"slice_{k + 1:04d}.dcm", dataset, enforce_file_format=True)
-        os.chmod(temporary, 0o777 & ~_umask())
+        os.chmod(temporary, 0o777 & ~current_umask())
         os.rename(temporary, folder)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return folder
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def write_volume(path: str | os.PathLike, data: np.ndarray, reference: VolumeFile,

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from medfuse.baselines import BASELINES
 from medfuse.benchmark import (
     RANKED_METRICS,
     BenchmarkResult,
@@ -27,8 +28,9 @@ from medfuse.benchmark import (
 from medfuse.cli.common import UserError, torch_device
 from medfuse.evaluation import check_metric_names
 from medfuse.io import ImageFileError, images_by_stem, write_atomically
-from medfuse.methods import create_method, is_dran_method, list_methods
+from medfuse.methods import DRAN_PREFIX, create_method, is_dran_method, list_methods
 from medfuse.models import DEFAULT_MODEL, SHIPPED_WEIGHTS, load_model
+from medfuse.rules import get_rule
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> None:
     for name in names:
         dran = is_dran_method(name)
         methods[name] = create_method(name, model=model) if dran else create_method(name)
-        identities[name] = method_identity(name, weights_file if dran else None)
+        function = get_rule(name.removeprefix(DRAN_PREFIX)) if dran else BASELINES[name]
+        identities[name] = method_identity(name, function, weights_file if dran else None)
     methods.update(external)
 
     out.mkdir(parents=True, exist_ok=True)
