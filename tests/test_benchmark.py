@@ -7,6 +7,7 @@ import pytest
 from medfuse.benchmark import find_pairs, mean_ranks, method_identity
 from medfuse.cli import main
 from medfuse.io import ImageFileError, load_image, save_image
+from medfuse.methods import create_method
 
 
 @pytest.fixture
@@ -149,3 +150,48 @@ def test_method_identity_follows_the_code_and_the_weights(tmp_path):
     assert first != method_identity("x", pixel_maximum, weights)
     weights.write_bytes(b"two")
     assert first != method_identity("x", pixel_average, weights)
+
+
+def test_cache_follows_the_sources_not_just_the_names(dataset, tmp_path, capsys, phantom):
+    out = tmp_path / "out"
+    arguments = ["benchmark", dataset, "-o", out, "--methods", "pixel-average", "--metrics", "psnr",
+                 "--montage-pairs", "0"]
+    assert run_cli(capsys, *arguments)[0] == 0
+    before = load_image(out / "fused/pixel-average/p1.png")
+    save_image(dataset / "MRI" / "p1.png", 255 - phantom)   # same name, other image
+    assert run_cli(capsys, *arguments)[0] == 0
+    after = load_image(out / "fused/pixel-average/p1.png")
+    assert not np.array_equal(before, after)
+    expected = create_method("pixel-average")(255 - phantom, load_image(dataset / "PET" / "p1.png"))
+    assert np.array_equal(after, expected)
+    # a corrupt note is no crash: everything is fused again
+    (out / "fused/pixel-average/method.json").write_text("{bad")
+    assert run_cli(capsys, *arguments)[0] == 0
+
+
+@pytest.mark.parametrize("problem", ["sources", "external"])
+def test_images_of_other_sizes_are_refused_before_anything_is_written(dataset, tmp_path, capsys, problem):
+    arguments = []
+    if problem == "sources":
+        save_image(dataset / "PET" / "p2.png", np.zeros((40, 64, 3), np.uint8))
+    else:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        for name in ("p1", "p2"):
+            save_image(theirs / f"{name}.png", np.zeros((20, 20), np.uint8))
+        arguments = ["--external", f"theirs={theirs}"]
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", out, "--methods", "pixel-max",
+                              "--metrics", "psnr", *arguments)
+    assert code == 2 and "every image of a pair must have one size" in stderr
+    assert not out.exists()
+
+
+def test_same_modality_twice_and_unwritable_output_are_user_errors(dataset, tmp_path, capsys):
+    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", tmp_path / "o", "--a", "MRI", "--b", "MRI")
+    assert code == 2 and "--a and --b both name MRI" in stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", blocker / "sub", "--methods", "pixel-max",
+                              "--metrics", "psnr")
+    assert code == 2 and "cannot write there" in stderr and "Traceback" not in stderr

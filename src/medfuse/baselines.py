@@ -139,7 +139,9 @@ def guided_filtering_fusion(image_a: np.ndarray, image_b: np.ndarray) -> np.ndar
     parameters: two scales ``B = I * Z`` (31 x 31 mean) and ``D = I - B``; saliency
     ``S = |I * L| * g`` (3 x 3 Laplacian, Gaussian 11 x 11 with sigma 5); binary maps
     ``P = [S_A >= S_B]``; weights ``W_B = G_{45,0.3}(P, I)``, ``W_D = G_{7,1e-6}(P, I)``
-    normalised to sum to one; ``F = sum W_B B + sum W_D D``."""
+    normalised to sum to one; ``F = sum W_B B + sum W_D D``. Where the saliencies tie
+    (e.g. black background in both) P gives the pixel to A, as the authors' MATLAB code does,
+    so ``gff(A, B)`` and ``gff(B, A)`` can differ there."""
     image_a, image_b = _check_grey_pair(image_a, image_b)
     laplacian = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
     saliency = [
@@ -149,13 +151,13 @@ def guided_filtering_fusion(image_a: np.ndarray, image_b: np.ndarray) -> np.ndar
     ]
     maps = [(saliency[0] >= saliency[1]).astype(np.float64)]
     maps.append(1.0 - maps[0])
+    bases = [box_mean(image, 15) for image in (image_a, image_b)]
+    layers = {"base": bases, "detail": [image_a - bases[0], image_b - bases[1]]}
     fused = np.zeros_like(image_a)
     for radius, epsilon, layer in ((45, 0.3, "base"), (7, 1e-6, "detail")):
         weights = [np.clip(guided_filter(image, p, radius, epsilon), 0.0, None) for image, p in
                    zip((image_a, image_b), maps)]
         total = weights[0] + weights[1]
         weights = [np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.5) for w in weights]
-        for image, weight in zip((image_a, image_b), weights):
-            base = box_mean(image, 15)
-            fused += weight * (base if layer == "base" else image - base)
+        fused += weights[0] * layers[layer][0] + weights[1] * layers[layer][1]
     return np.clip(fused, 0.0, 1.0)

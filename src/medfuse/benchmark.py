@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from medfuse.images import to_unit
 from medfuse.io import ImageFileError, check_writable, images_by_stem, load_image, save_image, write_atomically
 from medfuse.metrics import METRICS, score
 
@@ -45,6 +46,8 @@ def find_pairs(folder: str | os.PathLike, modality_a: str | None = None, modalit
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageFileError(f"{folder}: no such folder")
+    if modality_a is not None and modality_a == modality_b:
+        raise ImageFileError(f"--a and --b both name {modality_a}; give two different modality folders")
     if modality_a is None or modality_b is None:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         given = [m for m in (modality_a, modality_b) if m is not None]
@@ -66,7 +69,7 @@ def find_pairs(folder: str | os.PathLike, modality_a: str | None = None, modalit
     names = sorted(files[0].keys() & files[1].keys())
     if not names:
         raise ImageFileError(f"{folder}: no images of the same name in {modality_a} and {modality_b}")
-    unpaired = [f.get(n) or g[n] for f, g in (files, files[::-1]) for n in sorted(g.keys() - f.keys())]
+    unpaired = [g[n] for f, g in (files, files[::-1]) for n in sorted(g.keys() - f.keys())]
     return Dataset(modality_a, modality_b, [(n, files[0][n], files[1][n]) for n in names], unpaired)
 
 
@@ -128,61 +131,114 @@ def method_identity(name: str, function: Callable, weights: str | os.PathLike | 
     return identity
 
 
-def _cache_folder(out: Path, method: str, identity: str) -> Path:
-    """OUT/fused/METHOD, emptied of images made by anything other than ``identity``."""
-    folder = out / "fused" / method
-    folder.mkdir(parents=True, exist_ok=True)
-    note = folder / IDENTITY_FILE
-    if not note.is_file() or json.loads(note.read_text()).get("identity") != identity:
-        for path in images_by_stem(folder).values():
-            path.unlink()
-        write_atomically(note, lambda temporary: temporary.write_text(json.dumps({"identity": identity}) + "\n"))
-    return folder
+def sources_digest(path_a: Path, path_b: Path) -> str:
+    """SHA-256 of the two source files, in order: what a cached fused image was made from."""
+    digest = hashlib.sha256(path_a.read_bytes())
+    digest.update(b"\0")
+    digest.update(path_b.read_bytes())
+    return digest.hexdigest()
 
 
-def _save_fused(folder: Path, name: str, image: np.ndarray) -> None:
-    target = folder / f"{name}.png"
-    try:
-        check_writable(target, image)
-    except ImageFileError:
-        target = target.with_suffix(".tif")
-    save_image(target, image)
+class _Cache:
+    """OUT/fused/METHOD: fused images and a note of the identity that made them and of the
+    sources of every pair. Images of another identity are deleted; an image whose sources
+    changed (other dataset, swapped modalities, edited file) is made again."""
+
+    def __init__(self, out: Path, method: str, identity: str) -> None:
+        self.folder = out / "fused" / method
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.note = self.folder / IDENTITY_FILE
+        self.identity = identity
+        try:
+            recorded = json.loads(self.note.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if not isinstance(recorded, dict) or recorded.get("identity") != identity:
+            for path in images_by_stem(self.folder).values():
+                path.unlink()
+            recorded = {}
+        self.sources: dict[str, str] = dict(recorded.get("sources", {}))
+        self.images = images_by_stem(self.folder)
+
+    def get(self, pair: str, digest: str) -> Path | None:
+        """The cached image of ``pair`` if it was made from sources with ``digest``."""
+        return self.images.get(pair) if self.sources.get(pair) == digest else None
+
+    def put(self, pair: str, digest: str, image: np.ndarray) -> None:
+        if pair in self.images:
+            self.images.pop(pair).unlink()
+        target = self.folder / f"{pair}.png"
+        try:
+            check_writable(target, image)
+        except ImageFileError:
+            target = target.with_suffix(".tif")
+        self.images[pair] = save_image(target, image)
+        self.sources[pair] = digest
+
+    def save(self) -> None:
+        text = json.dumps({"identity": self.identity, "sources": self.sources}, indent=1) + "\n"
+        write_atomically(self.note, lambda temporary: temporary.write_text(text))
 
 
-def run_benchmark(dataset: Dataset, methods: Mapping[str, Method | Path], metrics: Iterable[str],
+def check_sizes(dataset: Dataset, external: Mapping[str, Mapping[str, Path]]) -> None:
+    """ImageFileError naming the first pair whose sources, or whose image of an external
+    method, differ in size (read before anything is fused or written)."""
+    for pair, path_a, path_b in dataset.pairs:
+        size = load_image(path_a).shape[:2]
+        others = [(path_b, load_image(path_b).shape[:2])]
+        others += [(files[pair], load_image(files[pair]).shape[:2]) for files in external.values()]
+        for path, other in others:
+            if other != size:
+                raise ImageFileError(f"pair {pair}: {path} is {other[1]}x{other[0]} but {path_a} is "
+                                     f"{size[1]}x{size[0]}; every image of a pair must have one size")
+
+
+def run_benchmark(dataset: Dataset, methods: Mapping[str, Method | str | os.PathLike], metrics: Iterable[str],
                   out: str | os.PathLike, identities: Mapping[str, str] | None = None,
                   progress: Callable[[Iterable], Iterable] = iter) -> BenchmarkResult:
     """Fuse every pair with every method and score the results.
 
     ``methods`` maps a name to a method function, or to a folder of images fused elsewhere
     (found by the pair's name). Fused images of method functions are cached in
-    ``OUT/fused/NAME/`` under ``identities[NAME]`` (default the name): a rerun with the
-    same identity reads them instead of fusing. ``progress`` wraps the loop over pairs
-    (e.g. ``tqdm``).
+    ``OUT/fused/NAME/`` under ``identities[NAME]`` (default the name) and the digest of the
+    pair's sources: a rerun with the same identity and sources reads them instead of
+    fusing. Sizes are checked first (:func:`check_sizes`). ``progress`` wraps the loop over
+    pairs (e.g. ``tqdm``).
     """
     out, metrics = Path(out), list(metrics)
     identities = identities or {}
-    folders = {}
+    external = {}
     for name, method in methods.items():
-        if isinstance(method, Path):
-            folders[name] = images_by_stem(method)
-            missing = [pair for pair, _, _ in dataset.pairs if pair not in folders[name]]
+        if isinstance(method, (str, os.PathLike)):
+            external[name] = images_by_stem(method)
+            missing = [pair for pair, _, _ in dataset.pairs if pair not in external[name]]
             if missing:
                 raise ImageFileError(f"method {name}: {method} has no fused image for {len(missing)} pair(s), "
                                      f"e.g. {', '.join(missing[:3])}")
-        else:
-            folder = _cache_folder(out, name, identities.get(name, name))
-            folders[name] = {**images_by_stem(folder), "": folder}
+    check_sizes(dataset, external)
+    out.mkdir(parents=True, exist_ok=True)
+    caches = {name: _Cache(out, name, identities.get(name, name)) for name in methods if name not in external}
     result = BenchmarkResult(list(methods), metrics, {name: {} for name in methods})
-    for pair, path_a, path_b in progress(dataset.pairs):
-        image_a, image_b = load_image(path_a), load_image(path_b)
-        for name, method in methods.items():
-            if pair in folders[name]:
-                fused = load_image(folders[name][pair])
-            else:
-                fused = method(image_a, image_b)
-                _save_fused(folders[name][""], pair, fused)
-            result.scores[name][pair] = {metric: score(metric, fused, image_a, image_b) for metric in metrics}
+    try:
+        for pair, path_a, path_b in progress(dataset.pairs):
+            image_a, image_b = load_image(path_a), load_image(path_b)
+            digest = sources_digest(path_a, path_b)
+            for name, method in methods.items():
+                cached = external[name][pair] if name in external else caches[name].get(pair, digest)
+                try:
+                    if cached is not None:
+                        fused = load_image(cached)
+                    else:
+                        fused = method(image_a, image_b)
+                        caches[name].put(pair, digest, fused)
+                    result.scores[name][pair] = {metric: score(metric, fused, image_a, image_b) for metric in metrics}
+                except ImageFileError:
+                    raise
+                except ValueError as error:  # e.g. an image too small for a method or a metric
+                    raise ImageFileError(f"pair {pair}, method {name}: {error}") from None
+    finally:
+        for cache in caches.values():
+            cache.save()
     return result
 
 
@@ -194,7 +250,7 @@ def markdown_table(result: BenchmarkResult) -> str:
     best = {}
     for metric in result.metrics:
         means = [summary[m][metric][0] for m in result.methods]
-        best[metric] = (max if METRICS[metric].higher_is_better else min)(means)
+        best[metric] = (np.nanmax if METRICS[metric].higher_is_better else np.nanmin)(means)
     lines = ["| method | " + " | ".join(result.metrics) + " | mean rank |",
              "| --- |" + " ---: |" * (len(result.metrics) + 1)]
     for method in order:
@@ -244,8 +300,7 @@ def write_montage(dataset: Dataset, fused_images: Mapping[str, Mapping[str, Path
         files = [path_a, path_b, *(fused_images[m][pair] for m in fused_images)]
         for column, (title, file) in enumerate(zip(columns, files)):
             axis = axes[row][column]
-            image = load_image(file)
-            axis.imshow(image, cmap="gray", vmin=0, vmax=np.iinfo(image.dtype).max if image.dtype.kind == "u" else 1)
+            axis.imshow(to_unit(load_image(file)), cmap="gray", vmin=0, vmax=1)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:

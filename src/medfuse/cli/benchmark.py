@@ -125,13 +125,14 @@ def run(args: argparse.Namespace) -> None:
         identities[name] = method_identity(name, function, weights_file if dran else None)
     methods.update(external)
 
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         result = run_benchmark(dataset, methods, metrics, out, identities,
                                progress=lambda pairs: tqdm(pairs, desc="benchmark", unit="pair"))
     except ImageFileError as error:
         raise UserError(str(error)) from None
+    except OSError as error:
+        raise UserError(f"-o {out}: cannot write there ({error.strerror or error})") from None
     seconds = time.perf_counter() - start
     _write_reports(result, dataset, external, args.montage_pairs, out, seconds)
 
