@@ -87,3 +87,11 @@ def test_guided_filter_keeps_edges_of_the_guide_and_smooths_flat_noise():
     # a flat guide cannot carry edges: with large epsilon the result is the local mean
     flat = guided_filter(np.zeros((40, 40)), noisy, radius=3, epsilon=1.0)
     assert flat.std() < noisy.std()
+
+
+def test_a_baseline_name_cannot_be_registered_twice():
+    from medfuse.baselines import register_baseline
+
+    with pytest.raises(ValueError, match="a baseline named 'gff' exists already"):
+        register_baseline("gff")(pixel_average)
+    assert BASELINES["gff"] is guided_filtering_fusion

@@ -14,20 +14,15 @@ import numpy as np
 import pywt
 from scipy import ndimage
 
-GreyFusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
+from medfuse.composition import GreyFusion
+from medfuse.registry import add_to_registry
+
 BASELINES: dict[str, GreyFusion] = {}
 
 
 def register_baseline(name: str) -> Callable[[GreyFusion], GreyFusion]:
     """Decorator: make a baseline available by ``name``."""
-
-    def add(function: GreyFusion) -> GreyFusion:
-        if name in BASELINES:
-            raise ValueError(f"a baseline named {name!r} exists already")
-        BASELINES[name] = function
-        return function
-
-    return add
+    return add_to_registry(BASELINES, "baseline", name)
 
 
 def _check_grey_pair(image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from medfuse.registry import add_to_registry
+
 FusionRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RULES: dict[str, FusionRule] = {}
 DEFAULT_RULE = "sfnn-spatial"
@@ -22,14 +24,7 @@ ACTIVITY_RADIUS = 1
 
 def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
     """Decorator: make a rule available by ``name``."""
-
-    def add(rule: FusionRule) -> FusionRule:
-        if name in RULES:
-            raise ValueError(f"a fusion rule named {name!r} exists already")
-        RULES[name] = rule
-        return rule
-
-    return add
+    return add_to_registry(RULES, "fusion rule", name)
 
 
 def list_rules() -> list[str]:
