@@ -9,9 +9,13 @@ from medfuse.volume_io import (
     VolumeFileError,
     is_volume_path,
     read_volume,
-    write_dicom_series as write_series,
-    write_nifti as write_nifti_volume,
     write_volume,
+)
+from medfuse.volume_io import (
+    write_dicom_series as write_series,
+)
+from medfuse.volume_io import (
+    write_nifti as write_nifti_volume,
 )
 from medfuse.volumes import Geometry
 
@@ -74,7 +78,8 @@ def test_dicom_series_sorted_rescaled_and_in_ras(tmp_path):
 
 def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     folder = write_dicom_series(tmp_path / "ct", ct_hu(), thickness=2.0, skip=(3,))
-    with pytest.raises(VolumeFileError, match="not evenly spaced: a gap of 4 mm .* 2 mm apart \\(a missing slice\\?\\)"):
+    message = "not evenly spaced: a gap of 4 mm .* 2 mm apart \\(a missing slice\\?\\)"
+    with pytest.raises(VolumeFileError, match=message):
         read_volume(folder)
 
 

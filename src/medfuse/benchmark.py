@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from medfuse.composition import Method
 from medfuse.images import to_unit
 from medfuse.io import ImageFileError, check_writable, images_by_stem, load_image, save_image, write_atomically
 from medfuse.metrics import METRICS, score
 
 RANKED_METRICS = ("psnr", "ssim", "fmi", "fsim", "qabf", "vif", "mi")
 IDENTITY_FILE = "method.json"
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -54,8 +54,8 @@ def find_pairs(folder: str | os.PathLike, modality_a: str | None = None, modalit
         others = [s for s in subfolders if s not in given]
         if len(subfolders) != 2 and not (given and len(others) == 1):
             raise ImageFileError(
-                f"{folder}: expected two modality folders, found {len(subfolders)} ({', '.join(subfolders) or 'none'}); "
-                "name them with --a and --b"
+                f"{folder}: expected two modality folders, found {len(subfolders)} "
+                f"({', '.join(subfolders) or 'none'}); name them with --a and --b"
             )
         if not given:
             others.sort(key=lambda name: (name.upper() != "MRI", name))

@@ -17,6 +17,9 @@ from medfuse.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from medfuse.images import from_unit, grey_unit, is_colour, to_unit
 
 GreyFusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Two grey (H, W) images in [0, 1] -> the fused (H, W) image in [0, 1]."""
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Two images as users have them (grey or RGB; uint8, uint16 or float) -> the fused image."""
 
 
 def fused_dtype(dtype_a: np.dtype, dtype_b: np.dtype) -> np.dtype:

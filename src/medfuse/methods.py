@@ -8,18 +8,15 @@ returns the fused image, as :func:`medfuse.fuse` does. ``create_method("dran-sfn
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from medfuse.baselines import BASELINES
-from medfuse.composition import fuse_luminance
+from medfuse.composition import Method, fuse_luminance
 from medfuse.fusion import fuse
 from medfuse.rules import list_rules
 
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 DRAN_PREFIX = "dran-"
 
 
