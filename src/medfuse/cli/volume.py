@@ -15,10 +15,16 @@ from medfuse.cli.common import UserError
 from medfuse.intensity import CT_WINDOWS, DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
 from medfuse.rules import FusionRule
 from medfuse.volume_io import VolumeFileError, is_nifti_path, read_volume, write_volume
-from medfuse.volumes import GridMismatchError, Volume, check_same_grid, fuse_volumes, resample
+from medfuse.volumes import (
+    CPU_BATCH_SIZE,
+    CUDA_BATCH_SIZE,
+    GridMismatchError,
+    Volume,
+    check_same_grid,
+    fuse_volumes,
+    resample,
+)
 
-CPU_BATCH_SIZE = 1
-CUDA_BATCH_SIZE = 8
 RESAMPLE_HELP = ("resample the other volume onto the grid of A (or B) by trilinear interpolation; the "
                  "output takes that grid. This is NOT registration: it only helps volumes that already "
                  "lie in one world space (e.g. one scanner session), it cannot correct movement")
@@ -34,7 +40,7 @@ class VolumeOptions:
     window_on: str = "b"
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     resample_to: str | None = None
-    batch_size: int = CPU_BATCH_SIZE
+    batch_size: int | None = None
 
 
 def add_volume_arguments(parser: argparse.ArgumentParser, window: bool = True) -> None:
@@ -95,12 +101,9 @@ def volume_options(args: argparse.Namespace) -> VolumeOptions:
             percentiles = check_percentiles(*args.percentiles)
         except ValueError as error:
             raise UserError(f"--percentiles: {error}") from None
-    batch_size = args.batch_size
-    if batch_size is None:
-        batch_size = CUDA_BATCH_SIZE if str(args.device).startswith("cuda") else CPU_BATCH_SIZE
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    return VolumeOptions(window, args.window_on or "b", percentiles, args.resample_to, batch_size)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    return VolumeOptions(window, args.window_on or "b", percentiles, args.resample_to, args.batch_size)
 
 
 def _check_output(out: Path, inputs: tuple[Path, Path]) -> None:
