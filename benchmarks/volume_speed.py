@@ -1,6 +1,6 @@
 """Fused slices per second of ``medfuse.volumes.fuse_volumes`` on a 256 x 256 x 64 volume pair.
 
-    python benchmarks/volume_speed.py [--rules sfnn-spatial,sfnn,average] [--batch-size 8] [--repeats 1]
+    python benchmarks/volume_speed.py [--rules sfnn-map,sfnn,average] [--batch-size 8] [--repeats 1]
                                       [--devices cpu,cuda] [--threads N] [--slices 64]
 
 Synthetic pair (an ellipsoid phantom and a shifted, inverted copy, in [0, 1]), the shipped
@@ -69,7 +69,7 @@ def main() -> None:
                     torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - started)
             assert fused.shape == shape
-            print(f"{name:<24} {rule:<10} {shape[2] / best:8.2f} slices/s   ({best:.2f} s per volume)")
+            print(f"{name:<24} {rule:<12} {shape[2] / best:8.2f} slices/s   ({best:.2f} s per volume)")
 
 
 if __name__ == "__main__":

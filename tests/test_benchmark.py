@@ -152,6 +152,14 @@ def test_method_identity_follows_the_code_and_the_weights(tmp_path):
     assert first != method_identity("x", pixel_average, weights)
 
 
+def test_method_identity_of_a_source_weighting_is_its_weight_function():
+    from medfuse.rules import SourceWeighting, get_rule, sfnn_spatial_weights, sfnn_weights
+
+    identity = method_identity("x", get_rule("sfnn-map"))
+    assert identity == method_identity("x", SourceWeighting(sfnn_spatial_weights))  # no object address in it
+    assert identity != method_identity("x", SourceWeighting(sfnn_weights))
+
+
 def test_cache_follows_the_sources_not_just_the_names(dataset, tmp_path, capsys, phantom):
     out = tmp_path / "out"
     arguments = ["benchmark", dataset, "-o", out, "--methods", "pixel-average", "--metrics", "psnr",

@@ -30,6 +30,22 @@ def test_fuse_is_decoder_of_rule_of_encoders(phantom, tiny_model):
     assert np.abs(fused.astype(float) - expected).max() <= 1
 
 
+def test_sfnn_map_blends_the_sources_with_its_weights(phantom, tiny_model):
+    other = np.ascontiguousarray(phantom[::-1])
+    a = torch.from_numpy(phantom / 255.0).float()[None, None]
+    b = torch.from_numpy(other / 255.0).float()[None, None]
+    w_a = medfuse.get_rule("sfnn-map").weights(tiny_model.encode(a), tiny_model.encode(b))
+    expected = np.round(((w_a * a + (1 - w_a) * b)[0, 0]).detach().numpy() * 255)
+    fused = medfuse.fuse(phantom, other, rule="sfnn-map", model=tiny_model)
+    assert np.abs(fused.astype(float) - expected).max() <= 1
+    assert np.all(fused >= np.minimum(phantom, other)) and np.all(fused <= np.maximum(phantom, other))
+    assert 0.05 < w_a.mean() < 0.95 and w_a.std() > 0.01  # a real per-pixel mixture, not one source
+
+
+def test_sfnn_map_of_one_image_twice_is_that_image(phantom, tiny_model):
+    np.testing.assert_array_equal(medfuse.fuse(phantom, phantom, rule="sfnn-map", model=tiny_model), phantom)
+
+
 @pytest.mark.parametrize("rule", medfuse.list_rules())
 def test_every_rule_runs_on_odd_sizes(rule, tiny_model):
     rng = np.random.default_rng(0)

@@ -4,6 +4,7 @@ import torch
 
 from medfuse.rules import (
     DEFAULT_RULE,
+    SourceWeighting,
     get_rule,
     list_rules,
     nuclear_norms,
@@ -88,10 +89,10 @@ def slow_rule(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-ALL_RULES = ["sfnn", "sfnn-channel", "sfnn-spatial", "sfnn-pixel", "average", "addition", "max", "fer", "l1"]
+FEATURE_RULES = ["sfnn", "sfnn-channel", "sfnn-spatial", "sfnn-pixel", "average", "addition", "max", "fer", "l1"]
 
 
-@pytest.mark.parametrize("name", ALL_RULES)
+@pytest.mark.parametrize("name", FEATURE_RULES)
 def test_rule_matches_direct_definition(name):
     a, b = random_pair(seed=len(name))
     expected = slow_rule(name, a.numpy(), b.numpy())
@@ -99,8 +100,18 @@ def test_rule_matches_direct_definition(name):
 
 
 def test_every_rule_is_registered():
-    assert list_rules() == sorted(ALL_RULES)
+    assert list_rules() == sorted(FEATURE_RULES + ["sfnn-map"])
     assert DEFAULT_RULE in list_rules()
+
+
+def test_sfnn_map_weights_are_sfnn_spatial_weights():
+    """sfnn-map blends the sources with the weights by which sfnn-spatial blends the features."""
+    rule = get_rule("sfnn-map")
+    assert isinstance(rule, SourceWeighting)
+    a, b = random_pair(seed=5)
+    w_a = rule.weights(a, b)
+    assert w_a.shape == (2, 1, 6, 7) and 0 <= w_a.min() and w_a.max() <= 1
+    torch.testing.assert_close(get_rule("sfnn-spatial")(a, b), w_a * a + (1 - w_a) * b)
 
 
 def test_nuclear_norms_match_loop():

@@ -85,7 +85,7 @@ def test_volume_slices_are_row_by_column_images():
     assert slices.shape == (2, 3, 4) and slices[1, 2, 3] == data[3, 2, 1]
 
 
-@pytest.mark.parametrize("rule, batch_size", [("sfnn", 4), ("average", 1), ("l1", 8)])
+@pytest.mark.parametrize("rule, batch_size", [("sfnn", 4), ("average", 1), ("l1", 8), ("sfnn-map", 3)])
 def test_fuse_volumes_equals_slice_by_slice_fusion(tiny_model, rule, batch_size):
     a = phantom((16, 12, 5))
     b = phantom((16, 12, 5), inner=0.2, outer=0.9, shift=0.3)

@@ -119,10 +119,11 @@ class BenchmarkResult:
 
 def method_identity(name: str, function: Callable, weights: str | os.PathLike | None = None) -> str:
     """What made a method's cached images: its name, the SHA-256 of the source of its rule
-    or baseline ``function`` and of its weights file (if any). Changes elsewhere (helpers the
-    function calls) are not seen: delete ``OUT/fused/METHOD`` to fuse again after them."""
+    or baseline ``function`` (of its weight function for a source weighting) and of its
+    weights file (if any). Changes elsewhere (helpers the function calls) are not seen:
+    delete ``OUT/fused/METHOD`` to fuse again after them."""
     try:
-        source = inspect.getsource(function)
+        source = inspect.getsource(getattr(function, "weights", function))
     except (OSError, TypeError):
         source = getattr(function, "__qualname__", repr(function))
     identity = f"{name} code-sha256={hashlib.sha256(source.encode()).hexdigest()}"

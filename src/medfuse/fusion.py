@@ -14,14 +14,20 @@ from torch import nn
 
 from medfuse.composition import fuse_luminance
 from medfuse.models import DEFAULT_MODEL, load_model
-from medfuse.rules import DEFAULT_RULE, FusionRule, get_rule
+from medfuse.rules import DEFAULT_RULE, FusionRule, SourceWeighting, get_rule
 
 
 @torch.no_grad()
 def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
                  rule: FusionRule) -> torch.Tensor:
-    """``D(rule(E(a), E(b)))`` for two batches of one-channel images (N, 1, H, W) in [0, 1]."""
-    return model.decode(rule(model.encode(image_a), model.encode(image_b)))
+    """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
+    for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
+    :class:`~medfuse.rules.SourceWeighting`."""
+    features_a, features_b = model.encode(image_a), model.encode(image_b)
+    if isinstance(rule, SourceWeighting):
+        w_a = rule.weights(features_a, features_b)
+        return w_a * image_a + (1 - w_a) * image_b
+    return model.decode(rule(features_a, features_b))
 
 
 @lru_cache(maxsize=4)
@@ -36,7 +42,8 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
     Args:
         image_a, image_b: grey (H, W) or RGB (H, W, 3) arrays of one size; uint8, uint16 or
             float in [0, 1]. RGB with three equal channels counts as grey.
-        rule: a registered rule name (see ``list_rules()``) or a rule function.
+        rule: a registered rule name (see ``list_rules()``), a feature rule function or a
+            :class:`~medfuse.rules.SourceWeighting`.
         model: a loaded model, a shipped model name or a weights path; default the
             shipped ``dran-havard``.
         device: torch device to run on; default the model's (CPU for names and paths).

@@ -1,29 +1,49 @@
-"""Fusion rules: pure functions of two feature tensors (N, C, H, W) -> one, and their registry.
+"""Fusion rules and their registry.
+
+Two kinds of rule, both pure functions of the two images' features (N, C, H, W):
+
+- a feature rule returns the fused features, which the decoder turns into the fused image
+  (the paper's pipeline; ``sfnn`` is its released rule);
+- a :class:`SourceWeighting` returns A's weight at every pixel, (N, 1, H, W), and the fused
+  image is ``w_A A + (1 - w_A) B``: the sources themselves are blended, the decoder is not used.
 
 A rule has no trained parameters, so a new rule needs no retraining. Rules are created by
-name: ``get_rule("sfnn-spatial")``; ``list_rules()`` names them all; ``register_rule`` adds
-one. ``DEFAULT_RULE`` is what ``medfuse.fuse`` and ``medfuse fuse`` use unless told otherwise
-(chosen by the benchmark in BENCHMARKS.md); ``sfnn`` is the paper's released rule.
+name: ``get_rule("sfnn-map")``; ``list_rules()`` names them all; ``register_rule`` adds
+one. ``DEFAULT_RULE`` is what ``medfuse.fuse`` and ``medfuse fuse`` use unless told
+otherwise (chosen on train pairs, see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
 
 from medfuse.registry import add_to_registry
 
-FusionRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+FeatureRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SourceWeighting:
+    """A rule that blends the source images: ``weights(features_a, features_b)`` gives A's
+    weight at every pixel, (N, 1, H, W) in [0, 1]; the fused image is
+    ``w_A(x) A(x) + (1 - w_A(x)) B(x)`` (see :func:`medfuse.fusion.fuse_tensors`)."""
+
+    weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+FusionRule = Union[FeatureRule, SourceWeighting]
 RULES: dict[str, FusionRule] = {}
-DEFAULT_RULE = "sfnn-spatial"
+DEFAULT_RULE = "sfnn-map"
 ACTIVITY_POWER = 2
 ACTIVITY_RADIUS = 1
 
 
 def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
-    """Decorator: make a rule available by ``name``."""
+    """Decorator (or call, for a :class:`SourceWeighting`): make a rule available by ``name``."""
     return add_to_registry(RULES, "fusion rule", name)
 
 
@@ -118,13 +138,20 @@ def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor) -> 
 
 @register_rule("sfnn-spatial")
 def sfnn_spatial(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
-    """Softmax + nuclear norm with one weight per pixel (medfuse's default):
+    """Softmax + nuclear norm with one weight per pixel, blending the features:
     ``f(x) = w_A(x) f_A(x) + (1 - w_A(x)) f_B(x)`` with :func:`sfnn_spatial_weights`, i.e.
     ``w_A = (m_A a_A)^2 / ((m_A a_A)^2 + (m_B a_B)^2)``: sfnn's squared ratio of evidence with
     the evidence taken per pixel."""
     _check_pair(features_a, features_b)
     w_a = sfnn_spatial_weights(features_a, features_b)
     return w_a * features_a + (1 - w_a) * features_b
+
+
+# medfuse's default: sfnn-spatial's weights (sfnn_spatial_weights) applied to the source
+# images instead of the features, F(x) = w_A(x) A(x) + (1 - w_A(x)) B(x). The fused image
+# keeps the sources' own intensities, mixed in the proportions the softmax/nuclear-norm
+# evidence gives; the decoder is not used.
+SFNN_MAP = register_rule("sfnn-map")(SourceWeighting(sfnn_spatial_weights))
 
 
 @register_rule("sfnn-pixel")

@@ -175,7 +175,7 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     device) go through :func:`medfuse.fusion.fuse_tensors` as one (N, 1, J, I) batch (the
     rules act per item of the batch, so this equals fusing the slices one by one).
     ``progress(n)`` is called after each batch with its number of slices. Returns float32
-    (I, J, K) in [0, 1] (the decoder's output, clipped).
+    (I, J, K) in [0, 1] (the fused slices, clipped).
     """
     volume_a, volume_b = np.asarray(volume_a), np.asarray(volume_b)
     if volume_a.ndim != 3 or volume_a.shape != volume_b.shape:
