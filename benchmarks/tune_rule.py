@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from medfuse.baselines import BASELINES, guided_filter
@@ -38,7 +37,7 @@ from medfuse.composition import fuse_luminance
 from medfuse.io import load_image
 from medfuse.metrics import score
 from medfuse.models import load_model
-from medfuse.rules import RULES, _ratio, nuclear_norms, sfnn_spatial_weights
+from medfuse.rules import RULES, sfnn_spatial_weights
 
 Features = tuple[torch.Tensor, torch.Tensor]
 Candidate = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, Features], torch.Tensor]
@@ -56,22 +55,10 @@ def candidate(name: str) -> Callable[[Candidate], Candidate]:
     return add
 
 
-def spatial_weights(features: Features, power: int = 2, radius: int = 1) -> torch.Tensor:
-    """sfnn-spatial's weight of A with another activity power and window radius."""
-    evidence = []
-    for f in features:
-        norms = nuclear_norms(f)
-        shares = (norms / norms.sum(dim=1, keepdim=True))[..., None, None]
-        activity = (shares * f.abs()).sum(dim=1, keepdim=True)
-        activity = F.avg_pool2d(F.pad(activity, (radius,) * 4, mode="replicate"), 2 * radius + 1, stride=1)
-        evidence.append(norms.amax(dim=1).view(-1, 1, 1, 1) ** 2 * activity**power)
-    return _ratio(*evidence)
-
-
 def pixel_candidate(power: int, radius: int) -> Candidate:
     """The weights applied to the sources instead of the features."""
     def fuse(model, a, b, features):
-        w_a = spatial_weights(features, power, radius)
+        w_a = sfnn_spatial_weights(*features, power=power, radius=radius)
         return w_a * a + (1 - w_a) * b
     fuse.__doc__ = f"pixel-domain sfnn-spatial weights, activity power {power}, radius {radius}"
     return fuse
@@ -84,7 +71,7 @@ for _power, _radius in [(2, 1), (1, 1), (3, 1), (4, 1), (2, 0), (2, 2), (3, 2)]:
 def guided_candidate(power: int, radius: int, epsilon: float) -> Candidate:
     """The weights refined by a guided filter with each source as the guide (as GFF does)."""
     def fuse(model, a, b, features):
-        w_a = spatial_weights(features, power)[0, 0].double().numpy()
+        w_a = sfnn_spatial_weights(*features, power=power)[0, 0].double().numpy()
         grey_a, grey_b = a[0, 0].double().numpy(), b[0, 0].double().numpy()
         refined_a = np.clip(guided_filter(grey_a, w_a, radius, epsilon), 0, None)
         refined_b = np.clip(guided_filter(grey_b, 1 - w_a, radius, epsilon), 0, None)

@@ -7,6 +7,7 @@ from medfuse.rules import (
     SourceWeighting,
     get_rule,
     list_rules,
+    nuclear_activity,
     nuclear_norms,
     register_rule,
     sfnn_spatial_weights,
@@ -174,3 +175,18 @@ def test_sfnn_spatial_is_sfnn_where_activities_agree_and_follows_the_active_sour
     right_silent[..., 5:] = 0
     weights = sfnn_spatial_weights(left_silent, right_silent)[0, 0]
     assert (weights[:, :2] < 0.05).all() and (weights[:, 6:] > 0.95).all()
+
+
+def test_activity_window_and_power_are_parameters():
+    """radius r averages the unsmoothed activity over (2r + 1)^2 pixels; power p raises it."""
+    a, b = random_pair(seed=13, shape=(1, 4, 9, 9))
+    norms = nuclear_norms(a)
+    pointwise = ((norms / norms.sum(dim=1, keepdim=True))[..., None, None] * a.abs()).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(nuclear_activity(a, radius=0), pointwise)
+    torch.testing.assert_close(nuclear_activity(a, radius=2)[0, 0, 4, 4], pointwise[0, 0, 2:7, 2:7].mean())
+    torch.testing.assert_close(nuclear_activity(a), nuclear_activity(a, radius=1))
+    torch.testing.assert_close(sfnn_spatial_weights(a, b), sfnn_spatial_weights(a, b, power=2, radius=1))
+    m_a, m_b = nuclear_norms(a).amax(), nuclear_norms(b).amax()
+    evidence_a = m_a**2 * nuclear_activity(a, radius=0) ** 3
+    evidence_b = m_b**2 * nuclear_activity(b, radius=0) ** 3
+    torch.testing.assert_close(sfnn_spatial_weights(a, b, power=3, radius=0), evidence_a / (evidence_a + evidence_b))

@@ -110,29 +110,32 @@ def sfnn_channel(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Te
     return w_a * features_a + (1 - w_a) * features_b
 
 
-def nuclear_activity(features: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
+def nuclear_activity(features: torch.Tensor, norms: torch.Tensor | None = None, *,
+                     radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
     """Activity of every pixel, (N, C, H, W) -> (N, 1, H, W): the channels' absolute
     responses weighted by their share of the nuclear norms, ``a(x) = sum_k nu_k |f_k(x)|``
     with ``nu_k = n_k / sum_j n_j`` (``n_k`` from :func:`nuclear_norms`), then averaged over
-    the 3 x 3 window around x (edges replicated). ``norms`` (N, C): the
-    nuclear norms of ``features`` if already computed."""
+    the (2r + 1) x (2r + 1) window around x (edges replicated; r = ``radius``, 1 for every
+    registered rule). ``norms`` (N, C): the nuclear norms of ``features`` if already computed."""
     norms = nuclear_norms(features) if norms is None else norms
     shares = (norms / norms.sum(dim=1, keepdim=True).clamp_min(torch.finfo(norms.dtype).tiny))[..., None, None]
     activity = (shares * features.abs()).sum(dim=1, keepdim=True)
-    padded = F.pad(activity, (ACTIVITY_RADIUS,) * 4, mode="replicate")
-    return F.avg_pool2d(padded, 2 * ACTIVITY_RADIUS + 1, stride=1)
+    padded = F.pad(activity, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1)
 
 
-def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor, *, power: int = ACTIVITY_POWER,
+                         radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
     """A's weight at every pixel, (N, 1, H, W): sfnn's per-image evidence ``m^2`` times the
-    local activity ``a(x)^2`` of :func:`nuclear_activity`:
-    ``w_A(x) = m_A^2 a_A(x)^2 / (m_A^2 a_A(x)^2 + m_B^2 a_B(x)^2)`` (0/0 -> 1/2). Where the two
-    activities are equal this is sfnn's weight; elsewhere the more active source wins."""
+    local activity ``a(x)^p`` of :func:`nuclear_activity` (window radius ``radius``):
+    ``w_A(x) = m_A^2 a_A(x)^p / (m_A^2 a_A(x)^p + m_B^2 a_B(x)^p)`` (0/0 -> 1/2). Where the two
+    activities are equal this is sfnn's weight; elsewhere the more active source wins. The
+    registered rules use p = 2 and radius 1; ``benchmarks/tune_rule.py`` varies both."""
     evidence = []
     for features in (features_a, features_b):
         norms = nuclear_norms(features)
         image_evidence = norms.amax(dim=1).view(-1, 1, 1, 1) ** 2
-        evidence.append(image_evidence * nuclear_activity(features, norms) ** ACTIVITY_POWER)
+        evidence.append(image_evidence * nuclear_activity(features, norms, radius=radius) ** power)
     return _ratio(*evidence)
 
 
