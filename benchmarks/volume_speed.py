@@ -19,9 +19,10 @@ import time
 import numpy as np
 import torch
 
+from medfuse.fusion import default_batch_size
 from medfuse.models import load_model
 from medfuse.rules import DEFAULT_RULE
-from medfuse.volumes import default_batch_size, fuse_volumes
+from medfuse.volumes import fuse_volumes
 
 
 def phantom_pair(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", default=f"{DEFAULT_RULE},sfnn,average")
     parser.add_argument("--batch-size", type=int, help="slices per network call (default: as medfuse fuse, "
-                        "1 on the CPU, 8 on CUDA)")
+                        "1 on the CPU, on CUDA as many as fit in the free GPU memory)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--slices", type=int, default=64)
     parser.add_argument("--devices", help="comma-separated torch devices (default cpu, and cuda if available)")
@@ -50,13 +51,13 @@ def main() -> None:
     shape = (256, 256, args.slices)
     volume_a, volume_b = phantom_pair(shape)
     print(f"volume pair {shape[0]} x {shape[1]} x {shape[2]}, shipped weights, batch size "
-          f"{args.batch_size or 'default (' + ', '.join(f'{d} {default_batch_size(d)}' for d in devices) + ')'}, "
+          f"{args.batch_size or 'default (' + ', '.join(f'{d} {default_batch_size(d, *shape[:2])}' for d in devices) + ')'}, "
           f"best of {args.repeats}; {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPU cores, "
           f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for device in devices:
         model = load_model(device=device)
         name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-        batch_size = args.batch_size or default_batch_size(device)
+        batch_size = args.batch_size or default_batch_size(device, *shape[:2])
         for rule in args.rules.split(","):
             fuse_volumes(model, volume_a[:, :, :batch_size], volume_b[:, :, :batch_size], rule, batch_size)
             best = float("inf")

@@ -119,3 +119,36 @@ def test_folder_mode_writes_sixteen_bit_colour_as_tiff(tmp_path, capsys, samples
     assert code == 0
     written = load_image(tmp_path / "out" / "25015.tif")
     assert written.dtype == np.uint16 and written.shape == (256, 256, 3)
+
+
+def test_folder_mode_in_batches_writes_what_one_by_one_writes(tmp_path, capsys, samples, tiny_weights):
+    folder_a, folder_b = samples / "PET-MRI" / "MRI", samples / "PET-MRI" / "PET"
+    for batch in ("1", "2"):
+        code, _, _ = run_cli(capsys, "fuse", folder_a, folder_b, "-o", tmp_path / batch, "--weights", tiny_weights,
+                             "--batch-size", batch)
+        assert code == 0
+    for name in ("25015.png", "25022.png"):
+        np.testing.assert_array_equal(load_image(tmp_path / "1" / name), load_image(tmp_path / "2" / name))
+
+
+def test_batch_size_is_refused_for_one_pair_and_below_one(tmp_path, capsys, pair, samples):
+    code, _, stderr = run_cli(capsys, "fuse", *pair, "-o", tmp_path / "f.png", "--batch-size", "4")
+    assert code == 2 and "only for two folders or two volumes" in stderr
+    code, _, stderr = run_cli(capsys, "fuse", samples / "PET-MRI" / "MRI", samples / "PET-MRI" / "PET",
+                              "-o", tmp_path / "out", "--batch-size", "0")
+    assert code == 2 and "at least 1" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["pair", "folders"])
+def test_work_too_large_for_memory_is_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys, pair,
+                                                                  tiny_weights, mode):
+    from medfuse import fusion
+
+    monkeypatch.setattr(fusion, "free_memory", lambda device: 100 * 2**20)
+    inputs = pair if mode == "pair" else (pair[0].parent, pair[1].parent)
+    out = tmp_path / ("fused.png" if mode == "pair" else "out")
+    code, _, stderr = run_cli(capsys, "fuse", *inputs, "-o", out, "--weights", tiny_weights)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "256 x 256 pixels needs about 384 MB on cpu, but only 100 MB is free" in stderr
+    assert not out.exists() or list(out.iterdir()) == []

@@ -114,3 +114,15 @@ def test_slices_too_small_are_refused(tmp_path, capsys, tiny_weights):
     code, _, stderr = run_cli(capsys, "fuse", thin, thin, "-o", tmp_path / "f.nii", "--weights", tiny_weights)
     assert code == 2 and "slices of 1 x 8 voxels" in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "f.nii").exists()
+
+
+def test_volume_too_large_for_memory_is_refused_before_the_work(monkeypatch, tmp_path, capsys, nifti_pair,
+                                                                tiny_weights):
+    from medfuse import fusion
+
+    monkeypatch.setattr(fusion, "free_memory", lambda device: 2**20)
+    out = tmp_path / "fused.nii.gz"
+    code, _, stderr = run_cli(capsys, "fuse", *nifti_pair, "-o", out, "--weights", tiny_weights, "--batch-size", "4")
+    assert code == 2 and stderr.count("\n") == 1
+    assert "fusing 4 pairs of" in stderr and "try a smaller --batch-size" in stderr
+    assert "fusing" not in capsys.readouterr().err and not out.exists()

@@ -107,9 +107,3 @@ def test_fuse_volumes_refuses_bad_input(tiny_model):
     with pytest.raises(ValueError, match="batch size"):
         fuse_volumes(tiny_model, np.zeros((4, 4, 2)), np.zeros((4, 4, 2)), "average", batch_size=0)
 
-
-def test_default_batch_size_follows_the_device():
-    from medfuse.volumes import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, default_batch_size
-
-    assert default_batch_size("cpu") == CPU_BATCH_SIZE == 1
-    assert default_batch_size("cuda:0") == CUDA_BATCH_SIZE == 8

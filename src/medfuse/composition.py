@@ -54,16 +54,20 @@ def check_pair(image_a: np.ndarray, image_b: np.ndarray) -> None:
         raise ValueError(f"images differ in size: {image_a.shape[:2]} and {image_b.shape[:2]}")
 
 
-def fuse_luminance(image_a: np.ndarray, image_b: np.ndarray, fuse_grey: GreyFusion) -> np.ndarray:
-    """Fuse two images with ``fuse_grey``, a function of two grey (H, W) arrays in [0, 1].
-
-    Returns RGB if either input is 3-D (the colour source's Cb and Cr around the fused Y),
-    else grey; pixel type float if either input is float, else uint16 if either is uint16,
-    else uint8.
-    """
+def grey_pair(image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two grey (H, W) images in [0, 1] that a grey fusion takes: a colour image's Y
+    (BT.601), a grey image scaled from its pixel type. Checks the pair first."""
     image_a, image_b = np.asarray(image_a), np.asarray(image_b)
     check_pair(image_a, image_b)
-    luma = np.asarray(fuse_grey(grey_unit(image_a), grey_unit(image_b)), dtype=np.float64)
+    return grey_unit(image_a), grey_unit(image_b)
+
+
+def compose(luma: np.ndarray, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+    """The fused image from its fused grey ``luma`` (H, W) in [0, 1] and the two sources:
+    RGB if either source is 3-D (the colour source's Cb and Cr around ``luma``), else grey;
+    pixel type float if either source is float, else uint16 if either is uint16, else uint8."""
+    image_a, image_b = np.asarray(image_a), np.asarray(image_b)
+    luma = np.asarray(luma, dtype=np.float64)
     chroma = fused_chroma(image_a, image_b)
     if chroma is not None:
         fused = ycbcr_to_rgb(np.concatenate([luma[..., None], chroma], axis=-1))
@@ -72,3 +76,9 @@ def fuse_luminance(image_a: np.ndarray, image_b: np.ndarray, fuse_grey: GreyFusi
     else:
         fused = luma
     return from_unit(fused, fused_dtype(image_a.dtype, image_b.dtype))
+
+
+def fuse_luminance(image_a: np.ndarray, image_b: np.ndarray, fuse_grey: GreyFusion) -> np.ndarray:
+    """Fuse two images with ``fuse_grey``, a function of two grey (H, W) arrays in [0, 1]:
+    :func:`grey_pair`, then ``fuse_grey``, then :func:`compose`."""
+    return compose(fuse_grey(*grey_pair(image_a, image_b)), image_a, image_b)

@@ -21,6 +21,7 @@ from typing import Callable, Union
 import torch
 import torch.nn.functional as F
 
+from medfuse.nuclear import matrix_nuclear_norms
 from medfuse.registry import add_to_registry
 
 FeatureRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -77,10 +78,10 @@ def nuclear_norms(features: torch.Tensor) -> torch.Tensor:
     """``n_k = ||softmax(f)_k||_*`` for every channel: (N, C, H, W) -> (N, C).
 
     The softmax runs over the channel dimension at every pixel; the nuclear norm (sum of
-    singular values) of every H x W channel comes from one batched SVD.
+    singular values) of every H x W channel comes from
+    :func:`medfuse.nuclear.matrix_nuclear_norms` (exact to 1e-4 relative, fast on CPU and GPU).
     """
-    softmax = torch.softmax(features, dim=1)
-    return torch.linalg.svdvals(softmax).sum(dim=-1)
+    return matrix_nuclear_norms(torch.softmax(features, dim=1))
 
 
 def sfnn_weights(features_a: torch.Tensor, features_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch
 from scipy.ndimage import map_coordinates
 from torch import nn
 
-from medfuse.fusion import fuse_tensors
+from medfuse.fusion import check_memory, default_batch_size, fuse_tensors
 from medfuse.rules import FusionRule, get_rule
 
 GRID_TOLERANCE = 1e-3
@@ -154,28 +154,18 @@ def volume_slices(data: np.ndarray) -> np.ndarray:
     return np.asarray(data).transpose(2, 1, 0)
 
 
-CPU_BATCH_SIZE = 1
-"""Slices per network call on the CPU: larger batches measured slower there
-(benchmarks/results/volume_speed_cpu.txt)."""
-CUDA_BATCH_SIZE = 8
-
-
-def default_batch_size(device: str | torch.device) -> int:
-    """Slices per network call for ``device``: 8 on CUDA, 1 elsewhere."""
-    return CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
-
-
 @torch.no_grad()
 def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
                  rule: str | FusionRule, batch_size: int | None = None,
                  progress: Callable[[int], object] | None = None) -> np.ndarray:
     """Fuse two (I, J, K) volumes in [0, 1] on one grid, slice by slice along k.
 
-    ``batch_size`` slices at a time (default :func:`default_batch_size` of the model's
-    device) go through :func:`medfuse.fusion.fuse_tensors` as one (N, 1, J, I) batch (the
+    ``batch_size`` slices at a time (default :func:`medfuse.fusion.default_batch_size`: 1 on
+    the CPU, as many as fit in the free memory on CUDA) go through :func:`medfuse.fusion.fuse_tensors` as one (N, 1, J, I) batch (the
     rules act per item of the batch, so this equals fusing the slices one by one).
     ``progress(n)`` is called after each batch with its number of slices. Returns float32
-    (I, J, K) in [0, 1] (the fused slices, clipped).
+    (I, J, K) in [0, 1] (the fused slices, clipped). Raises
+    :class:`~medfuse.fusion.NotEnoughMemoryError` before any work if one batch would not fit.
     """
     volume_a, volume_b = np.asarray(volume_a), np.asarray(volume_b)
     if volume_a.ndim != 3 or volume_a.shape != volume_b.shape:
@@ -184,9 +174,12 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
         raise ValueError(f"slices must be at least 2 x 2 voxels, got {volume_a.shape[0]} x {volume_a.shape[1]}")
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     device = next(model.parameters()).device
-    batch_size = default_batch_size(device) if batch_size is None else batch_size
-    if batch_size < 1:
+    width, height = volume_a.shape[:2]
+    if batch_size is None:
+        batch_size = default_batch_size(device, height, width)
+    elif batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    check_memory(height, width, batch_size, device)
     slices_a, slices_b = volume_slices(volume_a), volume_slices(volume_b)
     fused = np.empty(slices_a.shape, dtype=np.float32)
     for start in range(0, len(slices_a), batch_size):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import chain
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -13,7 +15,8 @@ from tqdm import tqdm
 
 from medfuse.cli.common import UserError, torch_device
 from medfuse.cli.volume import add_volume_arguments, fuse_volume_files, given_volume_options, volume_options
-from medfuse.fusion import fuse
+from medfuse.composition import check_pair
+from medfuse.fusion import NotEnoughMemoryError, check_memory, default_batch_size, fuse, fuse_pairs
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
 from medfuse.rules import DEFAULT_RULE, FusionRule, get_rule, list_rules
@@ -32,7 +35,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         ".nii/.nii.gz, a DICOM file, or a folder holding one DICOM series) are fused slice by slice "
         "along their third (slice) axis into a NIfTI file (OUT ending in .nii or .nii.gz) or, when the "
         "reference input is DICOM, a DICOM series folder OUT, with the reference's geometry. Their "
-        "intensities are first mapped to [0, 1]: a CT window for the CT input, percentile clipping otherwise.",
+        "intensities are first mapped to [0, 1]: a CT window for the CT input, percentile clipping otherwise. "
+        "On a GPU (--device cuda), the slices of a volume and consecutive folder pairs of one size go "
+        "through the network in batches sized to the free GPU memory; work that cannot fit is refused "
+        "before it starts.",
         epilog=f"rules: {', '.join(list_rules())}",
     )
     parser.add_argument("a", help="first image (e.g. the MRI), or a folder of them, or a volume")
@@ -64,17 +70,15 @@ def _prepare(args: argparse.Namespace) -> tuple[torch.nn.Module, FusionRule]:
     return model, rule
 
 
-def _fuse_files(path_a: Path, path_b: Path, model: torch.nn.Module, rule: FusionRule) -> np.ndarray:
+def _load_pair(path_a: Path, path_b: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both images of a pair, or an ImageFileError naming them (unreadable, or of two sizes)."""
     image_a, image_b = load_image(path_a), load_image(path_b)
-    if image_a.shape[:2] != image_b.shape[:2]:
-        raise ImageFileError(
-            f"{path_a.name} and {path_b.name} differ in size: {image_a.shape[1]}x{image_a.shape[0]} "
-            f"and {image_b.shape[1]}x{image_b.shape[0]} (the images must be registered to one grid)"
-        )
     try:
-        return fuse(image_a, image_b, rule=rule, model=model)
-    except ValueError as error:  # e.g. an image too small for the network
-        raise ImageFileError(f"{path_a.name} and {path_b.name}: {error}") from None
+        check_pair(image_a, image_b)
+    except ValueError as error:  # e.g. two sizes, or an image too small for the network
+        raise ImageFileError(f"{path_a.name} and {path_b.name}: {error} (the images must be registered "
+                             "to one grid)") from None
+    return image_a, image_b
 
 
 def _same_path(first: Path, second: Path) -> bool:
@@ -94,9 +98,13 @@ def run(args: argparse.Namespace) -> None:
                         "not for 2-D images")
     if path_a.is_dir() != path_b.is_dir():
         raise UserError("A and B must both be files or both be folders")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if path_a.is_dir():
         run_folders(path_a, path_b, out, args)
         return
+    if args.batch_size is not None:
+        raise UserError("--batch-size: only for two folders or two volumes, not for one pair of images")
     if _same_path(out, path_a) or _same_path(out, path_b):
         raise UserError(f"output {out} is one of the inputs; choose another path")
     if out.is_dir():
@@ -107,8 +115,8 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"{out}: folder {out.parent} does not exist")
     model, rule = _prepare(args)
     try:
-        save_image(out, _fuse_files(path_a, path_b, model, rule))
-    except ImageFileError as error:
+        save_image(out, fuse(*_load_pair(path_a, path_b), rule=rule, model=model))
+    except (ImageFileError, NotEnoughMemoryError) as error:
         raise UserError(str(error)) from None
     print(f"fused image written to {out}")
 
@@ -143,20 +151,42 @@ def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namesp
     if not names:
         raise UserError(f"no images with the same name in {folder_a} and {folder_b}")
     model, rule = _prepare(args)
-    out.mkdir(parents=True, exist_ok=True)
     failures = []
-    for name in tqdm(names, desc="fusing", unit="pair"):
+    with tqdm(total=len(names), desc="fusing", unit="pair", delay=0.5) as bar:
+
+        def readable_pairs() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+            for name in names:
+                try:
+                    yield (name, *_load_pair(files_a[name], files_b[name]))
+                except ImageFileError as error:
+                    failures.append(str(error))
+                    bar.update(1)
+
+        pairs = readable_pairs()
+        first = next(pairs, None)
         try:
-            fused = _fuse_files(files_a[name], files_b[name], model, rule)
-        except ImageFileError as error:
-            failures.append(str(error))
-            continue
-        target = out / f"{name}{suffix}"
-        try:
-            check_writable(target, fused)
-        except ImageFileError:
-            target = target.with_suffix(".tif")
-        save_image(target, fused)
+            if first is not None:
+                _check_folder_memory(first[1], model, args.batch_size)
+            out.mkdir(parents=True, exist_ok=True)
+            fused_pairs = fuse_pairs(chain([first] if first else [], pairs), rule, model, batch_size=args.batch_size)
+            for name, fused in fused_pairs:
+                target = out / f"{name}{suffix}"
+                try:
+                    check_writable(target, fused)
+                except ImageFileError:
+                    target = target.with_suffix(".tif")
+                save_image(target, fused)
+                bar.update(1)
+        except NotEnoughMemoryError as error:
+            bar.leave = False
+            raise UserError(f"{error}{'; try a smaller --batch-size' if args.batch_size else ''}") from None
     print(f"fused {len(names) - len(failures)} of {len(names)} pairs into {out}")
     if failures:
         raise UserError(f"{len(failures)} pair(s) failed: " + "; ".join(failures))
+
+
+def _check_folder_memory(image: np.ndarray, model: torch.nn.Module, batch_size: int | None) -> None:
+    """NotEnoughMemoryError before anything is written if the first batch would not fit."""
+    device = next(model.parameters()).device
+    height, width = image.shape[:2]
+    check_memory(height, width, batch_size or default_batch_size(device, height, width), device)

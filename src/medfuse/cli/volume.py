@@ -12,12 +12,18 @@ import torch
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError
+from medfuse.fusion import (
+    CPU_BATCH_SIZE,
+    MAX_CUDA_BATCH_SIZE,
+    MEMORY_SHARE,
+    NotEnoughMemoryError,
+    check_memory,
+    default_batch_size,
+)
 from medfuse.intensity import CT_WINDOWS, DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
 from medfuse.rules import FusionRule
 from medfuse.volume_io import VolumeFileError, is_nifti_path, read_volume, write_volume
 from medfuse.volumes import (
-    CPU_BATCH_SIZE,
-    CUDA_BATCH_SIZE,
     GridMismatchError,
     Volume,
     check_same_grid,
@@ -60,13 +66,15 @@ def add_volume_arguments(parser: argparse.ArgumentParser, window: bool = True) -
                        f"and scaled to [0, 1] (default {DEFAULT_PERCENTILES[0]:g} {DEFAULT_PERCENTILES[1]:g})")
     group.add_argument("--resample-to", choices=("A", "B"), default=None, help=RESAMPLE_HELP)
     group.add_argument("--batch-size", type=int, default=None,
-                       help=f"slices per network batch (default {CPU_BATCH_SIZE} on the CPU, where larger "
-                       f"batches measured slower, {CUDA_BATCH_SIZE} on CUDA)")
+                       help=f"slices (or, for folders of 2-D images, pairs of one size) per network batch (default {CPU_BATCH_SIZE} on the CPU, where larger "
+                       f"batches measured slower; on CUDA as many as fit in {MEMORY_SHARE * 100:.0f}%% of the free "
+                       "GPU memory, "
+                       f"at most {MAX_CUDA_BATCH_SIZE})")
 
 
 def given_volume_options(args: argparse.Namespace) -> list[str]:
     """The volume options set on the command line (to refuse them for 2-D images)."""
-    names = ("window", "level", "width", "window_on", "percentiles", "resample_to", "batch_size")
+    names = ("window", "level", "width", "window_on", "percentiles", "resample_to")
     return ["--" + name.replace("_", "-") for name in names if getattr(args, name, None) is not None]
 
 
@@ -157,8 +165,14 @@ def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Mod
     width, height, depth = reference.volume.shape
     if min(width, height) < 2:
         raise UserError(f"{reference.path}: slices of {width} x {height} voxels; the network needs at least 2 x 2")
+    device = next(model.parameters()).device
+    try:
+        batch_size = options.batch_size or default_batch_size(device, height, width)
+        check_memory(height, width, batch_size, device)
+    except NotEnoughMemoryError as error:
+        raise UserError(f"{error}{'; try a smaller --batch-size' if options.batch_size else ''}") from None
     with tqdm(total=depth, desc="fusing", unit="slice", disable=not progress) as bar:
-        fused = fuse_volumes(model, unit["a"], unit["b"], rule, options.batch_size, bar.update)
+        fused = fuse_volumes(model, unit["a"], unit["b"], rule, batch_size, bar.update)
     summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([
         f"medfuse fuse, rule {rule_name}, output in [0, 1]",

@@ -1,0 +1,48 @@
+"""Write the fused images of the bundled sample pairs for every rule, as the tests pin them.
+
+    python scripts/reference_fusions.py -o tests/data/reference_fusions.npz
+
+The committed file was written at commit ec680d1 (nuclear norms by ``torch.linalg.svdvals``,
+float32, on the CPU) with the shipped weights; ``tests/test_reference_fusions.py`` checks
+that every rule still gives those images within one grey level (1/255).
+Keys are ``PAIR/RULE`` (PAIR e.g. ``CT-MRI-41010``), values the uint8 fused images.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import medfuse
+from medfuse.io import load_image
+
+SAMPLES = Path(medfuse.__file__).parent / "samples"
+
+
+def sample_pairs() -> dict[str, tuple[Path, Path]]:
+    """Every bundled pair by name ``SET-STEM``: (MRI file, other modality's file)."""
+    pairs = {}
+    for mri in sorted(SAMPLES.glob("*-MRI/MRI/*.png")):
+        modality = mri.parents[1].name.split("-")[0]
+        pairs[f"{mri.parents[1].name}-{mri.stem}"] = (mri, mri.parents[1] / modality / mri.name)
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-o", "--out", type=Path, required=True)
+    args = parser.parse_args()
+    model = medfuse.load_model()
+    fused = {}
+    for pair, (path_a, path_b) in sample_pairs().items():
+        image_a, image_b = load_image(path_a), load_image(path_b)
+        for rule in medfuse.list_rules():
+            fused[f"{pair}/{rule}"] = medfuse.fuse(image_a, image_b, rule=rule, model=model)
+            print(pair, rule)
+    np.savez_compressed(args.out, **fused)
+
+
+if __name__ == "__main__":
+    main()
