@@ -191,12 +191,27 @@ def test_fmi_feature_options(feature):
 
 def test_fmi_wavelet_features_are_rescaled_to_0_1_as_in_fmi_m():
     """dwt2(2 X) = 2 dwt2(X) exactly, and fmi.m rescales the tiled coefficients to [0, 1]:
-    then every window of F = 2 X equals X's and FMI is exactly 1. Unscaled, the constant
-    windows far from the step (c against 2 c) would score 0, as raw pixels do."""
+    then every window of F = 2 X equals X's and FMI is exactly 1."""
     step_image = np.full((96, 96), 25.0)
     step_image[:, 48:] = 75
     assert metrics.fmi(2 * step_image, step_image, step_image, feature="wavelet") == 1.0
-    assert metrics.fmi(2 * step_image, step_image, step_image) < 0.1
+
+
+def test_fmi_counts_two_flat_windows_as_fully_informative():
+    """A flat source window against a flat fused window at another value: both are the
+    uniform PDF once scaled, FMI 1 (as fmi.m gives)."""
+    flat_a, flat_b, flat_f = (np.full((12, 12), value) for value in (10.0, 200.0, 90.0))
+    assert metrics.fmi(flat_f, flat_a, flat_b) == 1.0
+    step_image = np.full((96, 96), 25.0)
+    step_image[:, 48:] = 75
+    assert metrics.fmi(2 * step_image, step_image, step_image) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_fmi_of_one_flat_window_against_a_textured_one_is_not_one():
+    textured = np.random.default_rng(3).integers(0, 256, (12, 12)).astype(float)
+    flat = np.full((12, 12), 40.0)
+    assert metrics.fmi(textured, flat, flat) < 0.9
+    assert metrics.fmi(flat, textured, textured) < 0.9
 
 
 def test_fmi_even_window_grows_by_one_as_in_fmi_m():

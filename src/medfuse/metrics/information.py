@@ -75,6 +75,11 @@ def _unit_range(windows: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (windows - low) / np.where(span > 0, span, 1), 1.0)
 
 
+def _is_flat(windows: np.ndarray) -> np.ndarray:
+    """Which windows (rows) are constant."""
+    return windows.min(axis=1) == windows.max(axis=1)
+
+
 def _entropy_bits(p: np.ndarray) -> np.ndarray:
     """Row-wise ``-sum p log2 |p|`` over non-zero entries (negative joint masses included,
     as the reference's ``real(-p log2 p)`` does)."""
@@ -140,6 +145,14 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
     method, 1 for identical windows; the result is the mean over windows of
     ``(FMI_AF + FMI_BF) / 2``.
 
+    Flat windows: a constant window, scaled as ``fmi.m`` scales it, is all ones, i.e. the
+    uniform PDF. Where a source window and the fused window are both constant (at any values:
+    a saturated skull in a CT against a flat grey in the fusion), the two PDFs are the same,
+    so ``FMI_XF = 1``: the fused window tells all that the flat source window holds. This is
+    also what ``fmi.m`` gives there (its correlation of two equal uniform PDFs comes out as 1,
+    for windows 3 to 11 under GNU Octave), written here as a rule rather than left to
+    round-off. Where only one of the two is constant, the formula applies as above.
+
     As in the reference, the test for identical windows of B and F compares B with the
     window of F as already rescaled for A (unless A's window equalled F's): so an F that
     equals B does not score 1 everywhere. Note that the copy of ``fmi.m`` spread with
@@ -158,9 +171,10 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
     unit_f = _unit_range(win_f)
     same_bf = np.where(same_af, np.all(win_b == win_f, axis=1), np.all(win_b == unit_f, axis=1))
 
+    flat_f = _is_flat(win_f)
     scores = np.ones((2, len(win_f)))
     for row, (windows, same) in enumerate(((win_a, same_af), (win_b, same_bf))):
-        todo = np.flatnonzero(~same)
+        todo = np.flatnonzero(~(same | (flat_f & _is_flat(windows))))
         chunk_size = max(1, FMI_CHUNK_ELEMENTS // size**4)  # bounded memory: (chunk, l, l) arrays
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start: start + chunk_size]
