@@ -178,3 +178,19 @@ def test_free_cpu_memory_is_known_on_linux():
 
     free = free_memory("cpu")
     assert free is None or 0 < free < 2**50
+
+
+def test_a_weights_file_replaced_under_its_path_is_loaded_again(tmp_path, phantom):
+    from medfuse.models import save_weights
+
+    path = tmp_path / "weights.safetensors"
+    other = np.ascontiguousarray(phantom.T)
+    results = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_weights(medfuse.create_model("dran", width=8), path, "dran", {"width": 8})
+        results.append(medfuse.fuse(phantom, other, rule="average", model=str(path)))
+    torch.manual_seed(1)
+    expected = medfuse.fuse(phantom, other, rule="average", model=medfuse.create_model("dran", width=8).eval())
+    assert not np.array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[1], expected)

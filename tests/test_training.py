@@ -120,3 +120,25 @@ def test_config_refuses_perceptual_loss_without_weights_and_bad_threads(image_fo
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a torchvision vgg16_bn"):
         PerceptualLoss(tmp_path / "junk.pth")
+
+
+def test_resume_keeps_the_checkpoints_learning_rate_unless_given_one(image_folder, tmp_path, capsys):
+    train(config(image_folder, tmp_path, steps=2, val_every=2, lr=2e-3), progress=False)
+    train(config(image_folder, tmp_path, steps=4, val_every=2, lr=None, resume=True), progress=False)
+    history = json.loads((tmp_path / "log.json").read_text())
+    assert [record["lr"] for record in history["log"]] == [2e-3, 2e-3] and history["config"]["lr"] == 2e-3
+
+    code = main(["train", str(image_folder), "-o", str(tmp_path), "--resume", "--steps", "6", "--batch-size", "2",
+                 "--crop", "16", "--width", "8", "--val-every", "2", "--val-fraction", "0.34", "--lr", "5e-4"])
+    assert code == 0 and "learning rate 0.002 until step 4, 0.0005 from here on" in capsys.readouterr().out
+    history = json.loads((tmp_path / "log.json").read_text())
+    assert [record["lr"] for record in history["log"]] == [2e-3, 2e-3, 5e-4] and history["config"]["lr"] == 5e-4
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["optimiser"]["param_groups"][0]["lr"] == 5e-4
+
+
+def test_a_new_run_takes_the_papers_learning_rate(image_folder, tmp_path):
+    from medfuse.training.loop import DEFAULT_LR
+
+    train(config(image_folder, tmp_path, steps=2, val_every=2, lr=None), progress=False)
+    assert json.loads((tmp_path / "log.json").read_text())["log"][0]["lr"] == DEFAULT_LR == 1e-4

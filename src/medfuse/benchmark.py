@@ -23,7 +23,15 @@ from scipy.stats import rankdata
 
 from medfuse.composition import Method
 from medfuse.images import to_unit
-from medfuse.io import ImageFileError, check_writable, images_by_stem, load_image, save_image, write_atomically
+from medfuse.io import (
+    ImageFileError,
+    check_writable,
+    file_digest,
+    images_by_stem,
+    load_image,
+    save_image,
+    write_atomically,
+)
 from medfuse.metrics import METRICS, score
 
 RANKED_METRICS = ("psnr", "ssim", "fmi", "fsim", "qabf", "vif", "mi")
@@ -128,7 +136,7 @@ def method_identity(name: str, function: Callable, weights: str | os.PathLike | 
         source = getattr(function, "__qualname__", repr(function))
     identity = f"{name} code-sha256={hashlib.sha256(source.encode()).hexdigest()}"
     if weights is not None:
-        identity += f" weights-sha256={hashlib.sha256(Path(weights).read_bytes()).hexdigest()}"
+        identity += f" weights-sha256={file_digest(weights)}"
     return identity
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from medfuse.composition import compose, grey_pair
-from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.models import DEFAULT_MODEL, load_model, weights_digest, weights_path
 from medfuse.rules import DEFAULT_RULE, FusionRule, SourceWeighting, get_rule
 
 Key = TypeVar("Key", bound=Hashable)
@@ -129,15 +129,18 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
 
 
 @lru_cache(maxsize=4)
-def _cached_model(name: str, device: str) -> nn.Module:
-    return load_model(name, device)
+def _cached_model(digest: str, path: str, device: str) -> nn.Module:
+    """The model in the weights file ``path``, loaded once per content ``digest`` and device."""
+    return load_model(path, device)
 
 
 def _model_on(model: nn.Module | str | None, device: str | torch.device | None) -> nn.Module:
     """A loaded model on ``device`` from a model, a shipped name or weights path, or None
-    (the shipped default); names and paths load on the CPU unless told."""
+    (the shipped default); names and paths load on the CPU unless told. Loaded models are
+    kept by what their file holds: a file replaced under the same path is loaded again."""
     if model is None or isinstance(model, str):
-        return _cached_model(model or DEFAULT_MODEL, str(device or "cpu"))
+        path = weights_path(model or DEFAULT_MODEL)
+        return _cached_model(weights_digest(path), str(path), str(device or "cpu"))
     return model if device is None else model.to(device)
 
 

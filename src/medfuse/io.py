@@ -7,6 +7,7 @@ Writes atomically: the file appears complete or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable
 import numpy as np
 import png
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -23,6 +24,22 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 class ImageFileError(ValueError):
     """A file that cannot be read or written as an image; the message names it."""
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error's text on one line (libraries' messages may span several), whitespace collapsed."""
+    return " ".join(str(error).split())
+
+
+class WriteError(OSError):
+    """A file that could not be written (no permission, a read-only or special file system, a
+    full disk); the message names it and says why. Nothing is left behind."""
+
+
+def write_error(path: Path, error: BaseException) -> WriteError:
+    """The :class:`WriteError` for ``path`` from the error that stopped the write."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else one_line(error)
+    return WriteError(f"cannot write {path}: {reason}")
 
 
 def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
@@ -58,10 +75,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             with Image.open(path) as image:
                 image.load()
                 array = _pil_to_array(image)
-    except (OSError, UnidentifiedImageError, ValueError, tifffile.TiffFileError, png.Error) as error:
-        if isinstance(error, ImageFileError):
-            raise
-        raise ImageFileError(f"{path}: not a readable image ({error})") from None
+    except ImageFileError:
+        raise
+    except Exception as error:  # damaged bytes can make Pillow, tifffile or pypng raise anything
+        raise ImageFileError(f"{path}: not a readable image ({one_line(error)})") from None
     return _normalise(array, path)
 
 
@@ -121,6 +138,11 @@ def check_writable(path: str | os.PathLike, image: np.ndarray) -> None:
         raise ImageFileError(f"{path}: 16-bit colour images need .tif")
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of what a file holds."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def current_umask() -> int:
     """The process's file-creation mask (read by setting and restoring it)."""
     umask = os.umask(0)
@@ -130,19 +152,38 @@ def current_umask() -> int:
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary)`` on a new file beside ``path``, then rename it to ``path``:
-    the file appears complete or not at all, and a failed write leaves nothing behind."""
+    the file appears complete or not at all, and a failed write leaves nothing behind and
+    raises :class:`WriteError`."""
     path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
+    except OSError as error:
+        raise write_error(path, error) from None
     os.close(handle)
     temporary = Path(name)
-    os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual mode
     try:
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual mode
         write(temporary)
         os.replace(temporary, path)
+    except Exception as error:  # whatever the writer raises (OSError, torch's RuntimeError, ...)
+        temporary.unlink(missing_ok=True)
+        raise write_error(path, error) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_folder_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`WriteError` unless a file can be created beside ``path`` (in its folder):
+    a cheap test before long work whose result would go there."""
+    path = Path(path)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".probe", dir=path.parent)
+    except OSError as error:
+        raise write_error(path, error) from None
+    os.close(handle)
+    os.unlink(name)
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:

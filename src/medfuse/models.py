@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from medfuse.io import write_atomically
+from medfuse.io import file_digest, write_atomically
 from medfuse.network import DRAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -51,17 +51,28 @@ def weights_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
+def weights_path(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
+    """The weights file of a shipped model name, or the path itself; FileNotFoundError if none."""
+    path = SHIPPED_WEIGHTS.get(str(name_or_path), Path(name_or_path))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no model {str(name_or_path)!r}: not a shipped name ({', '.join(list_models())}) and no such file"
+        )
+    return path
+
+
+def weights_digest(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> str:
+    """SHA-256 of what the weights file of a name or path holds (what a cache of models is keyed by)."""
+    return file_digest(weights_path(name_or_path))
+
+
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
     """A trained model in evaluation mode, from a shipped name or a safetensors path.
 
     Its convolution weights are stored channels-last, the layout oneDNN (CPU) and cuDNN (GPU)
     convolve fastest: the encoder measured 1.4x faster so on the CPU
     (``benchmarks/fusion_speed.py``)."""
-    path = SHIPPED_WEIGHTS.get(str(name_or_path), Path(name_or_path))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no model {str(name_or_path)!r}: not a shipped name ({', '.join(list_models())}) and no such file"
-        )
+    path = weights_path(name_or_path)
     try:
         metadata = weights_metadata(path)
         state = load_file(str(path))

@@ -34,7 +34,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from medfuse.io import current_umask, write_atomically
+from medfuse.io import current_umask, one_line, write_atomically, write_error
 from medfuse.volumes import Geometry, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -100,9 +100,14 @@ def read_volume(path: str | os.PathLike) -> VolumeFile:
     path = Path(path)
     if not path.exists():
         raise VolumeFileError(f"{path}: no such file or folder")
-    if is_nifti_path(path):
-        return read_nifti(path)
-    return read_dicom(path)
+    nifti = is_nifti_path(path)
+    try:
+        return read_nifti(path) if nifti else read_dicom(path)
+    except VolumeFileError:
+        raise
+    except Exception as error:  # damaged bytes can make nibabel or pydicom raise anything
+        kind = "NIfTI volume" if nifti else "DICOM file or series"
+        raise VolumeFileError(f"{path}: not a readable {kind} ({type(error).__name__}: {one_line(error)})") from None
 
 
 def read_nifti(path: str | os.PathLike) -> VolumeFile:
@@ -127,7 +132,7 @@ def read_nifti(path: str | os.PathLike) -> VolumeFile:
     except VolumeFileError:
         raise
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
-        raise VolumeFileError(f"{path}: not a readable NIfTI volume ({error})") from None
+        raise VolumeFileError(f"{path}: not a readable NIfTI volume ({one_line(error)})") from None
     if not np.all(np.isfinite(data)):
         raise VolumeFileError(f"{path}: the volume has NaN or infinite values")
     return VolumeFile(path, "nifti", Volume(data, geometry), image.header)
@@ -150,7 +155,7 @@ def _read_slice(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
     try:
         dataset = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError, KeyError) as error:
-        raise VolumeFileError(f"{path}: not a readable DICOM file ({error})") from None
+        raise VolumeFileError(f"{path}: not a readable DICOM file ({one_line(error)})") from None
     if "PixelData" not in dataset:
         return None
     if int(dataset.get("SamplesPerPixel", 1)) != 1:
@@ -160,7 +165,7 @@ def _read_slice(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
     try:
         stored = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for undecodable pixel data
-        raise VolumeFileError(f"{path}: cannot decode its pixel data ({error})") from None
+        raise VolumeFileError(f"{path}: cannot decode its pixel data ({one_line(error)})") from None
     slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
     pixels = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
@@ -213,7 +218,7 @@ def read_dicom(path: str | os.PathLike) -> VolumeFile:
     try:
         geometry = Geometry(LPS_TO_RAS @ affine_lps)
     except ValueError as error:
-        raise VolumeFileError(f"{path}: {error}") from None
+        raise VolumeFileError(f"{path}: {one_line(error)}") from None
     modality = str(first.get("Modality", "")) or None
     return VolumeFile(path, "dicom", Volume(data, geometry), slices, modality)
 
@@ -333,7 +338,10 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
                               f"{reference.volume.shape}")
     if folder.exists():
         raise VolumeFileError(f"{folder}: already exists; medfuse writes a DICOM series into a new folder")
-    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", suffix=".part", dir=folder.parent))
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", suffix=".part", dir=folder.parent))
+    except OSError as error:
+        raise write_error(folder, error) from None
     try:
         series_uid = generate_uid()
         for k, reference_slice in enumerate(slices):
@@ -341,6 +349,9 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
             pydicom.dcmwrite(temporary / f"slice_{k + 1:04d}.dcm", dataset, enforce_file_format=True)
         os.chmod(temporary, 0o777 & ~current_umask())
         os.rename(temporary, folder)
+    except Exception as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise write_error(folder, error) from error
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

@@ -8,7 +8,8 @@ import argparse
 import importlib
 import sys
 
-from medfuse.cli.common import UserError
+from medfuse.cli.common import UserError, file_error_message
+from medfuse.io import one_line
 
 SUBCOMMANDS = ("fuse", "train", "evaluate", "benchmark", "batch")
 
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.run(args)
     except UserError as error:
-        print(f"medfuse {args.command}: error: {error}", file=sys.stderr)
+        print(f"medfuse {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file that could not be written or read, e.g. a full disk
+        print(f"medfuse {args.command}: error: {one_line(file_error_message(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medfuse {args.command}: interrupted", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from medfuse.cli.common import UserError, torch_device
+from medfuse.cli.common import UserError, file_error_message, torch_device
 from medfuse.cli.volume import VolumeOptions, add_volume_arguments, fuse_volume_files, parse_window, volume_options
 from medfuse.models import DEFAULT_MODEL, load_model
 from medfuse.rules import DEFAULT_RULE, get_rule, list_rules
@@ -123,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             fuse_volume_files(path_a, path_b, out, model, rule, args.rule, row_options, progress=False)
             done += 1
-        except UserError as error:
-            failures.append(f"line {row.line}: {error}")
-            tqdm.write(f"medfuse batch: line {row.line} failed: {error}", file=sys.stderr)
+        except (UserError, OSError) as error:  # OSError: a folder or file that could not be written
+            message = file_error_message(error) if isinstance(error, OSError) else str(error)
+            failures.append(f"line {row.line}: {message}")
+            tqdm.write(f"medfuse batch: line {row.line} failed: {message}", file=sys.stderr)
     print(f"batch: {len(rows)} pair(s): {done} fused, {skipped} skipped (output exists), {len(failures)} failed")
     for failure in failures:
         print(f"  failed {failure}")

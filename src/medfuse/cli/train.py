@@ -22,7 +22,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=20000, help="optimiser steps in all (default 20000)")
     parser.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4, as the paper)")
     parser.add_argument("--crop", type=int, default=128, help="side of the random square crops (default 128)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4, as the paper)")
+    parser.add_argument("--lr", type=float,
+                        help="Adam learning rate (default 1e-4, as the paper; with --resume the checkpoint's, "
+                        "and a different one given with --resume applies from the resumed step on, as the "
+                        "run prints and log.json records)")
     parser.add_argument("--lambda-grad", type=float, default=0.2, help="weight of the gradient loss (default 0.2)")
     parser.add_argument("--lambda-perc", type=float,
                         help="weight of the VGG16-BN perceptual loss (default 0.2 with --vgg-weights, "

@@ -21,6 +21,7 @@ from medfuse.fusion import (
     default_batch_size,
 )
 from medfuse.intensity import CT_WINDOWS, DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
+from medfuse.io import check_folder_writable
 from medfuse.rules import FusionRule
 from medfuse.volume_io import VolumeFileError, is_nifti_path, read_volume, write_volume
 from medfuse.volumes import (
@@ -125,6 +126,7 @@ def _check_output(out: Path, inputs: tuple[Path, Path]) -> None:
             raise UserError(f"output {out} is a folder; give a .nii or .nii.gz file name")
     elif out.exists():
         raise UserError(f"output {out} already exists; a DICOM series is written into a new folder")
+    check_folder_writable(out)
 
 
 def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Module, rule: FusionRule,

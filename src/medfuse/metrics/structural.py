@@ -11,6 +11,11 @@ from medfuse.metrics._validation import grey_triple
 REDUCTIONS = ("mean", "sum")
 
 
+SSIM_WINDOW = 11
+"""Side of the smallest image SSIM scores: skimage's Gaussian window for sigma 1.5
+(``2 int(3.5 sigma + 0.5) + 1``)."""
+
+
 def _reduce(value_a: float, value_b: float, reduction: str) -> float:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -28,6 +33,9 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean
     averages SSIM(F, A) and SSIM(F, B); ``"sum"`` adds them.
     """
     f, a, b = grey_triple(fused, a, b)
+    if min(f.shape) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got "
+                         f"{f.shape[1]} x {f.shape[0]}")
     options = {"data_range": 255, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
     return _reduce(structural_similarity(a, f, **options), structural_similarity(b, f, **options), reduction)
 
@@ -55,7 +63,8 @@ def phase_congruency(image: np.ndarray, scales: int = 4, orientations: int = 4, 
     """Phase congruency (Kovesi 1999, the ``phasecong2`` variant used by FSIM): log-Gabor
     filters over ``scales`` x ``orientations``, energy ``sum_s (E cos - |O sin|)`` against the
     weighted mean phase, a noise threshold estimated from the smallest scale per
-    orientation, and ``PC = sum_o max(Energy_o - T_o, 0) / sum_o sum_s A_so``."""
+    orientation, and ``PC = sum_o max(Energy_o - T_o, 0) / sum_o sum_s A_so`` (0 where the
+    amplitudes are all 0, as in a constant image: no signal, no congruency)."""
     rows, cols = image.shape
     spectrum = np.fft.fft2(image)
     x, y = _centred_coordinates(rows, cols)
@@ -96,7 +105,7 @@ def phase_congruency(image: np.ndarray, scales: int = 4, orientations: int = 4, 
         threshold = (tau * np.sqrt(np.pi / 2) + k * np.sqrt((2 - np.pi / 2) * tau**2)) / 1.7
         energy_all += np.maximum(energy - threshold, 0)
         amplitude_all += amplitude
-    return energy_all / amplitude_all
+    return np.where(amplitude_all > 0, energy_all / np.where(amplitude_all > 0, amplitude_all, 1), 0.0)
 
 
 def _fsim_pair(reference: np.ndarray, distorted: np.ndarray) -> float:
@@ -114,7 +123,10 @@ def _fsim_pair(reference: np.ndarray, distorted: np.ndarray) -> float:
     pc_similarity = (2 * pc_r * pc_d + 0.85) / (pc_r**2 + pc_d**2 + 0.85)
     gradient_similarity = (2 * gradient_r * gradient_d + 160) / (gradient_r**2 + gradient_d**2 + 160)
     pc_max = np.maximum(pc_r, pc_d)
-    return float(np.sum(gradient_similarity * pc_similarity * pc_max) / np.sum(pc_max))
+    similarity = gradient_similarity * pc_similarity
+    if not np.any(pc_max > 0):  # no phase congruency in either image: every pixel weighs the same
+        return float(np.mean(similarity))
+    return float(np.sum(similarity * pc_max) / np.sum(pc_max))
 
 
 def _box_same(image: np.ndarray, size: int) -> np.ndarray:
@@ -128,7 +140,9 @@ def fsim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean
 
     ``FSIM = sum(S_PC S_G PC_m) / sum(PC_m)`` with ``S_PC = (2 PC1 PC2 + 0.85) /
     (PC1^2 + PC2^2 + 0.85)``, ``S_G = (2 G1 G2 + 160) / (G1^2 + G2^2 + 160)``, G the
-    Scharr gradient magnitude, ``PC_m = max(PC1, PC2)``; phase congruency with the
+    Scharr gradient magnitude, ``PC_m = max(PC1, PC2)``; where neither image has any phase
+    congruency (both flat), every pixel weighs the same: ``mean(S_PC S_G)``, 1 for two
+    constant images; phase congruency with the
     reference implementation's settings (:func:`phase_congruency`), images larger than
     about 384 pixels downscaled first as ``FeatureSIM.m`` does. Mean of FSIM(A, F) and
     FSIM(B, F) (``reduction="sum"`` adds them).

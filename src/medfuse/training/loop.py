@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse.io import write_atomically
+from medfuse.io import check_folder_writable, write_atomically
 from medfuse.models import create_model, save_weights
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.losses import PerceptualLoss, ReconstructionLoss
@@ -21,19 +21,24 @@ CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.safetensors"
 LOG = "log.json"
 CURVE = "loss.png"
+DEFAULT_LR = 1e-4
 
 
 @dataclass
 class TrainConfig:
     """Settings of one training run (defaults: the paper's Adam 1e-4, batch 4, lambda1 0.2;
-    the perceptual term is off unless ``lambda_perc > 0`` and ``vgg_weights`` are given)."""
+    the perceptual term is off unless ``lambda_perc > 0`` and ``vgg_weights`` are given).
+
+    ``lr`` None means ``DEFAULT_LR`` for a new run and the checkpoint's learning rate when
+    resuming; a learning rate given with ``resume`` replaces the checkpoint's from the resumed
+    step on (said in the log: every record holds the ``lr`` it ran with)."""
 
     data: list[str]
     out: str
     steps: int = 20000
     batch_size: int = 4
     crop: int = 128
-    lr: float = 1e-4
+    lr: float | None = None
     lambda_grad: float = 0.2
     lambda_perc: float = 0.0
     vgg_weights: str | None = None
@@ -51,7 +56,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
@@ -97,8 +102,10 @@ def plot_curve(log: list[dict], path: Path) -> None:
     axis.set_yscale("log")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    finally:
+        plt.close(figure)
 
 
 def _atomic_json(payload: object, path: Path) -> None:
@@ -132,11 +139,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     train_images, val_images = load_grey(train_paths), load_grey(val_paths)
     out.mkdir(parents=True, exist_ok=True)
 
+    check_folder_writable(checkpoint_path)
     torch.manual_seed(config.seed)
     model = create_model("dran", width=config.width).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=DEFAULT_LR if config.lr is None else config.lr)
     rng = np.random.default_rng(config.seed)
-    step, log, elapsed = 0, [], 0.0
+    step, log, elapsed, change = 0, [], 0.0, None
     if config.resume:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         try:
@@ -145,14 +153,23 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             raise ValueError(f"{checkpoint_path} was made with other settings (--width "
                              f"{state['config']['width']}); resume with the same ones") from None
         optimiser.load_state_dict(state["optimiser"])
+        if config.lr is not None and config.lr != optimiser.param_groups[0]["lr"]:
+            before = optimiser.param_groups[0]["lr"]
+            change = f"learning rate {before:g} until step {state['step']}, {config.lr:g} from here on"
+            for group in optimiser.param_groups:
+                group["lr"] = config.lr
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
 
+    lr = optimiser.param_groups[0]["lr"]
+    settings = asdict(replace(config, lr=lr))
     model.train()
     running, count = 0.0, 0
     started = time.perf_counter() - elapsed
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="training", unit="step")
+    if change:
+        bar.write(change)
     while step < config.steps:
         batch = random_crops(train_images, config.batch_size, config.crop, rng).to(device)
         loss = loss_fn(model(batch), batch)
@@ -165,7 +182,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         bar.set_postfix(loss=f"{running / count:.5f}")
         if step % config.val_every == 0 or step == config.steps:
             val_loss, val_psnr = evaluate(model, loss_fn, val_images, device)
-            record = {"step": step, "train_loss": running / count, "val_loss": val_loss,
+            record = {"step": step, "lr": lr, "train_loss": running / count, "val_loss": val_loss,
                       "val_psnr": val_psnr, "elapsed_s": round(time.perf_counter() - started, 1)}
             log.append(record)
             bar.write(json.dumps(record))
@@ -173,9 +190,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "step": step, "log": log, "elapsed": record["elapsed_s"],
-                     "config": asdict(config)}
+                     "config": settings}
             write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
-            _atomic_json({"config": asdict(config), "train_images": len(train_images),
+            _atomic_json({"config": settings, "train_images": len(train_images),
                           "val_images": len(val_images), "log": log}, out / LOG)
             plot_curve(log, out / CURVE)
     bar.close()
