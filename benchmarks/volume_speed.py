@@ -50,8 +50,9 @@ def main() -> None:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     shape = (256, 256, args.slices)
     volume_a, volume_b = phantom_pair(shape)
+    defaults = ", ".join(f"{device} {default_batch_size(device, *shape[:2])}" for device in devices)
     print(f"volume pair {shape[0]} x {shape[1]} x {shape[2]}, shipped weights, batch size "
-          f"{args.batch_size or 'default (' + ', '.join(f'{d} {default_batch_size(d, *shape[:2])}' for d in devices) + ')'}, "
+          f"{args.batch_size or f'default ({defaults})'}, "
           f"best of {args.repeats}; {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPU cores, "
           f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for device in devices:

@@ -164,7 +164,8 @@ def test_batch_size_follows_the_device_and_its_free_memory(monkeypatch):
     assert fusion.default_batch_size("cpu", 256, 256) == fusion.CPU_BATCH_SIZE == 1
     assert fusion.default_batch_size("cuda:0", 256, 256) == fusion.MAX_CUDA_BATCH_SIZE
     per_pair = fusion.BYTES_PER_PIXEL * 2048 * 2048
-    assert fusion.default_batch_size("cuda:0", 2048, 2048) == (int(0.8 * 40 * 2**30) - fusion.FUSION_OVERHEAD) // per_pair
+    fitting = (int(0.8 * 40 * 2**30) - fusion.FUSION_OVERHEAD) // per_pair
+    assert fusion.default_batch_size("cuda:0", 2048, 2048) == fitting
     fusion.check_memory(2048, 2048, fusion.default_batch_size("cuda:0", 2048, 2048), "cuda:0")
     monkeypatch.setattr(fusion, "free_memory", lambda device: 2**30)
     with pytest.raises(fusion.NotEnoughMemoryError, match="4096 x 4096"):

@@ -14,7 +14,8 @@ from volume_data import ct_hu, oblique_affine, phantom, write_dicom_series, writ
 
 from medfuse.cli import main
 from medfuse.io import WriteError, save_image, write_atomically
-from medfuse.volume_io import read_volume, write_dicom_series as write_fused_series
+from medfuse.volume_io import read_volume
+from medfuse.volume_io import write_dicom_series as write_fused_series
 
 UNWRITABLE = "/proc"
 

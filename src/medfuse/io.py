@@ -150,17 +150,22 @@ def current_umask() -> int:
     return umask
 
 
+def _new_file_beside(path: Path, suffix: str) -> Path:
+    """A new empty hidden file in ``path``'s folder; WriteError naming ``path`` if none can be made."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise write_error(path, error) from None
+    os.close(handle)
+    return Path(name)
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary)`` on a new file beside ``path``, then rename it to ``path``:
     the file appears complete or not at all, and a failed write leaves nothing behind and
     raises :class:`WriteError`."""
     path = Path(path)
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
-    except OSError as error:
-        raise write_error(path, error) from None
-    os.close(handle)
-    temporary = Path(name)
+    temporary = _new_file_beside(path, ".part")
     try:
         os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual mode
         write(temporary)
@@ -177,13 +182,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
 def check_folder_writable(path: str | os.PathLike) -> None:
     """Raise :class:`WriteError` unless a file can be created beside ``path`` (in its folder):
     a cheap test before long work whose result would go there."""
-    path = Path(path)
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".probe", dir=path.parent)
-    except OSError as error:
-        raise write_error(path, error) from None
-    os.close(handle)
-    os.unlink(name)
+    _new_file_beside(Path(path), ".probe").unlink()
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:

@@ -161,8 +161,9 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     """Fuse two (I, J, K) volumes in [0, 1] on one grid, slice by slice along k.
 
     ``batch_size`` slices at a time (default :func:`medfuse.fusion.default_batch_size`: 1 on
-    the CPU, as many as fit in the free memory on CUDA) go through :func:`medfuse.fusion.fuse_tensors` as one (N, 1, J, I) batch (the
-    rules act per item of the batch, so this equals fusing the slices one by one).
+    the CPU, as many as fit in the free memory on CUDA) go through
+    :func:`medfuse.fusion.fuse_tensors` as one (N, 1, J, I) batch (the rules act per item of
+    the batch, so this equals fusing the slices one by one).
     ``progress(n)`` is called after each batch with its number of slices. Returns float32
     (I, J, K) in [0, 1] (the fused slices, clipped). Raises
     :class:`~medfuse.fusion.NotEnoughMemoryError` before any work if one batch would not fit.

@@ -67,10 +67,10 @@ def add_volume_arguments(parser: argparse.ArgumentParser, window: bool = True) -
                        f"and scaled to [0, 1] (default {DEFAULT_PERCENTILES[0]:g} {DEFAULT_PERCENTILES[1]:g})")
     group.add_argument("--resample-to", choices=("A", "B"), default=None, help=RESAMPLE_HELP)
     group.add_argument("--batch-size", type=int, default=None,
-                       help=f"slices (or, for folders of 2-D images, pairs of one size) per network batch (default {CPU_BATCH_SIZE} on the CPU, where larger "
-                       f"batches measured slower; on CUDA as many as fit in {MEMORY_SHARE * 100:.0f}%% of the free "
-                       "GPU memory, "
-                       f"at most {MAX_CUDA_BATCH_SIZE})")
+                       help="slices (or, for folders of 2-D images, pairs of one size) per network batch "
+                       f"(default {CPU_BATCH_SIZE} on the CPU, where larger batches measured slower; on CUDA "
+                       f"as many as fit in {MEMORY_SHARE * 100:.0f}%% of the free GPU memory, at most "
+                       f"{MAX_CUDA_BATCH_SIZE})")
 
 
 def given_volume_options(args: argparse.Namespace) -> list[str]:
