@@ -291,8 +291,8 @@ _DROPPED_TAGS = (
 
 
 def _fused_slice(reference: pydicom.Dataset, pixels: np.ndarray, series_uid: str, number: int,
-                 summary: str, description: str) -> pydicom.Dataset:
-    """A copy of one reference slice with the fused pixels and new identifiers."""
+                 summary: str, description: str, value_range: tuple[float, float]) -> pydicom.Dataset:
+    """A copy of one reference slice with new pixels (values in ``value_range``) and new identifiers."""
     dataset = copy.deepcopy(reference)
     for keyword in _DROPPED_TAGS:
         if keyword in dataset:
@@ -300,7 +300,9 @@ def _fused_slice(reference: pydicom.Dataset, pixels: np.ndarray, series_uid: str
     dataset.file_meta = FileMetaDataset()
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     dataset.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    stored = np.round(np.clip(pixels, 0.0, 1.0) * DICOM_SCALE).astype(np.uint16)
+    low, high = value_range
+    unit = (np.clip(pixels, low, high) - low) / (high - low)
+    stored = np.round(unit * DICOM_SCALE).astype(np.uint16)
     dataset.set_pixel_data(stored, "MONOCHROME2", 16, generate_instance_uid=False)
     dataset.SOPInstanceUID = generate_uid()
     dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
@@ -311,16 +313,22 @@ def _fused_slice(reference: pydicom.Dataset, pixels: np.ndarray, series_uid: str
     dataset.SeriesDescription = summary[:64]
     dataset.ImageComments = description[:10240]
     dataset.DerivationDescription = description[:1024]
-    dataset.RescaleSlope = DICOM_SLOPE
-    dataset.RescaleIntercept = "0"
-    dataset.WindowCenter = "0.5"
-    dataset.WindowWidth = "1"
+    if value_range == (0.0, 1.0):
+        dataset.RescaleSlope, dataset.RescaleIntercept = DICOM_SLOPE, "0"
+        dataset.WindowCenter, dataset.WindowWidth = "0.5", "1"
+    else:
+        dataset.RescaleSlope, dataset.RescaleIntercept = f"{(high - low) / DICOM_SCALE:.10g}", f"{low:.10g}"
+        dataset.WindowCenter, dataset.WindowWidth = f"{(low + high) / 2:.10g}", f"{high - low:.10g}"
     return dataset
 
 
 def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: VolumeFile,
-                       summary: str = "", description: str = "") -> Path:
-    """Write (I, J, K) ``data`` in [0, 1] as a DICOM series on the grid of a DICOM ``reference``.
+                       summary: str = "", description: str = "",
+                       value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """Write (I, J, K) ``data`` in ``value_range`` (default [0, 1], a fusion) as a DICOM series
+    on the grid of a DICOM ``reference``. Another range (a registered CT in HU, say) is stored
+    as ``round((value - low) / (high - low) * DICOM_SCALE)`` with RescaleSlope and
+    RescaleIntercept that give the values back (to ``(high - low) / DICOM_SCALE``).
 
     Slice k copies reference slice k (patient, study, ImagePositionPatient,
     ImageOrientationPatient, PixelSpacing, SliceThickness, SpacingBetweenSlices...) with a
@@ -330,6 +338,8 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
     the series appears complete or not at all; ``folder`` must not exist.
     """
     folder = Path(folder)
+    if not value_range[1] > value_range[0]:
+        raise ValueError(f"value_range must rise, got {value_range}")
     if reference.kind != "dicom":
         raise VolumeFileError(f"{folder}: a DICOM series output needs a DICOM reference input")
     slices = reference.header
@@ -345,7 +355,8 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
     try:
         series_uid = generate_uid()
         for k, reference_slice in enumerate(slices):
-            dataset = _fused_slice(reference_slice, data[:, :, k].T, series_uid, k + 1, summary, description)
+            dataset = _fused_slice(reference_slice, data[:, :, k].T, series_uid, k + 1, summary, description,
+                                   value_range)
             pydicom.dcmwrite(temporary / f"slice_{k + 1:04d}.dcm", dataset, enforce_file_format=True)
         os.chmod(temporary, 0o777 & ~current_umask())
         os.rename(temporary, folder)
@@ -359,12 +370,13 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
 
 
 def write_volume(path: str | os.PathLike, data: np.ndarray, reference: VolumeFile,
-                 summary: str = "", description: str = "") -> Path:
-    """Write ``data`` on ``reference``'s grid: NIfTI for a .nii/.nii.gz path, else a DICOM
-    series folder (which needs a DICOM reference)."""
+                 summary: str = "", description: str = "", value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """Write ``data`` on ``reference``'s grid: NIfTI for a .nii/.nii.gz path (float32, any
+    values), else a DICOM series folder (which needs a DICOM reference; values in
+    ``value_range``, see :func:`write_dicom_series`)."""
     if is_nifti_path(path):
         return write_nifti(path, data, reference.volume.geometry, reference, summary, description)
     if reference.kind != "dicom":
         raise VolumeFileError(f"{path}: the output must end in .nii or .nii.gz (a DICOM series is written "
                               "only when the reference input is DICOM)")
-    return write_dicom_series(path, data, reference, summary, description)
+    return write_dicom_series(path, data, reference, summary, description, value_range)

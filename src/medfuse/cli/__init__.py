@@ -11,7 +11,7 @@ import sys
 from medfuse.cli.common import UserError, file_error_message
 from medfuse.io import one_line
 
-SUBCOMMANDS = ("fuse", "train", "evaluate", "benchmark", "batch")
+SUBCOMMANDS = ("fuse", "register", "train", "evaluate", "benchmark", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,13 +14,23 @@ import torch
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError, torch_device
+from medfuse.cli.register import (
+    TRANSFORM_HELP,
+    add_registration_outputs,
+    check_registration_outputs,
+    registered,
+    write_registration_outputs,
+)
 from medfuse.cli.volume import add_volume_arguments, fuse_volume_files, given_volume_options, volume_options
 from medfuse.composition import check_pair
 from medfuse.fusion import NotEnoughMemoryError, check_memory, default_batch_size, fuse, fuse_pairs
+from medfuse.images import grey_unit
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.registration import TRANSFORMS, move_image
 from medfuse.rules import DEFAULT_RULE, FusionRule, get_rule, list_rules
 from medfuse.volume_io import is_volume_path
+from medfuse.volumes import Volume
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,6 +63,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--suffix", default=".png",
                         help="folder mode: suffix of the written files (default .png; 16-bit colour "
                         "results are written as .tif)")
+    group = parser.add_argument_group("registration (one pair of images, or two volumes)")
+    group.add_argument("--register", choices=TRANSFORMS,
+                       help=f"register B to A first: {TRANSFORM_HELP}; see medfuse register --help")
+    add_registration_outputs(group)
     add_volume_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -98,9 +112,19 @@ def run(args: argparse.Namespace) -> None:
                         "not for 2-D images")
     if path_a.is_dir() != path_b.is_dir():
         raise UserError("A and B must both be files or both be folders")
+    if args.register is None:
+        options = (("--save-transform", args.save_transform), ("--check-image", args.check_image),
+                   ("--force", args.force))
+        given = [name for name, value in options if value]
+        if given:
+            raise UserError(f"{', '.join(given)}: only with --register")
+    elif args.resample_to is not None:
+        raise UserError("--register and --resample-to: choose one (registration puts B on A's grid)")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if path_a.is_dir():
+        if args.register:
+            raise UserError("--register: for one pair of images or two volumes, not for folders")
         run_folders(path_a, path_b, out, args)
         return
     if args.batch_size is not None:
@@ -113,12 +137,24 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"{out}: unknown output format; use one of {', '.join(IMAGE_SUFFIXES)}")
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
+    if args.register:
+        check_registration_outputs(args, (path_a, path_b))
     model, rule = _prepare(args)
     try:
-        save_image(out, fuse(*_load_pair(path_a, path_b), rule=rule, model=model))
+        image_a, image_b = _registered_pair(path_a, path_b, args) if args.register else _load_pair(path_a, path_b)
+        save_image(out, fuse(image_a, image_b, rule=rule, model=model))
     except (ImageFileError, NotEnoughMemoryError) as error:
         raise UserError(str(error)) from None
     print(f"fused image written to {out}")
+
+
+def _registered_pair(path_a: Path, path_b: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """A, and B registered to A and resampled onto its grid (any sizes)."""
+    image_a, image_b = load_image(path_a), load_image(path_b)
+    grey_a, grey_b = grey_unit(image_a), grey_unit(image_b)
+    registration = registered(grey_a, grey_b, args, args.register, "pixels")
+    write_registration_outputs(args, grey_a, grey_b, registration)
+    return image_a, move_image(image_b, image_a.shape, registration.transform)
 
 
 def run_volumes(path_a: Path, path_b: Path, out: Path, args: argparse.Namespace) -> None:
@@ -127,8 +163,16 @@ def run_volumes(path_a: Path, path_b: Path, out: Path, args: argparse.Namespace)
             raise UserError(f"{path}: not a volume (NIfTI .nii/.nii.gz, DICOM file or DICOM series folder), "
                             "but the other input is one; fuse two volumes or two 2-D images")
     options = volume_options(args)
+    if args.register:
+        check_registration_outputs(args, (path_a, path_b))
     model, rule = _prepare(args)
-    fuse_volume_files(path_a, path_b, out, model, rule, args.rule, options)
+
+    def align(volume_a: Volume, volume_b: Volume) -> tuple[Volume, str]:
+        registration = registered(volume_a, volume_b, args, args.register, "mm")
+        write_registration_outputs(args, volume_a, volume_b, registration)
+        return registration.moved, f"B registered to A ({args.register}): {registration.transform.describe('mm')}"
+
+    fuse_volume_files(path_a, path_b, out, model, rule, args.rule, options, align=align if args.register else None)
     print(f"fused volume written to {out}")
 
 

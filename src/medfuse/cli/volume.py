@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -115,7 +116,9 @@ def volume_options(args: argparse.Namespace) -> VolumeOptions:
     return VolumeOptions(window, args.window_on or "b", percentiles, args.resample_to, args.batch_size)
 
 
-def _check_output(out: Path, inputs: tuple[Path, Path]) -> None:
+def check_volume_output(out: Path, inputs: tuple[Path, Path]) -> None:
+    """UserError unless ``out`` can take a volume: not an input, in a folder that exists and takes
+    files; a NIfTI name, or a DICOM series folder that does not exist yet."""
     for path in inputs:
         if out.resolve() == path.resolve():
             raise UserError(f"output {out} is one of the inputs; choose another path")
@@ -130,11 +133,13 @@ def _check_output(out: Path, inputs: tuple[Path, Path]) -> None:
 
 
 def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Module, rule: FusionRule,
-                      rule_name: str, options: VolumeOptions, progress: bool = True) -> Path:
+                      rule_name: str, options: VolumeOptions, progress: bool = True,
+                      align: Callable[[Volume, Volume], tuple[Volume, str]] | None = None) -> Path:
     """Fuse volume files A and B into ``out`` (NIfTI for .nii/.nii.gz, else a DICOM series
     folder, which needs a DICOM reference). The reference grid is A's, or that of
-    ``options.resample_to``. Every user error is a UserError, raised before anything is written."""
-    _check_output(out, (path_a, path_b))
+    ``options.resample_to``; ``align(A, B)``, if given, returns B on A's grid (registered) and a
+    note for the record. Every user error is a UserError, raised before anything is written."""
+    check_volume_output(out, (path_a, path_b))
     try:
         files = {"a": read_volume(path_a), "b": read_volume(path_b)}
     except VolumeFileError as error:
@@ -150,11 +155,17 @@ def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Mod
     other_name = "b" if reference_name == "a" else "a"
     reference = files[reference_name]
     notes = []
-    if options.resample_to is None:
+    if align is not None:
+        volume_a, volume_b = (Volume(unit[name], files[name].volume.geometry) for name in ("a", "b"))
+        moved, note = align(volume_a, volume_b)
+        unit["b"] = moved.data
+        notes.append(note)
+    elif options.resample_to is None:
         try:
             check_same_grid(files["a"].volume, files["b"].volume)
         except GridMismatchError as error:
-            raise UserError(f"{error} (--resample-to A resamples B onto A's grid; it does not register them)") from None
+            raise UserError(f"{error} (--register rigid registers B to A; --resample-to A only resamples B "
+                            "onto A's grid, for volumes that already lie in one world space)") from None
     else:
         other = files[other_name].volume
         resampled = resample(Volume(unit[other_name], other.geometry), reference.volume.shape,
@@ -183,6 +194,7 @@ def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Mod
         *notes,
     ])
     try:
-        return write_volume(out, fused, reference, summary + ("; resampled" if notes else ""), description)
+        suffix = "; registered" if align is not None else "; resampled" if notes else ""
+        return write_volume(out, fused, reference, summary + suffix, description)
     except VolumeFileError as error:
         raise UserError(str(error)) from None
