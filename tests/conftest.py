@@ -7,6 +7,7 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
 import medfuse
+from medfuse.io import save_image
 from medfuse.models import save_weights
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
@@ -34,3 +35,14 @@ def tiny_weights(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
+
+
+@pytest.fixture
+def noise_images(tmp_path) -> Path:
+    """A folder of six 32 x 32 grey noise images: enough to train a tiny model for a few steps."""
+    folder = tmp_path / "noise_images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        save_image(folder / f"{index}.png", rng.integers(0, 256, (32, 32)).astype(np.uint8))
+    return folder

@@ -108,32 +108,22 @@ def test_benchmark_into_a_folder_that_cannot_be_made(tmp_path, capsys, phantom):
     assert one_line_error(code, stderr, f"{UNWRITABLE}/bench")
 
 
-@pytest.fixture
-def training_images(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(4):
-        save_image(folder / f"{index}.png", rng.integers(0, 256, (24, 24)).astype(np.uint8))
-    return folder
-
-
 TRAINING = ("--steps", "2", "--batch-size", "2", "--crop", "16", "--width", "8", "--val-every", "1")
 
 
-def test_train_into_a_folder_that_cannot_be_made(capsys, training_images):
-    code, _, stderr = run_cli(capsys, "train", training_images, "-o", f"{UNWRITABLE}/run", *TRAINING)
+def test_train_into_a_folder_that_cannot_be_made(capsys, noise_images):
+    code, _, stderr = run_cli(capsys, "train", noise_images, "-o", f"{UNWRITABLE}/run", *TRAINING)
     assert one_line_error(code, stderr, f"{UNWRITABLE}/run")
 
 
-def test_train_on_a_full_disk_leaves_no_checkpoint(monkeypatch, tmp_path, capsys, training_images):
+def test_train_on_a_full_disk_leaves_no_checkpoint(monkeypatch, tmp_path, capsys, noise_images):
     def failing_save(state, path, *args, **kwargs):
         with open(path, "wb") as file:
             file.write(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
 
     monkeypatch.setattr(torch, "save", failing_save)
-    code, _, stderr = run_cli(capsys, "train", training_images, "-o", tmp_path / "run", *TRAINING)
+    code, _, stderr = run_cli(capsys, "train", noise_images, "-o", tmp_path / "run", *TRAINING)
     assert one_line_error(code, stderr, f"cannot write {tmp_path / 'run' / 'checkpoint.pt'}")
     assert list((tmp_path / "run").iterdir()) == []
 

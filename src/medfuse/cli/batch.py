@@ -14,8 +14,11 @@ import argparse
 import csv
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
+import torch
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError, file_error_message, torch_device
@@ -53,6 +56,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     add_volume_arguments(parser, window=False)
+    group = parser.add_argument_group(
+        "scale-out with Dask (optional; without these, one process fuses row after row)",
+        "Each row is one task; every worker loads the model once and keeps it. Rows whose output "
+        "exists are skipped, every output is written whole or not at all, and a row whose worker dies "
+        "runs again on another. Workers need the same medfuse version and the same paths to the "
+        "files. With --device cuda and --scheduler, each task asks for the Dask resource GPU=1: start "
+        "each worker with `dask worker ADDRESS --resources GPU=1` on a machine with one GPU per worker.")
+    group.add_argument("--workers", type=int, help="start a local Dask cluster of N worker processes")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="use a running Dask scheduler, e.g. tcp://scheduler-host:8786 (from `dask scheduler`, "
+                       "or dask-jobqueue on SLURM/PBS/SGE)")
     parser.set_defaults(run=run)
 
 
@@ -90,44 +104,90 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """What every row shares (sent to each Dask worker): the manifest's folder, the model's
+    weights and device, the rule and the volume options."""
+
+    base: Path
+    weights: str
+    device: str
+    rule: str
+    options: VolumeOptions
+
+
+@lru_cache(maxsize=2)
+def _model(weights: str, device: str) -> torch.nn.Module:
+    """The model, loaded once per process (each Dask worker keeps its own)."""
+    return load_model(weights, device)
+
+
+def fuse_row(row: Row, job: BatchJob) -> tuple[str, str]:
+    """Fuse one manifest row: ``("done", "")``, ``("skipped", "")`` when its output exists, or
+    ``("failed", message)``. The one per-row function, in one process or on Dask workers."""
+    try:
+        if not (row.a and row.b and row.out):
+            raise UserError("a, b and out must all be given")
+        out = _resolve(job.base, row.out)
+        if out.exists():
+            return "skipped", ""
+        path_a, path_b = _resolve(job.base, row.a), _resolve(job.base, row.b)
+        for path in (path_a, path_b):
+            if not path.exists():
+                raise UserError(f"{path}: no such file or folder")
+            if not is_volume_path(path):
+                raise UserError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
+        options = job.options
+        row_options = VolumeOptions(parse_window(row.window), options.window_on, options.percentiles,
+                                    options.resample_to, options.batch_size)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fuse_volume_files(path_a, path_b, out, _model(job.weights, job.device), get_rule(job.rule), job.rule,
+                          row_options, progress=False)
+        return "done", ""
+    except (UserError, OSError) as error:  # OSError: a folder or file that could not be written
+        return "failed", file_error_message(error) if isinstance(error, OSError) else str(error)
+
+
 def run(args: argparse.Namespace) -> int:
     manifest = Path(args.manifest)
     rows = read_manifest(manifest)
     options = volume_options(args)
+    if args.workers is not None and args.scheduler is not None:
+        raise UserError("give --workers (a local Dask cluster) or --scheduler (a running one), not both")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     try:
-        rule = get_rule(args.rule)
+        get_rule(args.rule)
     except ValueError as error:
         raise UserError(str(error)) from None
+    device = str(torch_device(args.device))
     try:
-        model = load_model(args.weights, torch_device(args.device))
+        _model(args.weights, device)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         raise UserError(f"--weights: {error}") from None
-    base = manifest.parent
-    done, skipped, failures = 0, 0, []
-    for row in tqdm(rows, desc="batch", unit="pair"):
-        try:
-            if not (row.a and row.b and row.out):
-                raise UserError("a, b and out must all be given")
-            out = _resolve(base, row.out)
-            if out.exists():
-                skipped += 1
-                continue
-            path_a, path_b = _resolve(base, row.a), _resolve(base, row.b)
-            for path in (path_a, path_b):
-                if not path.exists():
-                    raise UserError(f"{path}: no such file or folder")
-                if not is_volume_path(path):
-                    raise UserError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
-            row_options = VolumeOptions(parse_window(row.window), options.window_on, options.percentiles,
-                                        options.resample_to, options.batch_size)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fuse_volume_files(path_a, path_b, out, model, rule, args.rule, row_options, progress=False)
-            done += 1
-        except (UserError, OSError) as error:  # OSError: a folder or file that could not be written
-            message = file_error_message(error) if isinstance(error, OSError) else str(error)
-            failures.append(f"line {row.line}: {message}")
-            tqdm.write(f"medfuse batch: line {row.line} failed: {message}", file=sys.stderr)
-    print(f"batch: {len(rows)} pair(s): {done} fused, {skipped} skipped (output exists), {len(failures)} failed")
-    for failure in failures:
+    job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options)
+    if args.workers is None and args.scheduler is None:
+        return _report(rows, ((row, fuse_row(row, job)) for row in rows))
+    from medfuse.cli.dask_batch import dask_client, fuse_rows_on_dask
+
+    resources = {"GPU": 1} if device.startswith("cuda") and args.scheduler is not None else None
+    with dask_client(args.workers, args.scheduler) as client:
+        return _report(rows, fuse_rows_on_dask(rows, job, client, resources))
+
+
+def _report(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]]) -> int:
+    """Count the outcomes under a progress bar, print the summary; the exit status."""
+    counts, failures = {"done": 0, "skipped": 0}, []
+    with tqdm(total=len(rows), desc="batch", unit="pair") as bar:
+        for row, (status, message) in outcomes:
+            bar.update(1)
+            if status == "failed":
+                failures.append(f"line {row.line}: {message}")
+                tqdm.write(f"medfuse batch: line {row.line} failed: {message}", file=sys.stderr)
+            else:
+                counts[status] += 1
+    print(f"batch: {len(rows)} pair(s): {counts['done']} fused, {counts['skipped']} skipped (output exists), "
+          f"{len(failures)} failed")
+    for failure in sorted(failures, key=lambda text: int(text.split(":")[0].split()[1])):
         print(f"  failed {failure}")
     return 1 if failures else 0

@@ -15,7 +15,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Train the DRAN autoencoder on single images of every modality (colour images "
         "are reduced to their Y channel). Loss: pixel MSE + lambda1 * Sobel-gradient MSE "
         "(+ lambda2 * VGG16-BN perceptual loss with --vgg-weights). Writes checkpoint.pt, "
-        "weights.safetensors, log.json and loss.png into OUT.",
+        "weights.safetensors, log.json and loss.png into OUT. On several GPUs or processes: "
+        "torchrun --nproc-per-node N -m medfuse train ... trains one model with DistributedDataParallel "
+        "(NCCL on CUDA, gloo on the CPU; --batch-size is per process, the global batch N times it; "
+        "rank 0 writes; --resume needs the same N).",
     )
     parser.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
     parser.add_argument("-o", "--out", required=True, help="output folder for checkpoints, weights and logs")
@@ -45,6 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from medfuse.training import TrainConfig, train
+    from medfuse.training.distributed import ranks_from_environment
 
     if args.lambda_perc and not args.vgg_weights:
         raise UserError("the perceptual loss (--lambda-perc) needs --vgg-weights PATH, a torchvision "
@@ -63,6 +67,8 @@ def run(args: argparse.Namespace) -> None:
         last = train(config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise UserError(str(error)) from None
+    if not ranks_from_environment().is_main:
+        return
     print(f"trained {last['step']} steps: train loss {last['train_loss']:.6f}, "
           f"validation loss {last['val_loss']:.6f}, validation PSNR {last['val_psnr']:.2f} dB")
     print(f"weights: {Path(args.out) / 'weights.safetensors'}")

@@ -15,6 +15,16 @@ from tqdm import tqdm
 from medfuse.io import check_folder_writable, write_atomically
 from medfuse.models import create_model, save_weights
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
+from medfuse.training.distributed import (
+    Ranks,
+    gather,
+    mean_over_ranks,
+    parallel,
+    process_group,
+    ranks_from_environment,
+    wait_for_all,
+    weights_digest,
+)
 from medfuse.training.losses import PerceptualLoss, ReconstructionLoss
 
 CHECKPOINT = "checkpoint.pt"
@@ -117,12 +127,21 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
 
     Writes into ``config.out``: ``checkpoint.pt`` (every ``val_every`` steps, what
     ``resume`` continues from), ``weights.safetensors``, ``log.json`` and ``loss.png``.
+    Under ``torchrun`` every rank runs this same loop (:mod:`medfuse.training.distributed`):
+    the gradients are averaged over the ranks, each draws its own crops (rank r > 0 seeded by
+    ``(seed, r)``, rank 0 by ``seed`` as a single process), and rank 0 alone writes; ``log.json``
+    records the world size, the global batch size and every rank's weights digest.
     """
     config.validate()
+    ranks = ranks_from_environment()
+    with process_group(ranks, torch.device(config.device)) as device:
+        return _train(config, progress, ranks, device)
+
+
+def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.device) -> dict:
     out = Path(config.out)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = torch.device(config.device)
     perceptual = None
     if config.lambda_perc > 0:
         perceptual = PerceptualLoss(config.vgg_weights).to(device)
@@ -137,16 +156,22 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     if not train_paths or not val_paths:
         raise ValueError("need at least two distinct file names to hold some out for validation")
     train_images, val_images = load_grey(train_paths), load_grey(val_paths)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        check_folder_writable(checkpoint_path)
+    wait_for_all(ranks)
 
-    check_folder_writable(checkpoint_path)
     torch.manual_seed(config.seed)
     model = create_model("dran", width=config.width).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=DEFAULT_LR if config.lr is None else config.lr)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
     step, log, elapsed, change = 0, [], 0.0, None
     if config.resume:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        world_size = state.get("world_size", 1)
+        if world_size != ranks.world_size:
+            raise ValueError(f"{checkpoint_path} was made by {world_size} process(es); resume it with as many "
+                             f"(this run has {ranks.world_size})")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:
@@ -158,21 +183,24 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             change = f"learning rate {before:g} until step {state['step']}, {config.lr:g} from here on"
             for group in optimiser.param_groups:
                 group["lr"] = config.lr
-        rng.bit_generator.state = state["rng"]
+        rng.bit_generator.state = state.get("rank_rngs", [state["rng"]])[ranks.rank]
         torch.set_rng_state(state["torch_rng"])
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
 
     lr = optimiser.param_groups[0]["lr"]
-    settings = asdict(replace(config, lr=lr))
-    model.train()
+    settings = {**asdict(replace(config, lr=lr)), "world_size": ranks.world_size,
+                "global_batch_size": config.batch_size * ranks.world_size}
+    trained = parallel(model, ranks, device)
+    trained.train()
     running, count = 0.0, 0
     started = time.perf_counter() - elapsed
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="training", unit="step")
-    if change:
+    bar = tqdm(total=config.steps, initial=step, disable=not (progress and ranks.is_main), desc="training",
+               unit="step")
+    if change and ranks.is_main:
         bar.write(change)
     while step < config.steps:
         batch = random_crops(train_images, config.batch_size, config.crop, rng).to(device)
-        loss = loss_fn(model(batch), batch)
+        loss = loss_fn(trained(batch), batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -182,21 +210,29 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         bar.set_postfix(loss=f"{running / count:.5f}")
         if step % config.val_every == 0 or step == config.steps:
             val_loss, val_psnr = evaluate(model, loss_fn, val_images, device)
-            record = {"step": step, "lr": lr, "train_loss": running / count, "val_loss": val_loss,
-                      "val_psnr": val_psnr, "elapsed_s": round(time.perf_counter() - started, 1)}
+            record = {"step": step, "lr": lr, "train_loss": mean_over_ranks(running / count, ranks, device),
+                      "val_loss": val_loss, "val_psnr": val_psnr,
+                      "elapsed_s": round(time.perf_counter() - started, 1)}
             log.append(record)
-            bar.write(json.dumps(record))
             running, count = 0.0, 0
-            state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "step": step, "log": log, "elapsed": record["elapsed_s"],
-                     "config": settings}
-            write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
-            _atomic_json({"config": settings, "train_images": len(train_images),
-                          "val_images": len(val_images), "log": log}, out / LOG)
-            plot_curve(log, out / CURVE)
+            rank_rngs = gather(rng.bit_generator.state, ranks)
+            if ranks.is_main:
+                bar.write(json.dumps(record))
+                state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                         "rng": rank_rngs[0], "rank_rngs": rank_rngs, "world_size": ranks.world_size,
+                         "torch_rng": torch.get_rng_state(), "step": step, "log": log,
+                         "elapsed": record["elapsed_s"], "config": settings}
+                write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
+                _atomic_json({"config": settings, "train_images": len(train_images),
+                              "val_images": len(val_images), "log": log}, out / LOG)
+                plot_curve(log, out / CURVE)
     bar.close()
-    save_weights(model.cpu(), out / WEIGHTS, "dran", {"width": config.width},
-                 {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
-                  "val_loss": f"{log[-1]['val_loss']:.6g}"})
+    digests = gather(weights_digest(model), ranks)
+    if ranks.is_main:
+        _atomic_json({"config": settings, "train_images": len(train_images), "val_images": len(val_images),
+                      "log": log, "rank_weight_digests": digests}, out / LOG)
+        save_weights(model.cpu(), out / WEIGHTS, "dran", {"width": config.width},
+                     {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
+                      "val_loss": f"{log[-1]['val_loss']:.6g}", "world_size": str(ranks.world_size)})
+    wait_for_all(ranks)
     return log[-1]
