@@ -50,3 +50,31 @@ def test_pooled_mask_is_block_mean():
 def test_bad_width():
     with pytest.raises(ValueError, match="even"):
         DRAN(width=7)
+
+
+def test_sobel_magnitude_of_a_vertical_step():
+    from medfuse.network import SobelMagnitude
+
+    step = torch.zeros(1, 2, 6, 6)
+    step[0, 1, :, 3:] = 1.0
+    magnitude = SobelMagnitude(2)(step)
+    assert magnitude[0, 0].abs().sum() == 0  # a flat channel has no gradient
+    inside = magnitude[0, 1, 1:-1]  # away from the zero padding of the top and bottom rows
+    torch.testing.assert_close(inside[:, 2:4], torch.full((4, 2), 4.0))
+    assert inside[:, :2].abs().sum() == 0
+
+
+@pytest.mark.parametrize("size", [(17, 17), (31, 20)])
+def test_edge_enhanced_dran_keeps_shapes_and_adds_its_branch(size):
+    from medfuse.network import EdgeDRAN
+
+    torch.manual_seed(0)
+    model = EdgeDRAN(width=8).eval()
+    image = torch.rand(2, 1, *size)
+    assert model.encode(image).shape == (2, 8, *size) and model(image).shape == image.shape
+    with torch.no_grad():
+        for parameter in model.encoder.edge.parameters():
+            parameter.zero_()
+    plain = DRAN(width=8).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if ".edge." not in k})
+    torch.testing.assert_close(model.encode(image), plain.encode(image))  # a zero branch adds nothing

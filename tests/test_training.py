@@ -142,3 +142,11 @@ def test_a_new_run_takes_the_papers_learning_rate(image_folder, tmp_path):
 
     train(config(image_folder, tmp_path, steps=2, val_every=2, lr=None), progress=False)
     assert json.loads((tmp_path / "log.json").read_text())["log"][0]["lr"] == DEFAULT_LR == 1e-4
+
+
+def test_edge_enhanced_architecture_trains_and_loads(image_folder, tmp_path):
+    train(config(image_folder, tmp_path, steps=2, val_every=2, architecture="dran-edge"), progress=False)
+    model = load_model(tmp_path / "weights.safetensors")
+    assert type(model).__name__ == "EdgeDRAN" and model.width == 8
+    with pytest.raises(ValueError, match="unknown architecture"):
+        config(image_folder, tmp_path / "x", architecture="unet").validate()

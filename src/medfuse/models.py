@@ -16,10 +16,10 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from medfuse.io import file_digest, write_atomically
-from medfuse.network import DRAN
+from medfuse.network import DRAN, EdgeDRAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"dran": DRAN}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"dran": DRAN, "dran-edge": EdgeDRAN}
 SHIPPED_WEIGHTS = {"dran-havard": WEIGHTS_DIR / "dran-havard.safetensors"}
 DEFAULT_MODEL = "dran-havard"
 

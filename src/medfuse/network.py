@@ -108,6 +108,58 @@ class DRANDecoder(nn.Module):
         return self.layers(features)
 
 
+class SobelMagnitude(nn.Module):
+    """``|S_x * f| + |S_y * f|`` for every channel f: fixed 3 x 3 Sobel kernels, zero padding."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        sobel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        kernels = torch.stack([sobel_x, sobel_x.T])[:, None].repeat(width, 1, 1, 1)  # (2 width, 1, 3, 3)
+        self.register_buffer("kernels", kernels, persistent=False)
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        responses = F.conv2d(x, self.kernels.to(x.dtype), padding=1, groups=self.width)
+        return responses.abs().view(x.shape[0], self.width, 2, *x.shape[2:]).sum(dim=2)
+
+
+class EdgeBranch(nn.Module):
+    """The gradient branch of the edge-enhanced DRAN (Zhou et al., BIBM 2024, arXiv 2411.11799)
+    on the shallow features s: a dense residual block ``d = LReLU(conv3(s ++ LReLU(conv3(s))))``
+    (++: channel concatenation) projected back by a 1 x 1 convolution, plus the features'
+    Sobel gradient magnitude projected by another: ``E(s) = P_d(d) + P_g(|grad s|)``.
+    LeakyReLU slope 0.2 as the extended paper's code; its dropout is left out (inference and
+    training then see the same network)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.gradient = SobelMagnitude(width)
+        self.gradient_projection = nn.Conv2d(width, width, 1)
+        self.dense_first = nn.Conv2d(width, width, 3, padding=1)
+        self.dense_second = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.dense_projection = nn.Conv2d(2 * width, width, 1)
+
+    def forward(self, shallow: torch.Tensor) -> torch.Tensor:
+        dense = torch.cat([shallow, F.leaky_relu(self.dense_first(shallow), 0.2)], dim=1)
+        dense = F.leaky_relu(self.dense_second(dense), 0.2)
+        return self.dense_projection(dense) + self.gradient_projection(self.gradient(shallow))
+
+
+class EdgeEnhancedEncoder(DRANEncoder):
+    """The DRAN encoder with :class:`EdgeBranch` on its shallow features, added to its output."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__(width)
+        self.edge = EdgeBranch(width)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (0, width % 2, 0, height % 2), mode="reflect")
+        x = F.relu(self.shallow(padded))
+        features = self.dran(self.residual_attention(x)) + self.edge(x)
+        return features[..., :height, :width]
+
+
 class DRAN(nn.Module):
     """The DRAN autoencoder: ``decode(encode(x))`` reconstructs ``x``.
 
@@ -131,3 +183,11 @@ class DRAN(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(image))
+
+
+class EdgeDRAN(DRAN):
+    """The edge-enhanced DRAN (arXiv 2411.11799): :class:`EdgeEnhancedEncoder`, DRAN's decoder."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__(width)
+        self.encoder = EdgeEnhancedEncoder(width)

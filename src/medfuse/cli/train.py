@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medfuse.cli.common import UserError, torch_device
+from medfuse.models import ARCHITECTURES
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -39,6 +40,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="fraction of file names held out for validation (default 0.05)")
     parser.add_argument("--val-every", type=int, default=500, help="validate and checkpoint every N steps")
     parser.add_argument("--width", type=int, default=64, help="feature channels C (default 64)")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="dran",
+                        help="dran (default) or dran-edge, the extended paper's edge-enhanced encoder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> None:
         lr=args.lr, lambda_grad=args.lambda_grad,
         lambda_perc=(0.2 if args.lambda_perc is None else args.lambda_perc) if args.vgg_weights else 0.0,
         vgg_weights=args.vgg_weights,
-        val_fraction=args.val_fraction, val_every=args.val_every, width=args.width, seed=args.seed,
+        val_fraction=args.val_fraction, val_every=args.val_every, width=args.width,
+        architecture=args.architecture, seed=args.seed,
         device=str(torch_device(args.device)), threads=args.threads, resume=args.resume,
     )
     try:

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from medfuse.io import check_folder_writable, write_atomically
-from medfuse.models import create_model, save_weights
+from medfuse.models import ARCHITECTURES, create_model, save_weights
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.distributed import (
     Ranks,
@@ -55,6 +55,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     val_every: int = 500
     width: int = 64
+    architecture: str = "dran"
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.lambda_perc < 0 or self.lambda_grad < 0:
             raise ValueError("loss weights must not be negative")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
         if self.lambda_perc > 0 and not self.vgg_weights:
             raise ValueError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
                              "ImageNet state dict; medfuse never downloads it")
@@ -162,7 +165,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     wait_for_all(ranks)
 
     torch.manual_seed(config.seed)
-    model = create_model("dran", width=config.width).to(device)
+    model = create_model(config.architecture, width=config.width).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=DEFAULT_LR if config.lr is None else config.lr)
     rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
     step, log, elapsed, change = 0, [], 0.0, None
@@ -175,8 +178,9 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:
-            raise ValueError(f"{checkpoint_path} was made with other settings (--width "
-                             f"{state['config']['width']}); resume with the same ones") from None
+            raise ValueError(f"{checkpoint_path} was made with other settings (--architecture "
+                             f"{state['config'].get('architecture', 'dran')} --width {state['config']['width']}); "
+                             "resume with the same ones") from None
         optimiser.load_state_dict(state["optimiser"])
         if config.lr is not None and config.lr != optimiser.param_groups[0]["lr"]:
             before = optimiser.param_groups[0]["lr"]
@@ -231,7 +235,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     if ranks.is_main:
         _atomic_json({"config": settings, "train_images": len(train_images), "val_images": len(val_images),
                       "log": log, "rank_weight_digests": digests}, out / LOG)
-        save_weights(model.cpu(), out / WEIGHTS, "dran", {"width": config.width},
+        save_weights(model.cpu(), out / WEIGHTS, config.architecture, {"width": config.width},
                      {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
                       "val_loss": f"{log[-1]['val_loss']:.6g}", "world_size": str(ranks.world_size)})
     wait_for_all(ranks)
