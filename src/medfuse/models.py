@@ -20,7 +20,10 @@ from medfuse.network import DRAN, EdgeDRAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"dran": DRAN, "dran-edge": EdgeDRAN}
-SHIPPED_WEIGHTS = {"dran-havard": WEIGHTS_DIR / "dran-havard.safetensors"}
+SHIPPED_WEIGHTS = {
+    "dran-havard": WEIGHTS_DIR / "dran-havard.safetensors",
+    "dran-edge-havard": WEIGHTS_DIR / "dran-edge-havard.safetensors",
+}
 DEFAULT_MODEL = "dran-havard"
 
 
