@@ -35,12 +35,17 @@ weights: install
 reconstruction: install
 	$(BIN)/python benchmarks/reconstruction.py --data $(HAVARD)
 
-# Every table of BENCHMARKS.md: all methods x 7 metrics on the three Havard test splits
-# (about 26 minutes per split on 2 CPU cores with the three run side by side, one torch
-# thread each, as in BENCHMARKS.md; fused images are cached in out/benchmark/).
+# Every table of BENCHMARKS.md: all methods x 7 metrics on the three Havard test splits, with the
+# DRAN authors' released model as one more method (fused first by benchmarks/authors_fusion.py
+# from ../shared/anchors/dilran); the splits run side by side, one torch thread each (about 11
+# minutes per split on 2 CPU cores); fused images are cached in out/benchmark/.
 benchmark: install
 	for set in CT-MRI PET-MRI SPECT-MRI; do \
-		OMP_NUM_THREADS=1 $(BIN)/medfuse benchmark $(HAVARD)/$$set/test -o out/benchmark/$$set & \
+		$(BIN)/python benchmarks/authors_fusion.py $(HAVARD)/$$set/test -o out/authors/$$set || exit 1; \
+	done
+	for set in CT-MRI PET-MRI SPECT-MRI; do \
+		OMP_NUM_THREADS=1 $(BIN)/medfuse benchmark $(HAVARD)/$$set/test -o out/benchmark/$$set \
+			--external authors-dran-sfnn=out/authors/$$set & \
 	done; wait
 
 figure: install
