@@ -110,9 +110,20 @@ def default_batch_size(device: str | torch.device, height: int, width: int) -> i
     check_memory(height, width, 1, device)
     if device.type != "cuda":
         return CPU_BATCH_SIZE
-    per_pair = fusion_memory(height, width) - FUSION_OVERHEAD
-    fitting = (int(MEMORY_SHARE * free_memory(device)) - FUSION_OVERHEAD) // per_pair
+    fitting = (int(MEMORY_SHARE * free_memory(device)) - FUSION_OVERHEAD) // (BYTES_PER_PIXEL * height * width)
     return max(1, min(MAX_CUDA_BATCH_SIZE, fitting))
+
+
+def plan_batch(device: str | torch.device, height: int, width: int, batch_size: int | None = None) -> int:
+    """The batch size to fuse ``height`` x ``width`` pairs with on ``device``: ``batch_size``
+    if given (at least 1, and it must fit: :func:`check_memory`), else :func:`default_batch_size`
+    (which fits by construction). Raises before any work, never during it."""
+    if batch_size is None:
+        return default_batch_size(device, height, width)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    check_memory(height, width, batch_size, device)
+    return batch_size
 
 
 @torch.no_grad()
@@ -130,17 +141,21 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
 
 @lru_cache(maxsize=4)
 def _cached_model(digest: str, path: str, device: str) -> nn.Module:
-    """The model in the weights file ``path``, loaded once per content ``digest`` and device."""
     return load_model(path, device)
+
+
+def cached_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
+    """:func:`medfuse.models.load_model`, loaded once per process for each weights file and
+    device and kept by what the file holds: a file replaced under the same path loads again."""
+    path = weights_path(name_or_path)
+    return _cached_model(weights_digest(path), str(path), str(device))
 
 
 def _model_on(model: nn.Module | str | None, device: str | torch.device | None) -> nn.Module:
     """A loaded model on ``device`` from a model, a shipped name or weights path, or None
-    (the shipped default); names and paths load on the CPU unless told. Loaded models are
-    kept by what their file holds: a file replaced under the same path is loaded again."""
+    (the shipped default); names and paths load on the CPU unless told (:func:`cached_model`)."""
     if model is None or isinstance(model, str):
-        path = weights_path(model or DEFAULT_MODEL)
-        return _cached_model(weights_digest(path), str(path), str(device or "cpu"))
+        return cached_model(model or DEFAULT_MODEL, device or "cpu")
     return model if device is None else model.to(device)
 
 
@@ -176,7 +191,7 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     grey_a, grey_b = grey_pair(image_a, image_b)
     model = _model_on(model, device)
-    check_memory(*grey_a.shape, 1, next(model.parameters()).device)
+    plan_batch(next(model.parameters()).device, *grey_a.shape, 1)
     return compose(_fuse_grey_batch(model, [grey_a], [grey_b], rule_function)[0], image_a, image_b)
 
 
@@ -193,26 +208,27 @@ def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | 
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     model = _model_on(model, device)
     device = next(model.parameters()).device
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    waiting: list[tuple[Key, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    waiting: list[tuple[Key, np.ndarray, np.ndarray]] = []
+    greys_a: list[np.ndarray] = []
+    greys_b: list[np.ndarray] = []
 
     def flush() -> Iterator[tuple[Key, np.ndarray]]:
-        lumas = _fuse_grey_batch(model, [item[3] for item in waiting], [item[4] for item in waiting],
-                                 rule_function)
-        for (key, image_a, image_b, _, _), luma in zip(waiting, lumas):
+        lumas = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
+        for (key, image_a, image_b), luma in zip(waiting, lumas):
             yield key, compose(luma, image_a, image_b)
-        waiting.clear()
+        for batch in (waiting, greys_a, greys_b):
+            batch.clear()
 
     limit = None
     for key, image_a, image_b in pairs:
         grey_a, grey_b = grey_pair(image_a, image_b)
-        if waiting and waiting[0][3].shape != grey_a.shape:
+        if greys_a and greys_a[0].shape != grey_a.shape:
             yield from flush()
-        if not waiting:
-            limit = batch_size or default_batch_size(device, *grey_a.shape)
-            check_memory(*grey_a.shape, limit, device)
-        waiting.append((key, image_a, image_b, grey_a, grey_b))
+        if not greys_a:
+            limit = plan_batch(device, *grey_a.shape, batch_size)
+        waiting.append((key, image_a, image_b))
+        greys_a.append(grey_a)
+        greys_b.append(grey_b)
         if len(waiting) == limit:
             yield from flush()
     if waiting:

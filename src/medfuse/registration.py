@@ -30,10 +30,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from medfuse.io import write_atomically
-from medfuse.volumes import Volume
+from medfuse.volumes import LPS_TO_RAS, Volume
 
 TRANSFORMS = ("rigid", "affine")
-RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+RAS_TO_LPS = LPS_TO_RAS[:3, :3]  # its own inverse
 MAX_ROTATION_DEGREES = 30.0
 """A registration that rotates more than this is refused as implausible (unless forced)."""
 MAX_SHIFT_SHARE = 1 / 3
@@ -246,9 +246,9 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
         final.SetTranslation(rigid.GetTranslation())
         _optimise(fixed_image, moving_image, final, seed, iterations)
     after = _mutual_information(fixed_image, moving_image, final, seed)
-    transform = _as_linear(final, kind, dimension)
-    moved = resample_onto(moving, fixed, transform)
-    return Registration(transform, before, after, moved, time.perf_counter() - started)
+    moved = sitk.Resample(moving_image, fixed_image, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return Registration(_as_linear(final, kind, dimension), before, after, from_sitk(moved, fixed),
+                        time.perf_counter() - started)
 
 
 def field_of_view(image: Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

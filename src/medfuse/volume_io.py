@@ -35,14 +35,12 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from medfuse.io import current_umask, one_line, write_atomically, write_error
-from medfuse.volumes import Geometry, Volume
+from medfuse.volumes import LPS_TO_RAS, Geometry, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIX = ".dcm"
 DICOM_SCALE = 50000
 """Written DICOM stores ``round(fused * DICOM_SCALE)``; RescaleSlope is ``1 / DICOM_SCALE``."""
-DICOM_SLOPE = "0.00002"
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SLICE_GAP_TOLERANCE = 0.01
 """Slices of a series are evenly spaced if every gap is within 1 % of the median gap."""
 
@@ -313,12 +311,8 @@ def _fused_slice(reference: pydicom.Dataset, pixels: np.ndarray, series_uid: str
     dataset.SeriesDescription = summary[:64]
     dataset.ImageComments = description[:10240]
     dataset.DerivationDescription = description[:1024]
-    if value_range == (0.0, 1.0):
-        dataset.RescaleSlope, dataset.RescaleIntercept = DICOM_SLOPE, "0"
-        dataset.WindowCenter, dataset.WindowWidth = "0.5", "1"
-    else:
-        dataset.RescaleSlope, dataset.RescaleIntercept = f"{(high - low) / DICOM_SCALE:.10g}", f"{low:.10g}"
-        dataset.WindowCenter, dataset.WindowWidth = f"{(low + high) / 2:.10g}", f"{high - low:.10g}"
+    dataset.RescaleSlope, dataset.RescaleIntercept = f"{(high - low) / DICOM_SCALE:.10g}", f"{low:.10g}"
+    dataset.WindowCenter, dataset.WindowWidth = f"{(low + high) / 2:.10g}", f"{high - low:.10g}"
     return dataset
 
 

@@ -20,9 +20,12 @@ import torch
 from scipy.ndimage import map_coordinates
 from torch import nn
 
-from medfuse.fusion import check_memory, default_batch_size, fuse_tensors
+from medfuse.fusion import fuse_tensors, plan_batch
 from medfuse.rules import FusionRule, get_rule
 
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""DICOM's and ITK's LPS world coordinates to RAS+ (x and y negated), as a 4 x 4 affine; it is
+its own inverse."""
 GRID_TOLERANCE = 1e-3
 """Default tolerance of grid comparison: mm for spacing and origin, unitless for direction cosines."""
 
@@ -176,11 +179,7 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     device = next(model.parameters()).device
     width, height = volume_a.shape[:2]
-    if batch_size is None:
-        batch_size = default_batch_size(device, height, width)
-    elif batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    check_memory(height, width, batch_size, device)
+    batch_size = plan_batch(device, height, width, batch_size)
     slices_a, slices_b = volume_slices(volume_a), volume_slices(volume_b)
     fused = np.empty(slices_a.shape, dtype=np.float32)
     for start in range(0, len(slices_a), batch_size):

@@ -14,16 +14,15 @@ import argparse
 import csv
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-import torch
 from tqdm import tqdm
 
 from medfuse.cli.common import UserError, file_error_message, torch_device
 from medfuse.cli.volume import VolumeOptions, add_volume_arguments, fuse_volume_files, parse_window, volume_options
-from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.fusion import cached_model
+from medfuse.models import DEFAULT_MODEL
 from medfuse.rules import DEFAULT_RULE, get_rule, list_rules
 from medfuse.volume_io import is_volume_path
 
@@ -116,12 +115,6 @@ class BatchJob:
     options: VolumeOptions
 
 
-@lru_cache(maxsize=2)
-def _model(weights: str, device: str) -> torch.nn.Module:
-    """The model, loaded once per process (each Dask worker keeps its own)."""
-    return load_model(weights, device)
-
-
 def fuse_row(row: Row, job: BatchJob) -> tuple[str, str]:
     """Fuse one manifest row: ``("done", "")``, ``("skipped", "")`` when its output exists, or
     ``("failed", message)``. The one per-row function, in one process or on Dask workers."""
@@ -141,8 +134,8 @@ def fuse_row(row: Row, job: BatchJob) -> tuple[str, str]:
         row_options = VolumeOptions(parse_window(row.window), options.window_on, options.percentiles,
                                     options.resample_to, options.batch_size)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fuse_volume_files(path_a, path_b, out, _model(job.weights, job.device), get_rule(job.rule), job.rule,
-                          row_options, progress=False)
+        model = cached_model(job.weights, job.device)  # loaded once per process: each Dask worker keeps its own
+        fuse_volume_files(path_a, path_b, out, model, get_rule(job.rule), job.rule, row_options, progress=False)
         return "done", ""
     except (UserError, OSError) as error:  # OSError: a folder or file that could not be written
         return "failed", file_error_message(error) if isinstance(error, OSError) else str(error)
@@ -162,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     device = str(torch_device(args.device))
     try:
-        _model(args.weights, device)
+        cached_model(args.weights, device)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         raise UserError(f"--weights: {error}") from None
     job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options)
@@ -182,12 +175,12 @@ def _report(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]]) ->
         for row, (status, message) in outcomes:
             bar.update(1)
             if status == "failed":
-                failures.append(f"line {row.line}: {message}")
+                failures.append((row.line, message))
                 tqdm.write(f"medfuse batch: line {row.line} failed: {message}", file=sys.stderr)
             else:
                 counts[status] += 1
     print(f"batch: {len(rows)} pair(s): {counts['done']} fused, {counts['skipped']} skipped (output exists), "
           f"{len(failures)} failed")
-    for failure in sorted(failures, key=lambda text: int(text.split(":")[0].split()[1])):
-        print(f"  failed {failure}")
+    for line, message in sorted(failures):  # Dask finishes rows in any order
+        print(f"  failed line {line}: {message}")
     return 1 if failures else 0

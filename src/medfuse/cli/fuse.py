@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse.cli.common import UserError, torch_device
+from medfuse.cli.common import UserError, check_image_output, memory_error, torch_device
 from medfuse.cli.register import (
     TRANSFORM_HELP,
     add_registration_outputs,
@@ -23,7 +23,7 @@ from medfuse.cli.register import (
 )
 from medfuse.cli.volume import add_volume_arguments, fuse_volume_files, given_volume_options, volume_options
 from medfuse.composition import check_pair
-from medfuse.fusion import NotEnoughMemoryError, check_memory, default_batch_size, fuse, fuse_pairs
+from medfuse.fusion import NotEnoughMemoryError, fuse, fuse_pairs, plan_batch
 from medfuse.images import grey_unit
 from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_writable, images_by_stem, load_image, save_image
 from medfuse.models import DEFAULT_MODEL, load_model
@@ -129,14 +129,7 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.batch_size is not None:
         raise UserError("--batch-size: only for two folders or two volumes, not for one pair of images")
-    if _same_path(out, path_a) or _same_path(out, path_b):
-        raise UserError(f"output {out} is one of the inputs; choose another path")
-    if out.is_dir():
-        raise UserError(f"output {out} is a folder; give a file name (folders are for folder mode)")
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"{out}: unknown output format; use one of {', '.join(IMAGE_SUFFIXES)}")
-    if not out.parent.is_dir():
-        raise UserError(f"{out}: folder {out.parent} does not exist")
+    check_image_output(out, (path_a, path_b))
     if args.register:
         check_registration_outputs(args, (path_a, path_b))
     model, rule = _prepare(args)
@@ -210,7 +203,7 @@ def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namesp
         first = next(pairs, None)
         try:
             if first is not None:
-                _check_folder_memory(first[1], model, args.batch_size)
+                plan_batch(next(model.parameters()).device, *first[1].shape[:2], args.batch_size)
             out.mkdir(parents=True, exist_ok=True)
             fused_pairs = fuse_pairs(chain([first] if first else [], pairs), rule, model, batch_size=args.batch_size)
             for name, fused in fused_pairs:
@@ -223,14 +216,8 @@ def run_folders(folder_a: Path, folder_b: Path, out: Path, args: argparse.Namesp
                 bar.update(1)
         except NotEnoughMemoryError as error:
             bar.leave = False
-            raise UserError(f"{error}{'; try a smaller --batch-size' if args.batch_size else ''}") from None
+            raise memory_error(error, args.batch_size) from None
     print(f"fused {len(names) - len(failures)} of {len(names)} pairs into {out}")
     if failures:
         raise UserError(f"{len(failures)} pair(s) failed: " + "; ".join(failures))
 
-
-def _check_folder_memory(image: np.ndarray, model: torch.nn.Module, batch_size: int | None) -> None:
-    """NotEnoughMemoryError before anything is written if the first batch would not fit."""
-    device = next(model.parameters()).device
-    height, width = image.shape[:2]
-    check_memory(height, width, batch_size or default_batch_size(device, height, width), device)

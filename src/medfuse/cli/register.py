@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medfuse.cli.common import UserError
+from medfuse.cli.common import UserError, check_image_output
 from medfuse.cli.volume import check_volume_output
 from medfuse.images import grey_unit
-from medfuse.io import IMAGE_SUFFIXES, ImageFileError, check_folder_writable, load_image, save_image
+from medfuse.io import ImageFileError, check_folder_writable, load_image, save_image
 from medfuse.registration import (
     TRANSFORMS,
     Registration,
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
             raise UserError(f"{out}: the output must end in .nii or .nii.gz (a DICOM series is written only "
                             "when FIXED is DICOM)")
     else:
-        _check_image_output(out, (path_fixed, path_moving))
+        check_image_output(out, (path_fixed, path_moving))
     check_registration_outputs(args, (path_fixed, path_moving))
     if is_volume:
         registration = registered(fixed.volume, moving.volume, args, args.transform, "mm")
@@ -145,16 +145,6 @@ def run(args: argparse.Namespace) -> None:
             raise UserError(str(error)) from None
         write_registration_outputs(args, grey_unit(fixed), grey_unit(moving), registration)
     print(f"moved image written to {out}")
-
-
-def _check_image_output(out: Path, inputs: tuple[Path, Path]) -> None:
-    if any(out.resolve() == path.resolve() for path in inputs):
-        raise UserError(f"output {out} is one of the inputs; choose another path")
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"{out}: unknown output format; use one of {', '.join(IMAGE_SUFFIXES)}")
-    if not out.parent.is_dir():
-        raise UserError(f"{out}: folder {out.parent} does not exist")
-    check_folder_writable(out)
 
 
 def _write_moved_volume(out: Path, data: np.ndarray, fixed: VolumeFile, moving: VolumeFile, kind: str) -> None:

@@ -12,15 +12,8 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from medfuse.cli.common import UserError
-from medfuse.fusion import (
-    CPU_BATCH_SIZE,
-    MAX_CUDA_BATCH_SIZE,
-    MEMORY_SHARE,
-    NotEnoughMemoryError,
-    check_memory,
-    default_batch_size,
-)
+from medfuse.cli.common import UserError, memory_error
+from medfuse.fusion import CPU_BATCH_SIZE, MAX_CUDA_BATCH_SIZE, MEMORY_SHARE, NotEnoughMemoryError, plan_batch
 from medfuse.intensity import CT_WINDOWS, DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
 from medfuse.io import check_folder_writable
 from medfuse.rules import FusionRule
@@ -178,12 +171,10 @@ def fuse_volume_files(path_a: Path, path_b: Path, out: Path, model: torch.nn.Mod
     width, height, depth = reference.volume.shape
     if min(width, height) < 2:
         raise UserError(f"{reference.path}: slices of {width} x {height} voxels; the network needs at least 2 x 2")
-    device = next(model.parameters()).device
     try:
-        batch_size = options.batch_size or default_batch_size(device, height, width)
-        check_memory(height, width, batch_size, device)
+        batch_size = plan_batch(next(model.parameters()).device, height, width, options.batch_size)
     except NotEnoughMemoryError as error:
-        raise UserError(f"{error}{'; try a smaller --batch-size' if options.batch_size else ''}") from None
+        raise memory_error(error, options.batch_size) from None
     with tqdm(total=depth, desc="fusing", unit="slice", disable=not progress) as bar:
         fused = fuse_volumes(model, unit["a"], unit["b"], rule, batch_size, bar.update)
     summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"

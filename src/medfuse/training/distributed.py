@@ -87,7 +87,7 @@ def gather(value: object, ranks: Ranks) -> list[object]:
     return values
 
 
-def weights_digest(model: nn.Module) -> str:
+def parameters_digest(model: nn.Module) -> str:
     """SHA-256 of a model's parameters (to check that every rank holds the same weights)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):

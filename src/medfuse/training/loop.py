@@ -20,10 +20,10 @@ from medfuse.training.distributed import (
     gather,
     mean_over_ranks,
     parallel,
+    parameters_digest,
     process_group,
     ranks_from_environment,
     wait_for_all,
-    weights_digest,
 )
 from medfuse.training.losses import PerceptualLoss, ReconstructionLoss
 
@@ -187,7 +187,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
             change = f"learning rate {before:g} until step {state['step']}, {config.lr:g} from here on"
             for group in optimiser.param_groups:
                 group["lr"] = config.lr
-        rng.bit_generator.state = state.get("rank_rngs", [state["rng"]])[ranks.rank]
+        rng.bit_generator.state = state["rank_rngs"][ranks.rank] if "rank_rngs" in state else state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
 
@@ -223,7 +223,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
             if ranks.is_main:
                 bar.write(json.dumps(record))
                 state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                         "rng": rank_rngs[0], "rank_rngs": rank_rngs, "world_size": ranks.world_size,
+                         "rank_rngs": rank_rngs, "world_size": ranks.world_size,
                          "torch_rng": torch.get_rng_state(), "step": step, "log": log,
                          "elapsed": record["elapsed_s"], "config": settings}
                 write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
@@ -231,7 +231,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
                               "val_images": len(val_images), "log": log}, out / LOG)
                 plot_curve(log, out / CURVE)
     bar.close()
-    digests = gather(weights_digest(model), ranks)
+    digests = gather(parameters_digest(model), ranks)
     if ranks.is_main:
         _atomic_json({"config": settings, "train_images": len(train_images), "val_images": len(val_images),
                       "log": log, "rank_weight_digests": digests}, out / LOG)
