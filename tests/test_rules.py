@@ -101,7 +101,7 @@ def test_rule_matches_direct_definition(name):
 
 
 def test_every_rule_is_registered():
-    assert list_rules() == sorted(FEATURE_RULES + ["sfnn-map"])
+    assert list_rules() == sorted(FEATURE_RULES + ["sfnn-map", "sfnn-map-e4"])
     assert DEFAULT_RULE in list_rules()
 
 
@@ -113,6 +113,29 @@ def test_sfnn_map_weights_are_sfnn_spatial_weights():
     w_a = rule.weights(a, b)
     assert w_a.shape == (2, 1, 6, 7) and 0 <= w_a.min() and w_a.max() <= 1
     torch.testing.assert_close(get_rule("sfnn-spatial")(a, b), w_a * a + (1 - w_a) * b)
+
+
+def test_sfnn_map_e4_weights_follow_their_formula():
+    """w_A = m_A^4 a_A^2 / (m_A^4 a_A^2 + m_B^4 a_B^2), from the nuclear norms and activity."""
+    a, b = random_pair(seed=11)
+    a = a * 2
+    w_a = get_rule("sfnn-map-e4").weights(a, b)
+    evidence = [nuclear_norms(f).amax(dim=1).view(-1, 1, 1, 1) ** 4 * nuclear_activity(f) ** 2 for f in (a, b)]
+    torch.testing.assert_close(w_a, evidence[0] / (evidence[0] + evidence[1]))
+
+
+def test_sharper_evidence_multiplies_the_odds_by_the_image_ratio():
+    """sfnn-map-e4 differs from sfnn-map by the per-image term alone: at every pixel its odds
+    w / (1 - w) are sfnn-map's times (m_A / m_B)^2, so it leans further towards the image with
+    the larger nuclear norm, by the same factor everywhere."""
+    a, b = random_pair(seed=13)
+    a = a * 3
+    m_a, m_b = (nuclear_norms(f).amax(dim=1).view(-1, 1, 1, 1) for f in (a, b))
+    share = get_rule("sfnn-map").weights(a, b).double()
+    sharp = get_rule("sfnn-map-e4").weights(a, b).double()
+    odds_ratio = (sharp / (1 - sharp)) / (share / (1 - share))
+    torch.testing.assert_close(odds_ratio, ((m_a / m_b) ** 2).double().expand_as(odds_ratio), rtol=1e-4, atol=0)
+    assert not torch.allclose(m_a, m_b)
 
 
 def test_nuclear_norms_match_loop():

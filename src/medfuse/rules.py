@@ -38,9 +38,13 @@ class SourceWeighting:
 
 FusionRule = Union[FeatureRule, SourceWeighting]
 RULES: dict[str, FusionRule] = {}
-DEFAULT_RULE = "sfnn-map"
+DEFAULT_RULE = "sfnn-map-e4"
 ACTIVITY_POWER = 2
 ACTIVITY_RADIUS = 1
+EVIDENCE_POWER = 2
+"""Power of the per-image evidence ``m`` in sfnn and its spatial variants (the released code squares it)."""
+SHARP_EVIDENCE_POWER = 4
+"""Power of ``m`` in ``sfnn-map-e4``, chosen on train pairs (BENCHMARKS.md)."""
 
 
 def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
@@ -126,18 +130,27 @@ def nuclear_activity(features: torch.Tensor, norms: torch.Tensor | None = None, 
 
 
 def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor, *, power: int = ACTIVITY_POWER,
-                         radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
-    """A's weight at every pixel, (N, 1, H, W): sfnn's per-image evidence ``m^2`` times the
+                         radius: int = ACTIVITY_RADIUS, evidence_power: int = EVIDENCE_POWER) -> torch.Tensor:
+    """A's weight at every pixel, (N, 1, H, W): sfnn's per-image evidence ``m^q`` times the
     local activity ``a(x)^p`` of :func:`nuclear_activity` (window radius ``radius``):
-    ``w_A(x) = m_A^2 a_A(x)^p / (m_A^2 a_A(x)^p + m_B^2 a_B(x)^p)`` (0/0 -> 1/2). Where the two
-    activities are equal this is sfnn's weight; elsewhere the more active source wins. The
-    registered rules use p = 2 and radius 1; ``benchmarks/tune_rule.py`` varies both."""
+    ``w_A(x) = m_A^q a_A(x)^p / (m_A^q a_A(x)^p + m_B^q a_B(x)^p)`` (0/0 -> 1/2), ``q`` =
+    ``evidence_power``. With q = 2, where the two activities are equal this is sfnn's weight;
+    elsewhere the more active source wins. The registered rules use p = 2 and radius 1, and
+    q = 2 except ``sfnn-map-e4`` (q = 4); ``benchmarks/tune_rule.py`` varies all three."""
     evidence = []
     for features in (features_a, features_b):
         norms = nuclear_norms(features)
-        image_evidence = norms.amax(dim=1).view(-1, 1, 1, 1) ** 2
+        image_evidence = norms.amax(dim=1).view(-1, 1, 1, 1) ** evidence_power
         evidence.append(image_evidence * nuclear_activity(features, norms, radius=radius) ** power)
     return _ratio(*evidence)
+
+
+def sharp_evidence_weights(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """:func:`sfnn_spatial_weights` with the per-image evidence at the fourth power,
+    ``w_A(x) = m_A^4 a_A(x)^2 / (m_A^4 a_A(x)^2 + m_B^4 a_B(x)^2)``: the image with the larger
+    nuclear norm weighs more everywhere than with sfnn's square, while the local activity
+    still decides where the two differ."""
+    return sfnn_spatial_weights(features_a, features_b, evidence_power=SHARP_EVIDENCE_POWER)
 
 
 @register_rule("sfnn-spatial")
@@ -156,6 +169,7 @@ def sfnn_spatial(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Te
 # keeps the sources' own intensities, mixed in the proportions the softmax/nuclear-norm
 # evidence gives; the decoder is not used.
 SFNN_MAP = register_rule("sfnn-map")(SourceWeighting(sfnn_spatial_weights))
+SFNN_MAP_E4 = register_rule("sfnn-map-e4")(SourceWeighting(sharp_evidence_weights))
 
 
 @register_rule("sfnn-pixel")
