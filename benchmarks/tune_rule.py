@@ -111,7 +111,7 @@ def evidence_candidate(evidence_power: int) -> Candidate:
     return fuse
 
 
-for _power in (1, 3, 4):
+for _power in (3, 4):
     CANDIDATES[f"evidence-p{_power}"] = evidence_candidate(_power)
 
 
