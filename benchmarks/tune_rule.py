@@ -10,8 +10,8 @@ pool on its own, the mean of each metric and the mean rank. The pool: every base
 DRAN rule but those chosen in ``--round`` or later (``CHOSEN``), and each ``--external``
 method (fused images of the whole train split made elsewhere, e.g. the authors' model by
 ``benchmarks/authors_fusion.py ../shared/data/havard/SET/train -o out/authors/SET-train``).
-Scores are kept in ``OUT/SET/scores.json``, keyed by the method's code, its weights file's
-digest and the metrics' code, so a rerun only fuses and scores what is new (external methods
+Scores are kept in ``OUT/SET/scores.json``, keyed by the method's code, the rules module,
+its weights file's digest and the metrics' code, so a rerun only fuses and scores what is new (external methods
 are always scored again). The network encodes each image once; every DRAN rule and candidate
 works from those features, as ``medfuse.fuse`` does; ``--candidate-weights`` gives the
 candidates another model than the pool's.
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import medfuse.metrics
+import medfuse.rules
 from medfuse.baselines import BASELINES, box_mean, guided_filter
 from medfuse.benchmark import RANKED_METRICS, find_pairs, mean_ranks
 from medfuse.composition import fuse_luminance
@@ -175,6 +176,8 @@ def fused_grey(model: torch.nn.Module, name: str, a: torch.Tensor, b: torch.Tens
 
 METRICS_CODE = "".join(path.read_text() for path in sorted(Path(medfuse.metrics.__file__).parent.glob("*.py")))
 """Stored scores are keyed by the metric code too: a changed metric rescores everything."""
+RULES_CODE = Path(medfuse.rules.__file__).read_text()
+"""And DRAN methods by the rules' module: a changed helper (nuclear norms, activity) fuses them again."""
 
 
 def method_code(name: str, weights: str) -> str:
@@ -182,7 +185,7 @@ def method_code(name: str, weights: str) -> str:
     function = function.weights if isinstance(function, SourceWeighting) else function
     code = inspect.getsource(function) + (function.__doc__ or "") + METRICS_CODE
     if name not in BASELINES:
-        code += file_digest(weights_path(weights))
+        code += RULES_CODE + file_digest(weights_path(weights))
     return hashlib.sha256(code.encode()).hexdigest()
 
 
@@ -215,7 +218,9 @@ def main() -> None:
     shipped = ["dran-" + rule for rule in sorted(RULES) if CHOSEN.get(rule, 0) < args.round] + sorted(BASELINES)
     pool = shipped + sorted(external)
     candidate_weights = args.candidate_weights or args.weights
-    models = {"pool": load_model(args.weights), "candidates": load_model(candidate_weights)}
+    models = {"pool": load_model(args.weights)}
+    if candidate_weights != args.weights:
+        models["candidates"] = load_model(candidate_weights)
 
     def weights_of(name: str) -> str:
         return candidate_weights if name in args.candidates else args.weights
@@ -235,7 +240,7 @@ def main() -> None:
         def grey_fusion(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
             if name in BASELINES:
                 return BASELINES[name]
-            role = "candidates" if name in args.candidates else "pool"
+            role = "candidates" if name in args.candidates and "candidates" in models else "pool"
             model = models[role]
 
             @torch.no_grad()

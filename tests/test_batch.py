@@ -62,3 +62,20 @@ def test_bad_manifest_exits_two(tmp_path, capsys, tiny_weights):
     code, _, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
     assert code == 2 and "no rows" in stderr
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["m.csv"])
+
+
+def test_batch_deletes_what_killed_writes_of_its_outputs_left(tmp_path, capsys, tiny_weights):
+    """A run killed mid-write (SIGKILL can't be caught) leaves a hidden .NAME-*.part file or
+    folder beside the output; the next run deletes those of its rows, and nothing else."""
+    make_inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".f1.nii.gz-k1ll3d.part").write_bytes(b"half a volume")
+    (out / ".series-k1ll3d.part").mkdir()
+    (out / ".series-k1ll3d.part" / "slice_0001.dcm").write_bytes(b"half a slice")
+    (out / ".someone-elses.nii-1.part").write_bytes(b"not ours")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("a,b,out\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz\nmr1.nii.gz,missing.nii.gz,out/series\n")
+    code, _, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert code == 1  # the second row fails: its input is missing
+    assert sorted(p.name for p in out.iterdir()) == [".someone-elses.nii-1.part", "f1.nii.gz"]

@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -140,3 +141,18 @@ def test_cli_outputs_may_not_overwrite_inputs(samples, tmp_path, capsys):
     assert "is one of the inputs" in capsys.readouterr().err and pet.read_bytes() == before
     assert main(["evaluate", mri, mri, str(pet), "--json", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_cli_warnings_are_one_line(samples, capsys, monkeypatch):
+    import medfuse.cli.evaluate
+
+    real_evaluate_files = medfuse.cli.evaluate.evaluate_files
+
+    def warning_evaluate_files(*args, **kwargs):
+        warnings.warn("a library's warning\nover two lines", UserWarning)
+        return real_evaluate_files(*args, **kwargs)
+
+    monkeypatch.setattr(medfuse.cli.evaluate, "evaluate_files", warning_evaluate_files)
+    mri, ct = samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png"
+    assert main(["evaluate", str(ct), str(mri), str(ct), "--metrics", "ssim"]) == 0
+    assert capsys.readouterr().err == "medfuse evaluate: warning: a library's warning over two lines\n"

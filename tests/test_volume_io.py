@@ -1,3 +1,5 @@
+import warnings
+
 import nibabel as nib
 import numpy as np
 import pydicom
@@ -145,3 +147,26 @@ def test_oblique_dicom_series_geometry(tmp_path):
     np.testing.assert_allclose(volume_file.volume.geometry.spacing, [0.6, 0.7, 3.0], atol=1e-6)
     out = write_volume(tmp_path / "fused.nii.gz", phantom(), volume_file)
     np.testing.assert_allclose(nib.load(out).affine, volume_file.volume.geometry.affine, atol=1e-5)
+
+
+def test_reader_warnings_pass_on_as_one_line_or_not_at_all(tmp_path, monkeypatch):
+    """pydicom's warnings (often several lines) come out once, as one line naming the file, when
+    the file is read, and not at all when it can't be (the error says why)."""
+    real_dcmread = pydicom.dcmread
+
+    def warning_dcmread(path, *args, **kwargs):
+        warnings.warn("The value length exceeds the maximum\nallowed for VR UI", UserWarning)
+        return real_dcmread(path, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", warning_dcmread)
+    folder = write_dicom_series(tmp_path / "ct", ct_hu())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_volume(folder)
+    assert [str(w.message) for w in caught] == [f"{folder}: The value length exceeds the maximum allowed for VR UI"]
+    (tmp_path / "bad.dcm").write_bytes(b"garbage")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(VolumeFileError, match="not a readable DICOM file"):
+            read_volume(tmp_path / "bad.dcm")
+    assert caught == []

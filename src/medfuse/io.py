@@ -7,8 +7,10 @@ Writes atomically: the file appears complete or not at all.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -177,6 +179,19 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_partial_writes(path: str | os.PathLike) -> None:
+    """Delete what interrupted atomic writes of ``path`` left beside it: the hidden
+    ``.NAME-*.part`` files and folders of a process killed mid-write (a kill can't be caught,
+    so :func:`write_atomically` can't tidy up). Call it only while nothing is writing ``path``;
+    what can't be deleted stays."""
+    path = Path(path)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}-*.part"):
+        try:
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        except OSError:
+            continue
 
 
 def check_folder_writable(path: str | os.PathLike) -> None:

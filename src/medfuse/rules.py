@@ -42,7 +42,8 @@ DEFAULT_RULE = "sfnn-map-e4"
 ACTIVITY_POWER = 2
 ACTIVITY_RADIUS = 1
 EVIDENCE_POWER = 2
-"""Power of the per-image evidence ``m`` in sfnn and its spatial variants (the released code squares it)."""
+"""Power of the per-image evidence ``m`` in the spatial rules (``sfnn-spatial``, ``sfnn-map``): the
+square, as the released code's ``sfnn`` (whose own square, like ``sfnn-channel``'s, is fixed)."""
 SHARP_EVIDENCE_POWER = 4
 """Power of ``m`` in ``sfnn-map-e4``, chosen on train pairs (BENCHMARKS.md)."""
 

@@ -23,6 +23,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,18 +95,28 @@ def is_volume_path(path: str | os.PathLike) -> bool:
 
 
 def read_volume(path: str | os.PathLike) -> VolumeFile:
-    """Read a NIfTI file, a DICOM file or a DICOM series folder; VolumeFileError if it can't."""
+    """Read a NIfTI file, a DICOM file or a DICOM series folder; VolumeFileError if it can't.
+
+    Warnings of the readers (pydicom warns of values that break the standard, often over
+    several lines) are held back: dropped if the file can't be read (the error says why),
+    else passed on once each, as one line naming ``path``."""
     path = Path(path)
     if not path.exists():
         raise VolumeFileError(f"{path}: no such file or folder")
     nifti = is_nifti_path(path)
-    try:
-        return read_nifti(path) if nifti else read_dicom(path)
-    except VolumeFileError:
-        raise
-    except Exception as error:  # damaged bytes can make nibabel or pydicom raise anything
-        kind = "NIfTI volume" if nifti else "DICOM file or series"
-        raise VolumeFileError(f"{path}: not a readable {kind} ({type(error).__name__}: {one_line(error)})") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            volume_file = read_nifti(path) if nifti else read_dicom(path)
+        except VolumeFileError:
+            raise
+        except Exception as error:  # damaged bytes can make nibabel or pydicom raise anything
+            kind = "NIfTI volume" if nifti else "DICOM file or series"
+            raise VolumeFileError(f"{path}: not a readable {kind} ({type(error).__name__}: "
+                                  f"{one_line(error)})") from None
+    for message in dict.fromkeys(f"{path}: {one_line(warning.message)}" for warning in caught):
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return volume_file
 
 
 def read_nifti(path: str | os.PathLike) -> VolumeFile:

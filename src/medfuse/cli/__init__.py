@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from medfuse.cli.common import UserError, file_error_message
 from medfuse.io import one_line
@@ -24,8 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"medfuse {args.command}: warning: {one_line(message)}", file=file or sys.stderr)
+
     try:
-        code = args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            code = args.run(args)
     except UserError as error:
         print(f"medfuse {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from medfuse.cli.common import UserError, file_error_message, torch_device
 from medfuse.cli.volume import VolumeOptions, add_volume_arguments, fuse_volume_files, parse_window, volume_options
 from medfuse.fusion import cached_model
+from medfuse.io import remove_partial_writes
 from medfuse.models import DEFAULT_MODEL
 from medfuse.rules import DEFAULT_RULE, get_rule, list_rules
 from medfuse.volume_io import is_volume_path
@@ -160,19 +161,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--weights: {error}") from None
     job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options)
     if args.workers is None and args.scheduler is None:
-        return _report(rows, ((row, fuse_row(row, job)) for row in rows))
+        return _report(rows, ((row, fuse_row(row, job)) for row in rows), job.base)
     from medfuse.cli.dask_batch import dask_client, fuse_rows_on_dask
 
     resources = {"GPU": 1} if device.startswith("cuda") and args.scheduler is not None else None
     with dask_client(args.workers, args.scheduler) as client:
-        return _report(rows, fuse_rows_on_dask(rows, job, client, resources))
+        return _report(rows, fuse_rows_on_dask(rows, job, client, resources), job.base)
 
 
-def _report(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]]) -> int:
-    """Count the outcomes under a progress bar, print the summary; the exit status."""
+def _report(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]], base: Path) -> int:
+    """Count the outcomes under a progress bar, print the summary; the exit status. Once a row
+    is finished, the hidden files a killed write of its output left (a Dask worker killed
+    mid-row, whose row Dask ran again elsewhere; an earlier run killed) are deleted."""
     counts, failures = {"done": 0, "skipped": 0}, []
     with tqdm(total=len(rows), desc="batch", unit="pair") as bar:
         for row, (status, message) in outcomes:
+            if row.out:
+                remove_partial_writes(_resolve(base, row.out))
             bar.update(1)
             if status == "failed":
                 failures.append((row.line, message))
