@@ -11,8 +11,8 @@ DRAN rule but those chosen in ``--round`` or later (``CHOSEN``), and each ``--ex
 method (fused images of the whole train split made elsewhere, e.g. the authors' model by
 ``benchmarks/authors_fusion.py ../shared/data/havard/SET/train -o out/authors/SET-train``).
 Scores are kept in ``OUT/SET/scores.json``, keyed by the method's code, the rules module,
-its weights file's digest and the metrics' code, so a rerun only fuses and scores what is new (external methods
-are always scored again). The network encodes each image once; every DRAN rule and candidate
+its weights file's digest and the metrics' code, so a rerun only fuses and scores what is
+new (external methods are always scored again). The network encodes each image once; every DRAN rule and candidate
 works from those features, as ``medfuse.fuse`` does; ``--candidate-weights`` gives the
 candidates another model than the pool's.
 
