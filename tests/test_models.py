@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medfuse.images import grey_unit
-from medfuse.io import load_image
+from medfuse.io import current_umask, load_image
 from medfuse.models import create_model, list_models, load_model, save_weights, weights_metadata
 
 
@@ -25,6 +25,7 @@ def test_weights_round_trip(tmp_path):
     model = create_model("dran", width=6)
     path = save_weights(model, tmp_path / "m.safetensors", "dran", {"width": 6}, {"steps": "7"})
     assert weights_metadata(path)["steps"] == "7"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # readable by others as any file, not 0600
     loaded = load_model(path)
     image = torch.rand(1, 1, 10, 12)
     torch.testing.assert_close(loaded(image), model.eval()(image))

@@ -169,8 +169,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     path = Path(path)
     temporary = _new_file_beside(path, ".part")
     try:
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the usual mode
         write(temporary)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp (or a writer's own file) is 0600: the usual mode
         os.replace(temporary, path)
     except Exception as error:  # whatever the writer raises (OSError, torch's RuntimeError, ...)
         temporary.unlink(missing_ok=True)
