@@ -161,15 +161,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--weights: {error}") from None
     job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options)
     if args.workers is None and args.scheduler is None:
-        return _report(rows, ((row, fuse_row(row, job)) for row in rows), job.base)
+        return report_rows(rows, ((row, fuse_row(row, job)) for row in rows), job.base)
     from medfuse.cli.dask_batch import dask_client, fuse_rows_on_dask
 
     resources = {"GPU": 1} if device.startswith("cuda") and args.scheduler is not None else None
     with dask_client(args.workers, args.scheduler) as client:
-        return _report(rows, fuse_rows_on_dask(rows, job, client, resources), job.base)
+        return report_rows(rows, fuse_rows_on_dask(rows, job, client, resources), job.base)
 
 
-def _report(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]], base: Path) -> int:
+def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]], base: Path) -> int:
     """Count the outcomes under a progress bar, print the summary; the exit status. Once a row
     is finished, the hidden files a killed write of its output left (a Dask worker killed
     mid-row, whose row Dask ran again elsewhere; an earlier run killed) are deleted."""
