@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tune_rule import draw_train_pairs, external_methods
 
-from medfuse.benchmark import RANKED_METRICS, find_pairs
+from medfuse.benchmark import RANKED_METRICS
 from medfuse.composition import fuse_luminance
 from medfuse.images import grey_unit
-from medfuse.io import images_by_stem, load_image
+from medfuse.io import load_image
 from medfuse.metrics import score
 from medfuse.models import load_model
 from medfuse.rules import RULES, SourceWeighting
@@ -46,11 +47,8 @@ def main() -> None:
                         help="weights of the first source in the fixed blends")
     args = parser.parse_args()
 
-    dataset = find_pairs(Path(args.data) / args.set / "train")
-    rng = np.random.default_rng(args.seed)
-    chosen = sorted(rng.choice(len(dataset.pairs), size=min(args.pairs, len(dataset.pairs)), replace=False))
-    pairs = [dataset.pairs[i] for i in chosen]
-    external = {name: images_by_stem(Path(folder)) for name, folder in (e.split("=", 1) for e in args.external)}
+    dataset, pairs = draw_train_pairs(Path(args.data) / args.set, args.pairs, args.seed)
+    external = external_methods(args.external)
     weightings = {name: rule for name, rule in sorted(RULES.items()) if isinstance(rule, SourceWeighting)}
     model = load_model()
 

@@ -48,8 +48,9 @@ from tqdm import tqdm
 import medfuse.metrics
 import medfuse.rules
 from medfuse.baselines import BASELINES, box_mean, guided_filter
-from medfuse.benchmark import RANKED_METRICS, find_pairs, mean_ranks
+from medfuse.benchmark import RANKED_METRICS, Dataset, find_pairs, mean_ranks
 from medfuse.composition import fuse_luminance
+from medfuse.fusion import fuse_encoded
 from medfuse.io import file_digest, images_by_stem, load_image
 from medfuse.metrics import score
 from medfuse.models import load_model, weights_path
@@ -167,11 +168,7 @@ def half_pixel_sfnn_spatial(model, a, b, features):
 def fused_grey(model: torch.nn.Module, name: str, a: torch.Tensor, b: torch.Tensor, features: Features) -> torch.Tensor:
     if name in CANDIDATES:
         return CANDIDATES[name](model, a, b, features)
-    rule = RULES[name.removeprefix("dran-")]
-    if isinstance(rule, SourceWeighting):
-        w_a = rule.weights(*features)
-        return w_a * a + (1 - w_a) * b
-    return model.decode(rule(*features))
+    return fuse_encoded(model, a, b, *features, RULES[name.removeprefix("dran-")])
 
 
 METRICS_CODE = "".join(path.read_text() for path in sorted(Path(medfuse.metrics.__file__).parent.glob("*.py")))
@@ -187,6 +184,20 @@ def method_code(name: str, weights: str) -> str:
     if name not in BASELINES:
         code += RULES_CODE + file_digest(weights_path(weights))
     return hashlib.sha256(code.encode()).hexdigest()
+
+
+def draw_train_pairs(folder: Path, count: int, seed: int) -> tuple[Dataset, list[tuple[str, Path, Path]]]:
+    """The paired dataset of ``folder/train`` and ``count`` of its pairs drawn with ``seed``, in
+    file order: the train pairs of a round (``benchmarks/source_shares.py`` draws the same)."""
+    dataset = find_pairs(folder / "train")
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(dataset.pairs), size=min(count, len(dataset.pairs)), replace=False))
+    return dataset, [dataset.pairs[i] for i in chosen]
+
+
+def external_methods(specifications: list[str]) -> dict[str, dict[str, Path]]:
+    """``NAME=FOLDER`` -> {NAME: {pair name: fused image file}}."""
+    return {name: images_by_stem(Path(folder)) for name, folder in (e.split("=", 1) for e in specifications)}
 
 
 def main() -> None:
@@ -206,11 +217,8 @@ def main() -> None:
     parser.add_argument("-o", "--out", default="out/tune")
     args = parser.parse_args()
 
-    dataset = find_pairs(Path(args.data) / args.set / "train")
-    rng = np.random.default_rng(args.seed)
-    chosen = sorted(rng.choice(len(dataset.pairs), size=min(args.pairs, len(dataset.pairs)), replace=False))
-    pairs = [dataset.pairs[i] for i in chosen]
-    external = {name: images_by_stem(Path(folder)) for name, folder in (e.split("=", 1) for e in args.external)}
+    dataset, pairs = draw_train_pairs(Path(args.data) / args.set, args.pairs, args.seed)
+    external = external_methods(args.external)
     for name, files in external.items():
         missing = [pair for pair, _, _ in pairs if pair not in files]
         if missing:

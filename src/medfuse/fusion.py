@@ -132,7 +132,13 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
     """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
     for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
     :class:`~medfuse.rules.SourceWeighting`."""
-    features_a, features_b = model.encode(image_a), model.encode(image_b)
+    return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)
+
+
+def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
+                 features_b: torch.Tensor, rule: FusionRule) -> torch.Tensor:
+    """:func:`fuse_tensors` from the images' features ``E(a)``, ``E(b)`` already computed (to try
+    several rules on one encoding)."""
     if isinstance(rule, SourceWeighting):
         w_a = rule.weights(features_a, features_b)
         return w_a * image_a + (1 - w_a) * image_b
