@@ -1,6 +1,7 @@
 """Fuse a paired folder with the DRAN authors' released model, for ``medfuse benchmark --external``.
 
     python benchmarks/authors_fusion.py ../shared/data/havard/SPECT-MRI/test -o out/authors/SPECT-MRI
+    python benchmarks/authors_fusion.py ../shared/data/havard/SPECT-MRI/train -o out/authors/SPECT-MRI-train --pairs 24
     medfuse benchmark ../shared/data/havard/SPECT-MRI/test -o out/benchmark/SPECT-MRI \\
         --external authors-dran-sfnn=out/authors/SPECT-MRI
 
@@ -55,6 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="paired folder: two modality subfolders, files paired by name")
     parser.add_argument("-o", "--out", type=Path, required=True, help="folder for the fused images")
+    parser.add_argument("--pairs", type=int,
+                        help="of a train split (DATA ending in /train), only the pairs benchmarks/tune_rule.py draws")
+    parser.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
     args = parser.parse_args()
     if not (AUTHORS_CODE / "model_v5.py").is_file():
         raise SystemExit(f"the authors' code is not at {AUTHORS_CODE}: this script needs ../shared/anchors/dilran")
@@ -62,6 +66,11 @@ def main() -> None:
         dataset = find_pairs(args.data)
     except ImageFileError as error:
         raise SystemExit(str(error)) from None
+    if args.pairs is not None:
+        if args.data.name != "train":
+            raise SystemExit("--pairs draws from a train split: DATA must end in /train")
+        from tune_rule import draw_train_pairs
+        dataset.pairs = draw_train_pairs(args.data.parent, args.pairs, args.seed)[1]
     warnings.simplefilter("ignore")  # their softmax call without dim
     fuse_grey = authors_grey_fusion()
     args.out.mkdir(parents=True, exist_ok=True)

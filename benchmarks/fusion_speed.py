@@ -1,6 +1,6 @@
 """Time medfuse's rules beside the DRAN authors' released code on one 256 x 256 CT-MRI pair.
 
-    python benchmarks/fusion_speed.py [--repeats 7] [--threads N] [--slices 128]
+    python benchmarks/fusion_speed.py [--repeats 7] [--threads N] [--slices 128] [--sides 128 256 512]
 
 In one process, on the bundled pair CT-MRI/41010 (grey, 256 x 256):
 
@@ -8,7 +8,9 @@ In one process, on the bundled pair CT-MRI/41010 (grey, 256 x 256):
   run as their ``inference.py`` runs it: encoder on each image, their SFNN rule, decoder) when
   it is there. The methods take turns within each repeat, so a slower or busier moment of the
   machine hits them alike; the median of the repeats is reported, with each rule's speed-up
-  over the authors' code and its cost in units of the ``average`` rule (the network alone).
+  over the authors' code and its cost in units of the ``average`` rule (the network alone);
+  then the default rule and ``average`` on the pair resized to each of ``--sides``: how the
+  cost grows with the image side.
 - CUDA, when available: the same per pair (``torch.cuda.synchronize`` around each), then
   ``fuse_volumes`` on a 256 x 256 x ``--slices`` phantom pair with the batch size it picks from
   the free GPU memory, in slices per second; and the exactness checks: the nuclear norms of the
@@ -29,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 
 import medfuse
 from medfuse.fusion import default_batch_size
@@ -103,6 +106,20 @@ def pair_methods(device: str, mri: np.ndarray, ct: np.ndarray) -> dict[str, Call
     return methods
 
 
+def growth_with_side(mri: np.ndarray, ct: np.ndarray, sides: list[int], repeats: int) -> None:
+    """The default rule and ``average`` (the network alone) on the pair resized to each side."""
+    model = medfuse.load_model()
+    print(f"\ncost with the image side, CPU, median of {repeats}: the default {medfuse.DEFAULT_RULE} and average")
+    print(f"{'side':>6} {'default ms':>11} {'average ms':>11} {'x average':>10} {'default ms / side^2':>20}")
+    for side in sides:
+        a, b = (np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR)) for image in (mri, ct))
+        times = median_times({rule: (lambda rule=rule: medfuse.fuse(a, b, rule=rule, model=model))
+                              for rule in (medfuse.DEFAULT_RULE, "average")}, repeats, synchronise=False)
+        default, average = times[medfuse.DEFAULT_RULE], times["average"]
+        print(f"{side:>6} {default * 1000:11.1f} {average * 1000:11.1f} {default / average:10.2f} "
+              f"{default * 1e6 / side**2:20.2f} us")
+
+
 def phantom_volumes(side: int, slices: int) -> tuple[np.ndarray, np.ndarray]:
     i, j, k = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in (side, side, slices)), indexing="ij")
     outer = (i / 0.85) ** 2 + (j / 0.7) ** 2 + (k / 1.1) ** 2 < 1
@@ -146,6 +163,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--slices", type=int, default=128, help="slices of the CUDA volume (default 128)")
+    parser.add_argument("--sides", type=int, nargs="*", default=[128, 256, 512],
+                        help="image sides of the cost-growth table (default 128 256 512; none to skip)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,6 +177,8 @@ def main() -> None:
     if not (AUTHORS_CODE / "model_v5.py").is_file():
         print(f"(the authors' code is not at {AUTHORS_CODE}: their row is left out)")
     print_table(median_times(pair_methods("cpu", mri, ct), args.repeats, synchronise=False))
+    if args.sides:
+        growth_with_side(mri, ct, args.sides, max(3, args.repeats // 2))
     if torch.cuda.is_available():
         cuda_section(mri, ct, args.repeats, args.slices)
     else:

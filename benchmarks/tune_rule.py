@@ -54,15 +54,17 @@ from medfuse.fusion import fuse_encoded
 from medfuse.io import file_digest, images_by_stem, load_image
 from medfuse.metrics import score
 from medfuse.models import load_model, weights_path
-from medfuse.rules import ACTIVITY_POWER, RULES, SourceWeighting, nuclear_activity, nuclear_norms, sfnn_spatial_weights
+from medfuse.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
+from medfuse.rules import (ACTIVITY_POWER, PYRAMID_LEVELS, RULES, _ratio, nuclear_activity, nuclear_norms,
+                           sfnn_spatial_weights)
 
 Features = tuple[torch.Tensor, torch.Tensor]
 Candidate = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, Features], torch.Tensor]
 """(model, grey A, grey B as (1, 1, H, W) tensors, their features) -> fused grey tensor."""
 CANDIDATES: dict[str, Candidate] = {}
-CHOSEN = {"sfnn-map": 2, "sfnn-map-e4": 3}
+CHOSEN = {"sfnn-map": 2, "sfnn-map-e4": 3, "sfnn-pyramid": 4}
 """Rules this harness chose, and in which round (``sfnn-map`` is the candidate ``pixel-p2-r1``,
-``sfnn-map-e4`` the candidate ``evidence-p4``): a round's pool leaves out the rules chosen in
+``sfnn-map-e4`` the candidate ``evidence-p4``, ``sfnn-pyramid`` the candidate ``pyramid-sum-q0-g0.8``): a round's pool leaves out the rules chosen in
 it and after it, so that a rerun prints the tables by which they were chosen."""
 
 
@@ -157,6 +159,41 @@ for _radius in (3, 7, 15):
     CANDIDATES[f"two-scale-r{_radius}"] = two_scale_candidate(_radius)
 
 
+def pyramid_candidate(middle: str, base: str, gain: float) -> Candidate:
+    """Round 4: the sources' Laplacian pyramids (5 detail levels) fused level by level, as
+    ``sfnn-pyramid``: the finest level shared by the blurred magnitudes at power 4; the middle
+    levels 1 to 4 ``sum``: both sources' coefficients added, or ``oppmax``: added where their
+    signs agree, the larger in magnitude where they disagree; the base ``average`` averaged,
+    or ``qQ`` blended by sfnn-map's weights with the per-image evidence at power Q (0: the
+    activity alone) reduced to its size, then scaled by ``gain``."""
+    def fuse(model, a, b, features):
+        pyramid_a, pyramid_b = laplacian_pyramid(a, PYRAMID_LEVELS), laplacian_pyramid(b, PYRAMID_LEVELS)
+        fused = []
+        for level, (detail_a, detail_b) in enumerate(zip(pyramid_a[:-1], pyramid_b[:-1])):
+            if level == 0:
+                w_a = _ratio(binomial_blur(detail_a.abs()) ** 4, binomial_blur(detail_b.abs()) ** 4)
+                fused.append(w_a * detail_a + (1 - w_a) * detail_b)
+            elif middle == "sum":
+                fused.append(detail_a + detail_b)
+            else:
+                larger = torch.where(detail_a.abs() >= detail_b.abs(), detail_a, detail_b)
+                fused.append(torch.where(detail_a * detail_b >= 0, detail_a + detail_b, larger))
+        if base == "average":
+            w_base = 0.5
+        else:
+            weights = sfnn_spatial_weights(*features, evidence_power=int(base.removeprefix("q")))
+            w_base = gaussian_pyramid(weights, PYRAMID_LEVELS)[-1]
+        fused.append(gain * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
+        return collapse_pyramid(fused).clamp(0, 1)
+    fuse.__doc__ = f"Laplacian pyramid, middle levels {middle}, base {base} times {gain}"
+    return fuse
+
+
+for _middle, _base, _gain in [("sum", "q0", 0.7), ("sum", "q0", 0.8), ("sum", "q0", 1.0), ("sum", "average", 0.7),
+                              ("sum", "q2", 0.7), ("oppmax", "q0", 0.7)]:
+    CANDIDATES[f"pyramid-{_middle}-{_base}-g{_gain:g}"] = pyramid_candidate(_middle, _base, _gain)
+
+
 @candidate("half-pixel-sfnn-spatial")
 def half_pixel_sfnn_spatial(model, a, b, features):
     """Mean of sfnn-spatial's decoded image and its weights applied to the sources."""
@@ -179,7 +216,7 @@ RULES_CODE = Path(medfuse.rules.__file__).read_text()
 
 def method_code(name: str, weights: str) -> str:
     function = CANDIDATES.get(name) or RULES.get(name.removeprefix("dran-")) or BASELINES[name]
-    function = function.weights if isinstance(function, SourceWeighting) else function
+    function = getattr(function, "weights", getattr(function, "fuse", function))
     code = inspect.getsource(function) + (function.__doc__ or "") + METRICS_CODE
     if name not in BASELINES:
         code += RULES_CODE + file_digest(weights_path(weights))

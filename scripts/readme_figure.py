@@ -1,6 +1,6 @@
-"""The README picture: bundled sample pairs and their fused results side by side.
+"""The README picture: bundled sample pairs, their fusion by the default rule and by another.
 
-    python scripts/readme_figure.py -o docs/fusion-example.png [--rule sfnn]
+    python scripts/readme_figure.py -o docs/fusion-example.png [--rule sfnn-pyramid] [--compare sfnn-map-e4]
 """
 
 from __future__ import annotations
@@ -25,15 +25,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--out", required=True)
     parser.add_argument("--rule", default=DEFAULT_RULE)
+    parser.add_argument("--compare", default="sfnn-map-e4", help="a second rule, shown in the last column")
     args = parser.parse_args()
-    figure, axes = plt.subplots(len(PAIRS), 3, figsize=(9, 3 * len(PAIRS)))
+    model = medfuse.load_model()
+    figure, axes = plt.subplots(len(PAIRS), 4, figsize=(12, 3 * len(PAIRS)))
     for row, (folder, modality, name) in zip(axes, PAIRS):
         mri = load_image(SAMPLES / folder / "MRI" / f"{name}.png")
         other = load_image(SAMPLES / folder / modality / f"{name}.png")
-        fused = medfuse.fuse(mri, other, rule=args.rule)
-        for axis, image, title in zip(row, (mri, other, fused), ("MRI", modality, f"fused ({args.rule})")):
+        fused = [medfuse.fuse(mri, other, rule=rule, model=model) for rule in (args.rule, args.compare)]
+        titles = (f"MRI {name}", f"{modality} {name}", f"fused, {args.rule}", f"fused, {args.compare}")
+        for axis, image, title in zip(row, (mri, other, *fused), titles):
             axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-            axis.set_title(f"{title} {name}" if title != "MRI" else f"MRI {name}")
+            axis.set_title(title)
             axis.axis("off")
     figure.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

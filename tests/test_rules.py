@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from medfuse.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
 from medfuse.rules import (
+    BASE_GAIN,
     DEFAULT_RULE,
+    PYRAMID_LEVELS,
+    SourceFusion,
     SourceWeighting,
     get_rule,
     list_rules,
@@ -101,7 +105,7 @@ def test_rule_matches_direct_definition(name):
 
 
 def test_every_rule_is_registered():
-    assert list_rules() == sorted(FEATURE_RULES + ["sfnn-map", "sfnn-map-e4"])
+    assert list_rules() == sorted(FEATURE_RULES + ["sfnn-map", "sfnn-map-e4", "sfnn-pyramid"])
     assert DEFAULT_RULE in list_rules()
 
 
@@ -213,3 +217,50 @@ def test_activity_window_and_power_are_parameters():
     evidence_a = m_a**2 * nuclear_activity(a, radius=0) ** 3
     evidence_b = m_b**2 * nuclear_activity(b, radius=0) ** 3
     torch.testing.assert_close(sfnn_spatial_weights(a, b, power=3, radius=0), evidence_a / (evidence_a + evidence_b))
+
+
+def pyramid_case(seed: int, shape=(2, 1, 48, 40)):
+    generator = torch.Generator().manual_seed(seed)
+    images = [0.2 + 0.5 * torch.rand(shape, generator=generator, dtype=torch.float64) for _ in range(2)]
+    features = [torch.randn((shape[0], 5, *shape[2:]), generator=generator, dtype=torch.float64) for _ in range(2)]
+    return images, features
+
+
+def test_sfnn_pyramid_fuses_level_by_level_as_documented():
+    """Finest level shared by blurred magnitudes^4, middle levels added, base blended by the
+    activity weights (no per-image term) reduced to its size and scaled by BASE_GAIN."""
+    (a, b), (f_a, f_b) = pyramid_case(seed=3)
+    rule = get_rule("sfnn-pyramid")
+    assert isinstance(rule, SourceFusion) and DEFAULT_RULE == "sfnn-pyramid"
+    pyramid_a, pyramid_b = laplacian_pyramid(a, PYRAMID_LEVELS), laplacian_pyramid(b, PYRAMID_LEVELS)
+    energy_a, energy_b = (binomial_blur(p[0].abs()) ** 4 for p in (pyramid_a, pyramid_b))
+    w_finest = energy_a / (energy_a + energy_b)
+    activity_a, activity_b = (nuclear_activity(f) ** 2 for f in (f_a, f_b))
+    w_base = gaussian_pyramid(activity_a / (activity_a + activity_b), PYRAMID_LEVELS)[-1]
+    expected = [w_finest * pyramid_a[0] + (1 - w_finest) * pyramid_b[0]]
+    expected += [x + y for x, y in zip(pyramid_a[1:-1], pyramid_b[1:-1])]
+    expected.append(BASE_GAIN * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
+    torch.testing.assert_close(rule.fuse(a, b, f_a, f_b), collapse_pyramid(expected).clamp(0, 1))
+
+
+def test_sfnn_pyramid_keeps_a_middle_scale_detail_of_either_source_whole():
+    """With the features fixed, a detail that lies in the middle levels (a difference of two
+    Gaussian blurs) added to either of two smooth sources appears in the fusion at its full
+    strength, to 5 % (the base, scaled by BASE_GAIN, holds a little of it)."""
+    _, (f_a, f_b) = pyramid_case(seed=4, shape=(1, 1, 64, 64))
+    rows, columns = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    a = (0.4 + 0.1 * torch.sin(rows / 7) * torch.cos(columns / 9)).double()[None, None]
+    b = (0.45 + 0.1 * torch.cos(rows / 11)).double()[None, None]
+    squared = ((rows - 30) ** 2 + (columns - 34) ** 2).double()
+    blob = 0.1 * (torch.exp(-squared / (2 * 3.0**2)) - torch.exp(-squared / (2 * 6.0**2)) / 4)[None, None]
+    fuse = get_rule("sfnn-pyramid").fuse
+    clean = fuse(a, b, f_a, f_b)
+    for change, with_detail in ((blob, fuse(a + blob, b, f_a, f_b)), (-blob, fuse(a, b - blob, f_a, f_b))):
+        kept = ((with_detail - clean) * change).sum() / (change * change).sum()
+        assert kept.item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_sfnn_pyramid_takes_any_image_size():
+    (a, b), (f_a, f_b) = pyramid_case(seed=5, shape=(1, 1, 7, 3))
+    fused = get_rule("sfnn-pyramid").fuse(a, b, f_a, f_b)
+    assert fused.shape == a.shape and 0 <= fused.min() and fused.max() <= 1

@@ -127,11 +127,12 @@ class BenchmarkResult:
 
 def method_identity(name: str, function: Callable, weights: str | os.PathLike | None = None) -> str:
     """What made a method's cached images: its name, the SHA-256 of the source of its rule
-    or baseline ``function`` (of its weight function for a source weighting) and of its
+    or baseline ``function`` (of its ``weights`` or ``fuse`` function for a source weighting or
+    source fusion) and of its
     weights file (if any). Changes elsewhere (helpers the function calls) are not seen:
     delete ``OUT/fused/METHOD`` to fuse again after them."""
     try:
-        source = inspect.getsource(getattr(function, "weights", function))
+        source = inspect.getsource(getattr(function, "weights", getattr(function, "fuse", function)))
     except (OSError, TypeError):
         source = getattr(function, "__qualname__", repr(function))
     identity = f"{name} code-sha256={hashlib.sha256(source.encode()).hexdigest()}"

@@ -17,7 +17,7 @@ from torch import nn
 
 from medfuse.composition import compose, grey_pair
 from medfuse.models import DEFAULT_MODEL, load_model, weights_digest, weights_path
-from medfuse.rules import DEFAULT_RULE, FusionRule, SourceWeighting, get_rule
+from medfuse.rules import DEFAULT_RULE, FusionRule, SourceFusion, SourceWeighting, get_rule
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -131,7 +131,8 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
                  rule: FusionRule) -> torch.Tensor:
     """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
     for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
-    :class:`~medfuse.rules.SourceWeighting`."""
+    :class:`~medfuse.rules.SourceWeighting`; ``rule.fuse(a, b, E(a), E(b))`` for a
+    :class:`~medfuse.rules.SourceFusion`."""
     return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)
 
 
@@ -142,6 +143,8 @@ def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
     if isinstance(rule, SourceWeighting):
         w_a = rule.weights(features_a, features_b)
         return w_a * image_a + (1 - w_a) * image_b
+    if isinstance(rule, SourceFusion):
+        return rule.fuse(image_a, image_b, features_a, features_b)
     return model.decode(rule(features_a, features_b))
 
 
@@ -180,8 +183,8 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
     Args:
         image_a, image_b: grey (H, W) or RGB (H, W, 3) arrays of one size; uint8, uint16 or
             float in [0, 1]. RGB with three equal channels counts as grey.
-        rule: a registered rule name (see ``list_rules()``), a feature rule function or a
-            :class:`~medfuse.rules.SourceWeighting`.
+        rule: a registered rule name (see ``list_rules()``), a feature rule function, a
+            :class:`~medfuse.rules.SourceWeighting` or a :class:`~medfuse.rules.SourceFusion`.
         model: a loaded model, a shipped model name or a weights path; default the
             shipped ``dran-havard``.
         device: torch device to run on; default the model's (CPU for names and paths).

@@ -1,11 +1,13 @@
 """Fusion rules and their registry.
 
-Two kinds of rule, both pure functions of the two images' features (N, C, H, W):
+Three kinds of rule, all pure functions of tensors:
 
 - a feature rule returns the fused features, which the decoder turns into the fused image
   (the paper's pipeline; ``sfnn`` is its released rule);
 - a :class:`SourceWeighting` returns A's weight at every pixel, (N, 1, H, W), and the fused
-  image is ``w_A A + (1 - w_A) B``: the sources themselves are blended, the decoder is not used.
+  image is ``w_A A + (1 - w_A) B``: the sources themselves are blended, the decoder is not used;
+- a :class:`SourceFusion` fuses the source images themselves, guided by their features
+  (``sfnn-pyramid``, the default: both sources' Laplacian pyramids, level by level).
 
 A rule has no trained parameters, so a new rule needs no retraining. Rules are created by
 name: ``get_rule("sfnn-map")``; ``list_rules()`` names them all; ``register_rule`` adds
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from medfuse.nuclear import matrix_nuclear_norms
+from medfuse.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
 from medfuse.registry import add_to_registry
 
 FeatureRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,16 +39,33 @@ class SourceWeighting:
     weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-FusionRule = Union[FeatureRule, SourceWeighting]
+@dataclass(frozen=True)
+class SourceFusion:
+    """A rule that fuses the source images, guided by their features:
+    ``fuse(image_a, image_b, features_a, features_b)`` gives the fused image (N, 1, H, W) in
+    [0, 1] from the images (N, 1, H, W) and their features (N, C, H, W)."""
+
+    fuse: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+FusionRule = Union[FeatureRule, SourceWeighting, SourceFusion]
 RULES: dict[str, FusionRule] = {}
-DEFAULT_RULE = "sfnn-map-e4"
+DEFAULT_RULE = "sfnn-pyramid"
 ACTIVITY_POWER = 2
 ACTIVITY_RADIUS = 1
 EVIDENCE_POWER = 2
 """Power of the per-image evidence ``m`` in the spatial rules (``sfnn-spatial``, ``sfnn-map``): the
 square, as the released code's ``sfnn`` (whose own square, like ``sfnn-channel``'s, is fixed)."""
 SHARP_EVIDENCE_POWER = 4
-"""Power of ``m`` in ``sfnn-map-e4``, chosen on train pairs (BENCHMARKS.md)."""
+"""Power of ``m`` in ``sfnn-map-e4``, chosen on train pairs in round 3 (BENCHMARKS.md)."""
+PYRAMID_LEVELS = 5
+"""Detail levels of ``sfnn-pyramid``: its base is the sources at 1/32 of their size, so that
+lesions up to about 10 px across lie in levels that keep both sources whole."""
+FINEST_POWER = 4
+"""Power of the local magnitudes that share ``sfnn-pyramid``'s finest level between the sources."""
+BASE_GAIN = 0.8
+"""Scale of ``sfnn-pyramid``'s blended base: room in [0, 1] for the details of both sources
+(without it a bright detail of one source on a bright region of the other is clipped away)."""
 
 
 def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
@@ -171,6 +191,44 @@ def sfnn_spatial(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Te
 # evidence gives; the decoder is not used.
 SFNN_MAP = register_rule("sfnn-map")(SourceWeighting(sfnn_spatial_weights))
 SFNN_MAP_E4 = register_rule("sfnn-map-e4")(SourceWeighting(sharp_evidence_weights))
+
+
+def sfnn_pyramid(image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
+                 features_b: torch.Tensor, *, levels: int = PYRAMID_LEVELS) -> torch.Tensor:
+    """Fuse the sources level by level of their Laplacian pyramids (:mod:`medfuse.pyramid`),
+    so that what either source shows at the scale of a lesion is kept whole:
+
+    - base (the sources reduced ``levels`` times): blended by the network's weight map, the
+      nuclear-norm activity of :func:`sfnn_spatial_weights` without the per-image term
+      (``w_A = a_A^2 / (a_A^2 + a_B^2)``, evidence power 0), reduced to the base's size: the
+      features decide which source's brightness shows where; then scaled by ``BASE_GAIN``
+      (0.8), which leaves room in [0, 1] for the details of both sources, as tone mapping
+      compresses a base layer and keeps its details;
+    - middle levels 1 to ``levels - 1``: both sources' detail coefficients added,
+      ``L_A + L_B``: an edge, a texture or a lesion of either source at these scales
+      (2 to about 32 px) is in the fusion at its full contrast;
+    - finest level 0: each source's coefficients weighted by its local magnitude,
+      ``w_A = (G * |L_A|)^4 / ((G * |L_A|)^4 + (G * |L_B|)^4)`` with ``G`` the 5-tap binomial
+      blur, so that the sharper source's edges are kept and noise is not added twice.
+
+    The collapsed pyramid is clipped to [0, 1]. Images and features (N, 1, H, W) and
+    (N, C, H, W); any size (small images get fewer levels)."""
+    pyramid_a, pyramid_b = laplacian_pyramid(image_a, levels), laplacian_pyramid(image_b, levels)
+    fused = []
+    for level, (detail_a, detail_b) in enumerate(zip(pyramid_a[:-1], pyramid_b[:-1])):
+        if level == 0:
+            magnitudes = (binomial_blur(detail.abs()) ** FINEST_POWER for detail in (detail_a, detail_b))
+            w_a = _ratio(*magnitudes)
+            fused.append(w_a * detail_a + (1 - w_a) * detail_b)
+        else:
+            fused.append(detail_a + detail_b)
+    weights = sfnn_spatial_weights(features_a, features_b, evidence_power=0)
+    w_base = gaussian_pyramid(weights, levels)[-1]
+    fused.append(BASE_GAIN * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
+    return collapse_pyramid(fused).clamp(0, 1)
+
+
+SFNN_PYRAMID = register_rule("sfnn-pyramid")(SourceFusion(sfnn_pyramid))
 
 
 @register_rule("sfnn-pixel")

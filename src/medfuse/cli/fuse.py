@@ -56,7 +56,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", required=True,
                         help="output image (its suffix picks the format), or output folder in folder mode")
     parser.add_argument("--rule", default=DEFAULT_RULE,
-                        help=f"fusion rule (default {DEFAULT_RULE}; the list is below)")
+                        help=f"fusion rule (default {DEFAULT_RULE}: both sources' detail kept whole at "
+                        "lesion scales, their brightness blended by the network's weights, for grey + grey "
+                        "and grey + colour alike; sfnn-map-e4, the previous default, leans to one source; "
+                        "the list is below)")
     parser.add_argument("--weights", default=DEFAULT_MODEL,
                         help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
