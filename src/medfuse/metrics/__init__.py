@@ -3,7 +3,9 @@
 ``medfuse.metrics.NAME(fused)`` for en, sd, sf, ag; ``medfuse.metrics.NAME(fused, a, b,
 **options)`` for the others. Inputs: uint8, or floats on the 8-bit scale (uint16 is
 scaled to it); colour images are scored on their Y channel (BT.601). Conventions follow
-``docs/metrics.md``; each docstring gives the formula and the paper.
+``docs/metrics.md``; each docstring gives the formula and the paper. What a fusion keeps of
+each source (the retention of a planted lesion, each source's share) is in
+:mod:`medfuse.metrics.fidelity`: those compare fusions of one pair, not one fused image.
 """
 
 from __future__ import annotations
