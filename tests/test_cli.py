@@ -127,8 +127,9 @@ def test_folder_mode_in_batches_writes_what_one_by_one_writes(tmp_path, capsys, 
         code, _, _ = run_cli(capsys, "fuse", folder_a, folder_b, "-o", tmp_path / batch, "--weights", tiny_weights,
                              "--batch-size", batch)
         assert code == 0
-    for name in ("25015.png", "25022.png"):
-        np.testing.assert_array_equal(load_image(tmp_path / "1" / name), load_image(tmp_path / "2" / name))
+    for name in ("25015.png", "25022.png"):  # a batch's float32 sums may round a pixel the other way
+        one, two = (load_image(tmp_path / batch / name).astype(int) for batch in ("1", "2"))
+        assert np.abs(one - two).max() <= 1 and (one != two).mean() < 1e-3
 
 
 def test_batch_size_is_refused_for_one_pair_and_below_one(tmp_path, capsys, pair, samples):

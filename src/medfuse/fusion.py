@@ -212,7 +212,8 @@ def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | 
 
     Consecutive pairs of one size go through the network together, ``batch_size`` at a time
     (default :func:`default_batch_size`: 1 on the CPU, as many as fit on CUDA); the result
-    equals fusing them one by one. Pairs are read from ``pairs`` only as the batches need them.
+    equals fusing them one by one, to float32 rounding (a pixel may round to the next level).
+    Pairs are read from ``pairs`` only as the batches need them.
     """
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     model = _model_on(model, device)
