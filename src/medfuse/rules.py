@@ -60,7 +60,7 @@ SHARP_EVIDENCE_POWER = 4
 """Power of ``m`` in ``sfnn-map-e4``, chosen on train pairs in round 3 (BENCHMARKS.md)."""
 PYRAMID_LEVELS = 5
 """Detail levels of ``sfnn-pyramid``: its base is the sources at 1/32 of their size, so that
-lesions up to about 10 px across lie in levels that keep both sources whole."""
+details up to about 32 px across lie in the levels that keep both sources whole."""
 FINEST_POWER = 4
 """Power of the local magnitudes that share ``sfnn-pyramid``'s finest level between the sources."""
 BASE_GAIN = 0.8
@@ -194,17 +194,17 @@ SFNN_MAP_E4 = register_rule("sfnn-map-e4")(SourceWeighting(sharp_evidence_weight
 
 
 def sfnn_pyramid(image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
-                 features_b: torch.Tensor, *, levels: int = PYRAMID_LEVELS) -> torch.Tensor:
+                 features_b: torch.Tensor) -> torch.Tensor:
     """Fuse the sources level by level of their Laplacian pyramids (:mod:`medfuse.pyramid`),
     so that what either source shows at the scale of a lesion is kept whole:
 
-    - base (the sources reduced ``levels`` times): blended by the network's weight map, the
-      nuclear-norm activity of :func:`sfnn_spatial_weights` without the per-image term
+    - base (the sources reduced ``PYRAMID_LEVELS`` = 5 times): blended by the network's weight
+      map, the nuclear-norm activity of :func:`sfnn_spatial_weights` without the per-image term
       (``w_A = a_A^2 / (a_A^2 + a_B^2)``, evidence power 0), reduced to the base's size: the
       features decide which source's brightness shows where; then scaled by ``BASE_GAIN``
       (0.8), which leaves room in [0, 1] for the details of both sources, as tone mapping
       compresses a base layer and keeps its details;
-    - middle levels 1 to ``levels - 1``: both sources' detail coefficients added,
+    - middle levels 1 to 4: both sources' detail coefficients added,
       ``L_A + L_B``: an edge, a texture or a lesion of either source at these scales
       (2 to about 32 px) is in the fusion at its full contrast;
     - finest level 0: each source's coefficients weighted by its local magnitude,
@@ -213,7 +213,7 @@ def sfnn_pyramid(image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch
 
     The collapsed pyramid is clipped to [0, 1]. Images and features (N, 1, H, W) and
     (N, C, H, W); any size (small images get fewer levels)."""
-    pyramid_a, pyramid_b = laplacian_pyramid(image_a, levels), laplacian_pyramid(image_b, levels)
+    pyramid_a, pyramid_b = (laplacian_pyramid(image, PYRAMID_LEVELS) for image in (image_a, image_b))
     fused = []
     for level, (detail_a, detail_b) in enumerate(zip(pyramid_a[:-1], pyramid_b[:-1])):
         if level == 0:
@@ -223,7 +223,7 @@ def sfnn_pyramid(image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch
         else:
             fused.append(detail_a + detail_b)
     weights = sfnn_spatial_weights(features_a, features_b, evidence_power=0)
-    w_base = gaussian_pyramid(weights, levels)[-1]
+    w_base = gaussian_pyramid(weights, PYRAMID_LEVELS)[-1]
     fused.append(BASE_GAIN * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
     return collapse_pyramid(fused).clamp(0, 1)
 
