@@ -29,7 +29,7 @@ test: install
 weights: install
 	$(BIN)/medfuse train $(HAVARD)/CT-MRI/train $(HAVARD)/PET-MRI/train $(HAVARD)/SPECT-MRI/train \
 		-o runs/dran-havard --steps 1500 --crop 96 --lr 5e-4 --val-every 250 --seed 0
-	cp runs/dran-havard/weights.safetensors src/medfuse/weights/dran-havard.safetensors
+	cp runs/dran-havard/weights.safetensors src/medfuse/dran/weights/dran-havard.safetensors
 	$(MAKE) reconstruction
 
 reconstruction: install

@@ -9,7 +9,7 @@ The authors' code and checkpoint are loaded from ``../shared/anchors/dilran`` (A
 part of medfuse, never copied into it) and run as their ``inference.py`` runs it: the encoder
 on each image without ``model.eval()`` (so BatchNorm uses the batch's statistics), their SFNN
 rule, the decoder, the result clamped to [0, 1]. Colour sources go through YCbCr as for every
-method in medfuse (``medfuse.composition.fuse_luminance``): the authors' network fuses the Y
+method in medfuse (``medfuse.image.composition.fuse_luminance``): the authors' network fuses the Y
 channel with the MRI, the colour source's Cb and Cr are kept. Pairs are found as ``medfuse
 benchmark`` finds them (MRI first); the fused images are written as NAME.png (16-bit colour as
 .tif) into the output folder.
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse.benchmark import find_pairs
-from medfuse.composition import fuse_luminance
-from medfuse.io import ImageFileError, check_writable, load_image, save_image
+from medfuse.evaluation.benchmark import find_pairs
+from medfuse.image.composition import fuse_luminance
+from medfuse.io.images import ImageFileError, check_writable, load_image, save_image
 
 AUTHORS_CODE = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "dilran"
 

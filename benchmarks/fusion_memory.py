@@ -5,7 +5,7 @@
 Each case runs in a fresh process: the shipped model fuses one batch of random pairs with
 ``fuse_tensors``; on the CPU the peak is the growth of the process's maximum resident size
 over a warmed-up start, on CUDA ``torch.cuda.max_memory_allocated``. Printed per case: the peak,
-the peak per pixel of the batch, and ``medfuse.fusion.BYTES_PER_PIXEL``, which
+the peak per pixel of the batch, and ``medfuse.fusion.memory.BYTES_PER_PIXEL``, which
 ``check_memory`` and ``default_batch_size`` assume.
 """
 
@@ -20,7 +20,8 @@ import sys
 import torch
 
 import medfuse
-from medfuse.fusion import BYTES_PER_PIXEL, fuse_tensors
+from medfuse.fusion.engine import fuse_tensors
+from medfuse.fusion.memory import BYTES_PER_PIXEL
 
 
 def measure(side: int, count: int, rule: str, device: str) -> int:

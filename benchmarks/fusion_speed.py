@@ -34,10 +34,10 @@ import torch
 from PIL import Image
 
 import medfuse
-from medfuse.fusion import default_batch_size
-from medfuse.io import load_image
-from medfuse.nuclear import matrix_nuclear_norms
-from medfuse.volumes import fuse_volumes
+from medfuse.dran.nuclear import matrix_nuclear_norms
+from medfuse.fusion.memory import default_batch_size
+from medfuse.fusion.volumes import fuse_volumes
+from medfuse.io.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(medfuse.__file__).parent / "samples"

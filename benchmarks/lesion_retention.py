@@ -11,12 +11,12 @@ from 3 to 9 px, amplitude from 0.2 to 0.35 of full scale) added to one source, b
 in each source in turn, centred on a random pixel of that source's tissue (above 0.1, at least
 ``r`` px inside it) where the lesion's peak stays within [0, 1], and clipped to [0, 1]. Every method fuses the pair without and with the
 lesion; the lesion's retention is ``<g, F' - F> / <g, S' - S>``
-(:func:`medfuse.metrics.fidelity.lesion_retention`). The draw depends only on ``--seed`` and the
+(:func:`medfuse.evaluation.metrics.fidelity.lesion_retention`). The draw depends only on ``--seed`` and the
 pair, so every method sees the same lesions.
 
 Printed per method: the mean retention of the lesions of each source (and its 10th
 percentile), the smaller of the two means, and each source's share of the clean fusion on the
-foreground (either source above 0.05; :func:`medfuse.metrics.fidelity.source_shares`). Methods:
+foreground (either source above 0.05; :func:`medfuse.evaluation.metrics.fidelity.source_shares`). Methods:
 every DRAN rule, every baseline, the DRAN authors' released model (``authors-dran-sfnn``, through
 ``benchmarks/authors_fusion.py``) when ``../shared/anchors/dilran`` is there, and any
 ``--candidates`` of ``benchmarks/tune_rule.py``. Per-lesion records go to ``OUT/SET-SPLIT.json``.
@@ -36,14 +36,14 @@ from scipy import ndimage
 from tqdm import tqdm
 from tune_rule import CANDIDATES, draw_train_pairs, fused_grey
 
-import medfuse.rules
-from medfuse.baselines import BASELINES
-from medfuse.benchmark import find_pairs
-from medfuse.images import grey_unit
-from medfuse.io import load_image
-from medfuse.metrics.fidelity import gaussian_blob, lesion_retention, source_shares
-from medfuse.models import load_model
-from medfuse.rules import list_rules
+import medfuse.dran.rules
+from medfuse.dran.models import load_model
+from medfuse.dran.rules import list_rules
+from medfuse.evaluation.benchmark import find_pairs
+from medfuse.evaluation.metrics.fidelity import gaussian_blob, lesion_retention, source_shares
+from medfuse.fusion.baselines import BASELINES
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import load_image
 
 RADII = (3.0, 9.0)
 AMPLITUDES = (0.2, 0.35)
@@ -75,14 +75,14 @@ class Encodings:
 
     def __init__(self, model: torch.nn.Module):
         self.model, self.cache, self.norms = model, {}, {}
-        computed = medfuse.rules.nuclear_norms
+        computed = medfuse.dran.rules.nuclear_norms
 
         def nuclear_norms_once(features: torch.Tensor) -> torch.Tensor:
             kept = self.norms.get(id(features))
             if kept is None or kept[0] is not features:
                 kept = self.norms[id(features)] = (features, computed(features))
             return kept[1]
-        medfuse.rules.nuclear_norms = nuclear_norms_once  # the rules look it up when they run
+        medfuse.dran.rules.nuclear_norms = nuclear_norms_once  # the rules look it up when they run
 
     def clear(self) -> None:
         self.cache.clear()

@@ -1,4 +1,4 @@
-"""Time every metric of medfuse.metrics on one 256 x 256 triple.
+"""Time every metric of medfuse.evaluation.metrics on one 256 x 256 triple.
 
     python benchmarks/metrics_speed.py [--repeats 3]
 
@@ -19,8 +19,8 @@ import numpy as np
 
 import medfuse
 from medfuse import metrics
-from medfuse.colour import luminance
-from medfuse.io import load_image
+from medfuse.image.colour import luminance
+from medfuse.io.images import load_image
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
 

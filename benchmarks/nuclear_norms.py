@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 import medfuse
-from medfuse.composition import grey_pair
-from medfuse.io import load_image
-from medfuse.nuclear import nuclear_norms_by_eigenvalues, nuclear_norms_by_polar_iteration
+from medfuse.dran.nuclear import nuclear_norms_by_eigenvalues, nuclear_norms_by_polar_iteration
+from medfuse.image.composition import grey_pair
+from medfuse.io.images import load_image
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
 METHODS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse.images import grey_unit
-from medfuse.io import load_image
-from medfuse.models import DEFAULT_MODEL, load_model
+from medfuse.dran import DEFAULT_MODEL
+from medfuse.dran.models import load_model
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import load_image
 from medfuse.training.loop import psnr
 
 SETS = ("CT-MRI", "PET-MRI", "SPECT-MRI")

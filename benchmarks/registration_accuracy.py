@@ -1,4 +1,4 @@
-"""How well ``medfuse.registration.register`` recovers known transforms, and how fast.
+"""How well ``medfuse.clinical.registration.register`` recovers known transforms, and how fast.
 
     python benchmarks/registration_accuracy.py [--data ../shared/data/havard] [--trials 20] [--seed 0]
 
@@ -33,9 +33,7 @@ from scipy.ndimage import zoom
 from scipy.spatial.transform import Rotation
 
 import medfuse
-from medfuse.images import grey_unit
-from medfuse.io import load_image
-from medfuse.registration import (
+from medfuse.clinical.registration import (
     RAS_TO_LPS,
     LinearTransform,
     field_of_view,
@@ -43,8 +41,10 @@ from medfuse.registration import (
     register,
     resample_onto,
 )
-from medfuse.volume_io import read_volume
-from medfuse.volumes import Geometry, Volume
+from medfuse.image.grid import Geometry, Volume
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import load_image
+from medfuse.io.volumes import read_volume
 
 ANATOMICAL = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
 SAMPLES = Path(medfuse.__file__).parent / "samples"
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    print(f"medfuse.registration, SimpleITK, seed {args.seed}, {os.cpu_count()} CPU cores, torch threads "
+    print(f"medfuse.clinical.registration, SimpleITK, seed {args.seed}, {os.cpu_count()} CPU cores, torch threads "
           f"{torch.get_num_threads()} (unused here)")
     volume_trials(args.trials, rng)
     mri_paths = sorted(SAMPLES.glob("*/MRI/*.png"))

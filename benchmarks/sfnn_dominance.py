@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from medfuse.images import grey_unit
-from medfuse.io import images_by_stem, load_image
-from medfuse.models import load_model
-from medfuse.rules import nuclear_norms
+from medfuse.dran.models import load_model
+from medfuse.dran.rules import nuclear_norms
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import images_by_stem, load_image
 
 SETS = {"CT-MRI": "CT", "PET-MRI": "PET", "SPECT-MRI": "SPECT"}
 

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from tune_rule import draw_train_pairs, external_methods
 
-from medfuse.benchmark import RANKED_METRICS
-from medfuse.composition import fuse_luminance
-from medfuse.images import grey_unit
-from medfuse.io import load_image
-from medfuse.metrics import score
-from medfuse.models import load_model
-from medfuse.rules import RULES, SourceWeighting
+from medfuse.dran.models import load_model
+from medfuse.dran.rules import RULES, SourceWeighting
+from medfuse.evaluation.benchmark import RANKED_METRICS
+from medfuse.evaluation.metrics import score
+from medfuse.image.composition import fuse_luminance
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import load_image
 
 FOREGROUND = 0.05
 

@@ -45,18 +45,26 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import medfuse.metrics
-import medfuse.rules
-from medfuse.baselines import BASELINES, box_mean, guided_filter
-from medfuse.benchmark import RANKED_METRICS, Dataset, find_pairs, mean_ranks
-from medfuse.composition import fuse_luminance
-from medfuse.fusion import fuse_encoded
-from medfuse.io import file_digest, images_by_stem, load_image
-from medfuse.metrics import score
-from medfuse.models import load_model, weights_path
-from medfuse.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
-from medfuse.rules import (ACTIVITY_POWER, PYRAMID_LEVELS, RULES, _ratio, nuclear_activity, nuclear_norms,
-                           sfnn_spatial_weights)
+import medfuse.dran.rules
+import medfuse.evaluation.metrics
+from medfuse._shared.files import file_digest
+from medfuse.dran.models import load_model, weights_path
+from medfuse.dran.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
+from medfuse.dran.rules import (
+    ACTIVITY_POWER,
+    PYRAMID_LEVELS,
+    RULES,
+    _ratio,
+    nuclear_activity,
+    nuclear_norms,
+    sfnn_spatial_weights,
+)
+from medfuse.evaluation.benchmark import RANKED_METRICS, Dataset, find_pairs, mean_ranks
+from medfuse.evaluation.metrics import score
+from medfuse.fusion.baselines import BASELINES, box_mean, guided_filter
+from medfuse.fusion.engine import fuse_encoded
+from medfuse.image.composition import fuse_luminance
+from medfuse.io.images import images_by_stem, load_image
 
 Features = tuple[torch.Tensor, torch.Tensor]
 Candidate = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, Features], torch.Tensor]
@@ -208,9 +216,9 @@ def fused_grey(model: torch.nn.Module, name: str, a: torch.Tensor, b: torch.Tens
     return fuse_encoded(model, a, b, *features, RULES[name.removeprefix("dran-")])
 
 
-METRICS_CODE = "".join(path.read_text() for path in sorted(Path(medfuse.metrics.__file__).parent.glob("*.py")))
+METRICS_CODE = "".join(path.read_text() for path in sorted(Path(medfuse.evaluation.metrics.__file__).parent.glob("*.py")))
 """Stored scores are keyed by the metric code too: a changed metric rescores everything."""
-RULES_CODE = Path(medfuse.rules.__file__).read_text()
+RULES_CODE = Path(medfuse.dran.rules.__file__).read_text()
 """And DRAN methods by the rules' module: a changed helper (nuclear norms, activity) fuses them again."""
 
 

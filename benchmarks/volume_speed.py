@@ -1,4 +1,4 @@
-"""Fused slices per second of ``medfuse.volumes.fuse_volumes`` on a 256 x 256 x 64 volume pair.
+"""Fused slices per second of ``medfuse.fusion.volumes.fuse_volumes`` on a 256 x 256 x 64 volume pair.
 
     python benchmarks/volume_speed.py [--rules sfnn-map,sfnn,average] [--batch-size 8] [--repeats 1]
                                       [--devices cpu,cuda] [--threads N] [--slices 64]
@@ -19,10 +19,10 @@ import time
 import numpy as np
 import torch
 
-from medfuse.fusion import default_batch_size
-from medfuse.models import load_model
-from medfuse.rules import DEFAULT_RULE
-from medfuse.volumes import fuse_volumes
+from medfuse.dran import DEFAULT_RULE
+from medfuse.dran.models import load_model
+from medfuse.fusion.memory import default_batch_size
+from medfuse.fusion.volumes import fuse_volumes
 
 
 def phantom_pair(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

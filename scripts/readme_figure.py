@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import medfuse  # noqa: E402
-from medfuse.io import load_image  # noqa: E402
-from medfuse.rules import DEFAULT_RULE  # noqa: E402
+from medfuse.dran import DEFAULT_RULE  # noqa: E402
+from medfuse.io.images import load_image  # noqa: E402
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
 PAIRS = (("CT-MRI", "CT", "41010"), ("PET-MRI", "PET", "25015"), ("SPECT-MRI", "SPECT", "10018"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import medfuse
-from medfuse.io import load_image
+from medfuse.io.images import load_image
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
 

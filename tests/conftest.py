@@ -7,8 +7,8 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
 import medfuse
-from medfuse.io import save_image
-from medfuse.models import save_weights
+from medfuse.dran.models import save_weights
+from medfuse.io.images import save_image
 
 SAMPLES = Path(medfuse.__file__).parent / "samples"
 torch.set_num_threads(1)  # small tensors: one thread is fastest and the results are the same on every machine

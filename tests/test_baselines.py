@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medfuse.baselines import (
+from medfuse.fusion.baselines import (
     BASELINES,
     collapse_pyramid,
     dwt_fusion,
@@ -90,7 +90,7 @@ def test_guided_filter_keeps_edges_of_the_guide_and_smooths_flat_noise():
 
 
 def test_a_baseline_name_cannot_be_registered_twice():
-    from medfuse.baselines import register_baseline
+    from medfuse.fusion.baselines import register_baseline
 
     with pytest.raises(ValueError, match="a baseline named 'gff' exists already"):
         register_baseline("gff")(pixel_average)

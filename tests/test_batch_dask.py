@@ -9,10 +9,11 @@ import numpy as np
 from volume_data import oblique_affine, phantom, write_nifti
 
 from medfuse.cli import main
-from medfuse.cli.batch import BatchJob, read_manifest, report_rows
-from medfuse.cli.dask_batch import dask_client, fuse_rows_on_dask
-from medfuse.cli.volume import VolumeOptions
-from medfuse.volume_io import read_volume
+from medfuse.cli.batch import report_rows
+from medfuse.clinical.batch import BatchJob, fuse_rows, read_manifest
+from medfuse.clinical.pipeline import VolumeOptions
+from medfuse.io.volumes import read_volume
+from medfuse.scaleout.cluster import dask_client, fuse_rows_on_dask
 
 
 def make_manifest(tmp_path, rows: int, shape=(24, 28, 6)):
@@ -50,13 +51,13 @@ def test_a_killed_worker_leaves_every_output_whole(tmp_path, tiny_weights, capsy
     with dask_client(2, None) as client:
         victims = list(client.run(os.getpid).values())
 
-        def kill_one_worker_after_the_first_row(outcomes):
-            for number, outcome in enumerate(outcomes):
+        def kill_one_worker_after_the_first_row(rows, job):
+            for number, outcome in enumerate(fuse_rows_on_dask(rows, job, client)):
                 yield outcome
                 if number == 0:
                     os.kill(victims[0], signal.SIGKILL)
 
-        code = report_rows(rows, kill_one_worker_after_the_first_row(fuse_rows_on_dask(rows, job, client)), tmp_path)
+        code = report_rows(rows, fuse_rows(rows, job, kill_one_worker_after_the_first_row))
     assert code == 0 and "0 failed" in capsys.readouterr().out
     for row in rows:
         volume = read_volume(tmp_path / row.out).volume  # whole: it reads

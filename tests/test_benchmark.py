@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from medfuse.benchmark import find_pairs, mean_ranks, method_identity
 from medfuse.cli import main
-from medfuse.io import ImageFileError, load_image, save_image
-from medfuse.methods import create_method
+from medfuse.evaluation.benchmark import find_pairs, mean_ranks, method_identity
+from medfuse.fusion.methods import create_method
+from medfuse.io.images import ImageFileError, load_image, save_image
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_benchmark_end_to_end_then_rerun_only_scores(dataset, tmp_path, capsys, 
     assert "| method | psnr | ssim | mean rank |" in table and table.count("| dran-average |") == 1
     assert "2 pairs MRI/PET, 2 methods" in stdout
     # every score in the CSV is the metric of the cached fused image against its sources
-    from medfuse.metrics import psnr
+    from medfuse.evaluation.metrics import psnr
 
     fused = load_image(out / "fused/pixel-max/p2.png")
     assert fused.shape == (64, 64, 3)
@@ -96,7 +96,7 @@ def test_benchmark_end_to_end_then_rerun_only_scores(dataset, tmp_path, capsys, 
 def test_changed_weights_invalidate_the_cache(dataset, tmp_path, capsys, tiny_weights):
     import torch
 
-    from medfuse.models import create_model, save_weights
+    from medfuse.dran.models import create_model, save_weights
 
     out = tmp_path / "out"
     arguments = ["benchmark", dataset, "-o", out, "--methods", "dran-average", "--metrics", "psnr",
@@ -141,7 +141,7 @@ def test_user_mistakes_get_one_line_and_no_output(dataset, tmp_path, capsys, arg
 
 
 def test_method_identity_follows_the_code_and_the_weights(tmp_path):
-    from medfuse.baselines import pixel_average, pixel_maximum
+    from medfuse.fusion.baselines import pixel_average, pixel_maximum
 
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"one")
@@ -153,7 +153,7 @@ def test_method_identity_follows_the_code_and_the_weights(tmp_path):
 
 
 def test_method_identity_of_a_source_weighting_is_its_weight_function():
-    from medfuse.rules import SourceWeighting, get_rule, sfnn_spatial_weights, sfnn_weights
+    from medfuse.dran.rules import SourceWeighting, get_rule, sfnn_spatial_weights, sfnn_weights
 
     identity = method_identity("x", get_rule("sfnn-map"))
     assert identity == method_identity("x", SourceWeighting(sfnn_spatial_weights))  # no object address in it

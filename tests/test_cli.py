@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medfuse.cli import main
-from medfuse.io import load_image, save_image
+from medfuse.io.images import load_image, save_image
 
 
 @pytest.fixture
@@ -144,9 +144,9 @@ def test_batch_size_is_refused_for_one_pair_and_below_one(tmp_path, capsys, pair
 @pytest.mark.parametrize("mode", ["pair", "folders"])
 def test_work_too_large_for_memory_is_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys, pair,
                                                                   tiny_weights, mode):
-    from medfuse import fusion
+    from medfuse.fusion import memory
 
-    monkeypatch.setattr(fusion, "free_memory", lambda device: 100 * 2**20)
+    monkeypatch.setattr(memory, "free_memory", lambda device: 100 * 2**20)
     inputs = pair if mode == "pair" else (pair[0].parent, pair[1].parent)
     out = tmp_path / ("fused.png" if mode == "pair" else "out")
     code, _, stderr = run_cli(capsys, "fuse", *inputs, "-o", out, "--weights", tiny_weights)

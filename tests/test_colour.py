@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medfuse.colour import is_grey, luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from medfuse.image.colour import is_grey, luminance, rgb_to_ycbcr, ycbcr_to_rgb
 
 
 def test_round_trip_within_one_grey_level():

@@ -9,8 +9,8 @@ import pytest
 
 from medfuse import metrics
 from medfuse.cli import main
-from medfuse.evaluation import evaluate_files, match_folders, write_json
-from medfuse.io import load_image, save_image
+from medfuse.evaluation.scoring import evaluate_files, match_folders, write_json
+from medfuse.io.images import load_image, save_image
 
 
 @pytest.fixture
@@ -144,15 +144,15 @@ def test_cli_outputs_may_not_overwrite_inputs(samples, tmp_path, capsys):
 
 
 def test_cli_warnings_are_one_line(samples, capsys, monkeypatch):
-    import medfuse.cli.evaluate
+    import medfuse.evaluation.scoring
 
-    real_evaluate_files = medfuse.cli.evaluate.evaluate_files
+    real_evaluate_files = medfuse.evaluation.scoring.evaluate_files
 
     def warning_evaluate_files(*args, **kwargs):
         warnings.warn("a library's warning\nover two lines", UserWarning)
         return real_evaluate_files(*args, **kwargs)
 
-    monkeypatch.setattr(medfuse.cli.evaluate, "evaluate_files", warning_evaluate_files)
+    monkeypatch.setattr(medfuse.evaluation.scoring, "evaluate_files", warning_evaluate_files)
     mri, ct = samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png"
     assert main(["evaluate", str(ct), str(mri), str(ct), "--metrics", "ssim"]) == 0
     assert capsys.readouterr().err == "medfuse evaluate: warning: a library's warning over two lines\n"

@@ -1,9 +1,14 @@
-"""medfuse.metrics.fidelity: lesion retention and source shares on cases with known answers."""
+"""medfuse.evaluation.metrics.fidelity: lesion retention and source shares on cases with known answers."""
 
 import numpy as np
 import pytest
 
-from medfuse.metrics.fidelity import gaussian_blob, lesion_contrast, lesion_retention, source_shares
+from medfuse.evaluation.metrics.fidelity import (
+    gaussian_blob,
+    lesion_contrast,
+    lesion_retention,
+    source_shares,
+)
 
 RNG = np.random.default_rng(3)
 A = RNG.uniform(0.2, 0.6, (48, 56))

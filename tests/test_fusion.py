@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import medfuse
-from medfuse.colour import rgb_to_ycbcr
-from medfuse.composition import fused_dtype
+from medfuse.image.colour import rgb_to_ycbcr
+from medfuse.image.composition import fused_dtype
 
 
 def colour_image(grey: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_bad_inputs(phantom, tiny_model):
 
 
 def test_two_colour_inputs_take_the_more_saturated_chroma():
-    from medfuse.composition import fused_chroma
+    from medfuse.image.composition import fused_chroma
 
     grey = np.full((2, 2, 3), 128, np.uint8)
     red, blue = grey.copy(), grey.copy()
@@ -122,7 +122,7 @@ def test_fuse_pairs_equals_fusing_one_by_one_in_order(phantom, tiny_model):
     small = phantom[:40, :48]
     pairs = [("a", phantom, phantom.T.copy()), ("b", phantom[::-1].copy(), phantom),
              ("c", small, small[::-1].copy()), ("d", colour_image(phantom), phantom), ("e", phantom.T.copy(), phantom)]
-    fused = list(medfuse.fusion.fuse_pairs(iter(pairs), "sfnn-map", tiny_model, batch_size=2))
+    fused = list(medfuse.fusion.engine.fuse_pairs(iter(pairs), "sfnn-map", tiny_model, batch_size=2))
     assert [key for key, _ in fused] == ["a", "b", "c", "d", "e"]
     for (key, image_a, image_b), (_, result) in zip(pairs, fused):
         np.testing.assert_array_equal(result, medfuse.fuse(image_a, image_b, "sfnn-map", tiny_model))
@@ -136,53 +136,53 @@ def test_fuse_pairs_reads_pairs_only_as_batches_need_them(phantom, tiny_model):
             taken.append(index)
             yield index, phantom, phantom.T.copy()
 
-    fused = medfuse.fusion.fuse_pairs(pairs(), "average", tiny_model, batch_size=2)
+    fused = medfuse.fusion.engine.fuse_pairs(pairs(), "average", tiny_model, batch_size=2)
     next(fused)
     assert taken == [0, 1]
 
 
 def test_memory_needed_grows_with_pixels_and_batch():
-    from medfuse.fusion import BYTES_PER_PIXEL, FUSION_OVERHEAD, fusion_memory
+    from medfuse.fusion.memory import BYTES_PER_PIXEL, FUSION_OVERHEAD, fusion_memory
 
     assert fusion_memory(256, 256) == BYTES_PER_PIXEL * 65536 + FUSION_OVERHEAD
     assert fusion_memory(512, 256, 3) - FUSION_OVERHEAD == 6 * (fusion_memory(256, 256) - FUSION_OVERHEAD)
 
 
 def test_too_large_a_pair_is_refused_before_any_work(monkeypatch, phantom, tiny_model):
-    from medfuse import fusion
+    from medfuse.fusion import memory
 
-    monkeypatch.setattr(fusion, "free_memory", lambda device: 10 * 2**20)
+    monkeypatch.setattr(memory, "free_memory", lambda device: 10 * 2**20)
     monkeypatch.setattr(tiny_model, "encode", lambda image: pytest.fail("the network ran"))
-    with pytest.raises(fusion.NotEnoughMemoryError, match=r"64 x 64 pixels needs about 144 MB on cpu.*10 MB is free"):
+    with pytest.raises(memory.NotEnoughMemoryError, match=r"64 x 64 pixels needs about 144 MB on cpu.*10 MB is free"):
         medfuse.fuse(phantom, phantom, model=tiny_model)
 
 
 def test_batch_size_follows_the_device_and_its_free_memory(monkeypatch):
-    from medfuse import fusion
+    from medfuse.fusion import memory
 
-    monkeypatch.setattr(fusion, "free_memory", lambda device: 40 * 2**30)
-    assert fusion.default_batch_size("cpu", 256, 256) == fusion.CPU_BATCH_SIZE == 1
-    assert fusion.default_batch_size("cuda:0", 256, 256) == fusion.MAX_CUDA_BATCH_SIZE
-    per_pair = fusion.BYTES_PER_PIXEL * 2048 * 2048
-    fitting = (int(0.8 * 40 * 2**30) - fusion.FUSION_OVERHEAD) // per_pair
-    assert fusion.default_batch_size("cuda:0", 2048, 2048) == fitting
-    fusion.check_memory(2048, 2048, fusion.default_batch_size("cuda:0", 2048, 2048), "cuda:0")
-    monkeypatch.setattr(fusion, "free_memory", lambda device: 2**30)
-    with pytest.raises(fusion.NotEnoughMemoryError, match="4096 x 4096"):
-        fusion.default_batch_size("cuda:0", 4096, 4096)
-    monkeypatch.setattr(fusion, "free_memory", lambda device: None)
-    assert fusion.default_batch_size("cpu", 4096, 4096) == 1
+    monkeypatch.setattr(memory, "free_memory", lambda device: 40 * 2**30)
+    assert memory.default_batch_size("cpu", 256, 256) == memory.CPU_BATCH_SIZE == 1
+    assert memory.default_batch_size("cuda:0", 256, 256) == memory.MAX_CUDA_BATCH_SIZE
+    per_pair = memory.BYTES_PER_PIXEL * 2048 * 2048
+    fitting = (int(0.8 * 40 * 2**30) - memory.FUSION_OVERHEAD) // per_pair
+    assert memory.default_batch_size("cuda:0", 2048, 2048) == fitting
+    memory.check_memory(2048, 2048, memory.default_batch_size("cuda:0", 2048, 2048), "cuda:0")
+    monkeypatch.setattr(memory, "free_memory", lambda device: 2**30)
+    with pytest.raises(memory.NotEnoughMemoryError, match="4096 x 4096"):
+        memory.default_batch_size("cuda:0", 4096, 4096)
+    monkeypatch.setattr(memory, "free_memory", lambda device: None)
+    assert memory.default_batch_size("cpu", 4096, 4096) == 1
 
 
 def test_free_cpu_memory_is_known_on_linux():
-    from medfuse.fusion import free_memory
+    from medfuse.fusion.memory import free_memory
 
     free = free_memory("cpu")
     assert free is None or 0 < free < 2**50
 
 
 def test_a_weights_file_replaced_under_its_path_is_loaded_again(tmp_path, phantom):
-    from medfuse.models import save_weights
+    from medfuse.dran.models import save_weights
 
     path = tmp_path / "weights.safetensors"
     other = np.ascontiguousarray(phantom.T)
@@ -202,9 +202,9 @@ def test_the_default_keeps_a_lesion_of_either_source(samples):
     bundled CT-MRI pair (a 128 x 128 crop of the brain): the default rule keeps most of its
     contrast, whichever source has it, where sfnn-map-e4 (the previous default) lets the CT hide
     the MRI's."""
-    from medfuse.images import grey_unit
-    from medfuse.io import load_image
-    from medfuse.metrics.fidelity import gaussian_blob, lesion_retention
+    from medfuse.evaluation.metrics.fidelity import gaussian_blob, lesion_retention
+    from medfuse.image.scales import grey_unit
+    from medfuse.io.images import load_image
 
     model = medfuse.load_model()
     crop = np.s_[50:178, 86:214]

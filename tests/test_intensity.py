@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medfuse.intensity import (
+from medfuse.clinical.intensity import (
     CT_WINDOWS,
     CtWindow,
     apply_window,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medfuse.io import ImageFileError, images_by_stem, load_image, save_image
+from medfuse.io.images import ImageFileError, images_by_stem, load_image, save_image
 
 
 @pytest.mark.parametrize("suffix,dtype,channels", [

@@ -4,7 +4,7 @@ import zlib
 import numpy as np
 import pytest
 
-from medfuse.io import ImageFileError, load_image
+from medfuse.io.images import ImageFileError, load_image
 
 
 def png_bytes(array: np.ndarray, colour_type: int) -> bytes:

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from medfuse.fusion import fuse
-from medfuse.methods import create_method, is_dran_method, list_methods
-from medfuse.rules import list_rules
+from medfuse.dran.rules import list_rules
+from medfuse.fusion.engine import fuse
+from medfuse.fusion.methods import create_method, is_dran_method, list_methods
 
 
 def test_every_rule_and_baseline_is_a_method():
@@ -24,7 +24,7 @@ def test_dran_method_is_fuse_with_its_rule(phantom, tiny_model):
 
 
 def test_baseline_method_takes_colour_and_integers(samples):
-    from medfuse.io import load_image
+    from medfuse.io.images import load_image
 
     mri = load_image(samples / "PET-MRI/MRI/25015.png")
     pet = load_image(samples / "PET-MRI/PET/25015.png")

@@ -1,4 +1,4 @@
-"""medfuse.metrics: cases whose answers are known without the code."""
+"""medfuse.evaluation.metrics: cases whose answers are known without the code."""
 
 import math
 
@@ -10,8 +10,8 @@ from skimage.measure import shannon_entropy
 from skimage.metrics import structural_similarity
 
 from medfuse import metrics
-from medfuse.colour import luminance
-from medfuse.metrics.gradient import sobel_edges
+from medfuse.evaluation.metrics.gradient import sobel_edges
+from medfuse.image.colour import luminance
 
 RNG = np.random.default_rng(0)
 A = RNG.integers(0, 256, (40, 48)).astype(np.float64)
@@ -301,7 +301,7 @@ def test_metrics_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, medfuse.metrics; sys.exit('torch' in sys.modules)"
+    code = "import sys, medfuse.evaluation.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

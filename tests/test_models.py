@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from medfuse.images import grey_unit
-from medfuse.io import current_umask, load_image
-from medfuse.models import create_model, list_models, load_model, save_weights, weights_metadata
+from medfuse._shared.files import current_umask
+from medfuse.dran.models import create_model, list_models, load_model, save_weights, weights_metadata
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import load_image
 
 
 def test_shipped_model_reconstructs_bundled_test_images(samples):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from medfuse.network import DRAN, PyramidAttention, pooled_mask
+from medfuse.dran.network import DRAN, PyramidAttention, pooled_mask
 
 
 @pytest.mark.parametrize("size", [(17, 17), (31, 20), (2, 3), (64, 33)])
@@ -53,7 +53,7 @@ def test_bad_width():
 
 
 def test_sobel_magnitude_of_a_vertical_step():
-    from medfuse.network import SobelMagnitude
+    from medfuse.dran.network import SobelMagnitude
 
     step = torch.zeros(1, 2, 6, 6)
     step[0, 1, :, 3:] = 1.0
@@ -66,7 +66,7 @@ def test_sobel_magnitude_of_a_vertical_step():
 
 @pytest.mark.parametrize("size", [(17, 17), (31, 20)])
 def test_edge_enhanced_dran_keeps_shapes_and_adds_its_branch(size):
-    from medfuse.network import EdgeDRAN
+    from medfuse.dran.network import EdgeDRAN
 
     torch.manual_seed(0)
     model = EdgeDRAN(width=8).eval()

@@ -3,8 +3,7 @@ import pytest
 import torch
 
 import medfuse
-from medfuse.io import load_image
-from medfuse.nuclear import (
+from medfuse.dran.nuclear import (
     POLAR_FLOOR,
     POLAR_MARGIN,
     matrix_nuclear_norms,
@@ -12,6 +11,7 @@ from medfuse.nuclear import (
     nuclear_norms_by_polar_iteration,
     polar_coefficients,
 )
+from medfuse.io.images import load_image
 
 METHODS = (nuclear_norms_by_eigenvalues, nuclear_norms_by_polar_iteration)
 

@@ -22,8 +22,8 @@ from volume_data import ct_hu, oblique_affine, phantom, write_dicom_series, writ
 
 from medfuse import metrics
 from medfuse.cli import main
-from medfuse.io import ImageFileError, load_image, save_image
-from medfuse.volume_io import VolumeFileError, read_volume
+from medfuse.io.images import ImageFileError, load_image, save_image
+from medfuse.io.volumes import VolumeFileError, read_volume
 
 BOUNDS = {  # name: (lowest, highest) that the definition allows, for 8-bit images
     "en": (0, 8), "sd": (0, 127.5), "sf": (0, math.inf), "ag": (0, math.inf), "mi": (0, 16),

@@ -1,9 +1,9 @@
-"""medfuse.pyramid: Gaussian and Laplacian pyramids in torch."""
+"""medfuse.dran.pyramid: Gaussian and Laplacian pyramids in torch."""
 
 import pytest
 import torch
 
-from medfuse.pyramid import (
+from medfuse.dran.pyramid import (
     binomial_blur,
     collapse_pyramid,
     gaussian_pyramid,

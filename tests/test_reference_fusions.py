@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import medfuse
-from medfuse.io import load_image
+from medfuse.io.images import load_image
 
 REFERENCE = Path(__file__).parent / "data" / "reference_fusions.npz"
 PAIRS = {

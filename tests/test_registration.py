@@ -8,13 +8,12 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 from volume_data import ct_hu, oblique_affine, write_dicom_series, write_nifti
 
+from medfuse._shared.errors import RegistrationError
 from medfuse.cli import main
-from medfuse.io import load_image, save_image
-from medfuse.registration import (
+from medfuse.clinical.registration import (
     RAS_TO_LPS,
     LinearTransform,
     Registration,
-    RegistrationError,
     field_of_view,
     implausibilities,
     move_image,
@@ -23,8 +22,9 @@ from medfuse.registration import (
     to_sitk,
     write_transform,
 )
-from medfuse.volume_io import read_volume
-from medfuse.volumes import Geometry, Volume
+from medfuse.image.grid import Geometry, Volume
+from medfuse.io.images import load_image, save_image
+from medfuse.io.volumes import read_volume
 
 ANATOMICAL = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "anatomical.nii")
 
@@ -178,7 +178,7 @@ def test_cli_register_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path,
 
 
 def test_cli_refuses_an_implausible_result_unless_forced(monkeypatch, tmp_path, capsys, samples):
-    import medfuse.cli.register as command
+    import medfuse.clinical.registration as command
 
     monkeypatch.setattr(command, "implausibilities", lambda registration, fixed: ["a rotation of 40.0 degrees"])
     pair = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from medfuse.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
-from medfuse.rules import (
+from medfuse.dran import DEFAULT_RULE
+from medfuse.dran.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
+from medfuse.dran.rules import (
     BASE_GAIN,
-    DEFAULT_RULE,
     PYRAMID_LEVELS,
     SourceFusion,
     SourceWeighting,
@@ -164,7 +164,7 @@ def test_sfnn_of_equal_inputs_is_the_input():
 
 
 def test_ratio_takes_zero_over_zero_as_one_half():
-    from medfuse.rules import _ratio
+    from medfuse.dran.rules import _ratio
 
     ratio = _ratio(torch.tensor([0.0, 3.0, 0.0]), torch.tensor([0.0, 1.0, 2.0]))
     torch.testing.assert_close(ratio, torch.tensor([0.5, 0.75, 0.0]))

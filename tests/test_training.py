@@ -6,10 +6,11 @@ import torch
 from safetensors.torch import load_file
 
 from medfuse.cli import main
-from medfuse.io import save_image
-from medfuse.models import load_model
-from medfuse.training import TrainConfig, train
+from medfuse.dran.models import load_model
+from medfuse.io.images import save_image
+from medfuse.training.config import TrainConfig
 from medfuse.training.data import split_by_name
+from medfuse.training.loop import train
 from medfuse.training.losses import PerceptualLoss, ReconstructionLoss, sobel_gradients, vgg16_bn_blocks
 
 
@@ -138,7 +139,7 @@ def test_resume_keeps_the_checkpoints_learning_rate_unless_given_one(image_folde
 
 
 def test_a_new_run_takes_the_papers_learning_rate(image_folder, tmp_path):
-    from medfuse.training.loop import DEFAULT_LR
+    from medfuse.training.config import DEFAULT_LR
 
     train(config(image_folder, tmp_path, steps=2, val_every=2, lr=None), progress=False)
     assert json.loads((tmp_path / "log.json").read_text())["log"][0]["lr"] == DEFAULT_LR == 1e-4

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from medfuse.cli import main
-from medfuse.models import load_model
+from medfuse.dran.models import load_model
 
 SETTINGS = ("--batch-size", "2", "--crop", "16", "--width", "8", "--val-every", "2", "--val-fraction", "0.34",
             "--threads", "1")

@@ -4,10 +4,10 @@ import pytest
 from volume_data import ct_hu, oblique_affine, phantom, write_dicom_series, write_nifti
 
 from medfuse.cli import main
-from medfuse.intensity import CtWindow, normalise
-from medfuse.rules import DEFAULT_RULE
-from medfuse.volume_io import read_volume
-from medfuse.volumes import fuse_volumes
+from medfuse.clinical.intensity import CtWindow, normalise
+from medfuse.dran import DEFAULT_RULE
+from medfuse.fusion.volumes import fuse_volumes
+from medfuse.io.volumes import read_volume
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -118,9 +118,9 @@ def test_slices_too_small_are_refused(tmp_path, capsys, tiny_weights):
 
 def test_volume_too_large_for_memory_is_refused_before_the_work(monkeypatch, tmp_path, capsys, nifti_pair,
                                                                 tiny_weights):
-    from medfuse import fusion
+    from medfuse.fusion import memory
 
-    monkeypatch.setattr(fusion, "free_memory", lambda device: 2**20)
+    monkeypatch.setattr(memory, "free_memory", lambda device: 2**20)
     out = tmp_path / "fused.nii.gz"
     code, _, stderr = run_cli(capsys, "fuse", *nifti_pair, "-o", out, "--weights", tiny_weights, "--batch-size", "4")
     assert code == 2 and stderr.count("\n") == 1

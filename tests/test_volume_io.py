@@ -6,20 +6,10 @@ import pydicom
 import pytest
 from volume_data import SHAPE, ct_hu, oblique_affine, phantom, write_dicom_series, write_nifti
 
-from medfuse.volume_io import (
-    DICOM_SCALE,
-    VolumeFileError,
-    is_volume_path,
-    read_volume,
-    write_volume,
-)
-from medfuse.volume_io import (
-    write_dicom_series as write_series,
-)
-from medfuse.volume_io import (
-    write_nifti as write_nifti_volume,
-)
-from medfuse.volumes import Geometry
+from medfuse.image.grid import Geometry
+from medfuse.io.volumes import DICOM_SCALE, VolumeFileError, is_volume_path, read_volume, write_volume
+from medfuse.io.volumes import write_dicom_series as write_series
+from medfuse.io.volumes import write_nifti as write_nifti_volume
 
 
 def test_nifti_read_gives_data_and_affine(tmp_path):

@@ -3,18 +3,11 @@ import pytest
 import torch
 from volume_data import oblique_affine, phantom
 
-from medfuse.fusion import fuse_tensors
-from medfuse.rules import get_rule
-from medfuse.volumes import (
-    Geometry,
-    GridMismatchError,
-    Volume,
-    check_same_grid,
-    fuse_volumes,
-    grid_differences,
-    resample,
-    volume_slices,
-)
+from medfuse.clinical.grids import GridMismatchError, check_same_grid, grid_differences, resample
+from medfuse.dran.rules import get_rule
+from medfuse.fusion.engine import fuse_tensors
+from medfuse.fusion.volumes import fuse_volumes
+from medfuse.image.grid import Geometry, Volume, volume_slices
 
 
 def test_geometry_parts():

@@ -12,10 +12,12 @@ import pytest
 import torch
 from volume_data import ct_hu, oblique_affine, phantom, write_dicom_series, write_nifti
 
+from medfuse._shared.errors import OutputError
+from medfuse._shared.files import write_atomically
 from medfuse.cli import main
-from medfuse.io import WriteError, save_image, write_atomically
-from medfuse.volume_io import read_volume
-from medfuse.volume_io import write_dicom_series as write_fused_series
+from medfuse.io.images import save_image
+from medfuse.io.volumes import read_volume
+from medfuse.io.volumes import write_dicom_series as write_fused_series
 
 UNWRITABLE = "/proc"
 
@@ -44,9 +46,9 @@ def pair(samples):
 
 
 def test_write_atomically_leaves_nothing_and_says_why(tmp_path):
-    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'x.txt'}: No space left on device"):
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'x.txt'}: No space left on device"):
         write_atomically(tmp_path / "x.txt", fill_the_disk)
-    with pytest.raises(WriteError, match="cannot write .*: out of memory in the writer"):
+    with pytest.raises(OutputError, match="cannot write .*: out of memory in the writer"):
         write_atomically(tmp_path / "y.pt", lambda path: (path.write_bytes(b"half"), _raise(RuntimeError(
             "out of memory in the writer"))))
     assert list(tmp_path.iterdir()) == []
@@ -88,7 +90,7 @@ def test_dicom_series_on_a_full_disk_leaves_no_folder(monkeypatch, tmp_path):
     monkeypatch.setattr("pydicom.dcmwrite", fill_the_disk)
     out = tmp_path / "out" / "fused"
     out.parent.mkdir()
-    with pytest.raises(WriteError, match="No space left on device"):
+    with pytest.raises(OutputError, match="No space left on device"):
         write_fused_series(out, np.zeros(reference.volume.shape), reference)
     assert list(out.parent.iterdir()) == []
 

@@ -1,6 +1,9 @@
-"""The command line: ``medfuse COMMAND``. Each subcommand lives in its own module with
-``add_parser(commands)`` and ``run(args)`` (which may return an exit status; None means 0); they
-parse arguments and call the Python API."""
+"""The command line: ``medfuse COMMAND``. Each command lives in its own module with
+``add_parser(commands)`` and ``run(args)`` (which may return an exit status; None means 0);
+they parse arguments, call the function a Python user would call and print what it did.
+Only the chosen command's module is imported, and each imports its heavy libraries only when
+it runs, so that ``--help`` is fast. Every :class:`~medfuse._shared.errors.MedfuseError` and
+every failed file operation becomes one line, here, once."""
 
 from __future__ import annotations
 
@@ -8,23 +11,54 @@ import argparse
 import importlib
 import sys
 import warnings
+from collections.abc import Callable
 
-from medfuse.cli.common import UserError, file_error_message
-from medfuse.io import one_line
+from medfuse import __version__
+from medfuse._shared.errors import MedfuseError, NotEnoughMemoryError, error_message, one_line
 
-SUBCOMMANDS = ("fuse", "register", "train", "evaluate", "benchmark", "batch")
+COMMANDS = {
+    "fuse": "fuse two registered images (or two folders of them, or two volumes)",
+    "register": "register MOVING to FIXED (rigid or affine) and resample it onto FIXED's grid",
+    "train": "train a DRAN autoencoder (stage 1) on single images",
+    "evaluate": "score fused images against their sources with fusion metrics",
+    "benchmark": "compare fusion methods on a dataset folder with fusion metrics",
+    "batch": "fuse many volume pairs listed in a CSV manifest (resumable)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medfuse", description="Multimodal medical image fusion with DRAN.")
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be a function, called only when help is shown (an
+    epilog listing registered rules would otherwise import them on every start)."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full options of the command ``chosen`` (all commands if None) and
+    a one-line entry for each other."""
+    parser = Parser(prog="medfuse", description="Multimodal medical image fusion with DRAN.")
+    parser.add_argument("--version", action="version", version=f"medfuse {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"medfuse.cli.{name}").add_parser(commands)
+    for name, summary in COMMANDS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(f"medfuse.cli.{name}").add_parser(commands, summary)
+        else:
+            commands.add_parser(name, help=summary)
     return parser
 
 
+def _chosen_command(argv: list[str]) -> str | None:
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
+    chosen = _chosen_command(argv)
+    args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
+    run: Callable[[argparse.Namespace], int | None] = args.run
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"medfuse {args.command}: warning: {one_line(message)}", file=file or sys.stderr)
@@ -32,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
-            code = args.run(args)
-    except UserError as error:
-        print(f"medfuse {args.command}: error: {one_line(error)}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a file that could not be written or read, e.g. a full disk
-        print(f"medfuse {args.command}: error: {one_line(file_error_message(error))}", file=sys.stderr)
+            code = run(args)
+    except (MedfuseError, OSError) as error:  # OSError: a file that could not be read or written, e.g. a full disk
+        message = error_message(error)
+        if isinstance(error, NotEnoughMemoryError) and getattr(args, "batch_size", None):
+            message += "; try a smaller --batch-size"
+        print(f"medfuse {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medfuse {args.command}: interrupted", file=sys.stderr)

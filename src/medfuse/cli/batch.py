@@ -11,50 +11,28 @@ itself is unusable.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+from medfuse._shared.errors import InputError
+from medfuse.cli.common import add_model_arguments, add_volume_arguments, rules_epilog, volume_options
 
-from medfuse.cli.common import UserError, file_error_message, torch_device
-from medfuse.cli.volume import VolumeOptions, add_volume_arguments, fuse_volume_files, parse_window, volume_options
-from medfuse.fusion import cached_model
-from medfuse.io import remove_partial_writes
-from medfuse.models import DEFAULT_MODEL
-from medfuse.rules import DEFAULT_RULE, get_rule, list_rules
-from medfuse.volume_io import is_volume_path
-
-REQUIRED_COLUMNS = ("a", "b", "out")
-OPTIONAL_COLUMNS = ("window",)
+if TYPE_CHECKING:
+    from medfuse.clinical.batch import Outcome, Row
 
 
-@dataclass(frozen=True)
-class Row:
-    """One manifest line: its number in the file (header = 1), inputs, output and window text."""
-
-    line: int
-    a: str
-    b: str
-    out: str
-    window: str
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser = commands.add_parser(
         "batch",
-        help="fuse many volume pairs listed in a CSV manifest (resumable)",
+        help=summary,
         description=__doc__.split("\n", 2)[2].strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"rules: {', '.join(list_rules())}",
+        epilog=rules_epilog,
     )
     parser.add_argument("manifest", help="CSV file with the columns a, b, out and optionally window")
-    parser.add_argument("--rule", default=DEFAULT_RULE, help=f"fusion rule (default {DEFAULT_RULE})")
-    parser.add_argument("--weights", default=DEFAULT_MODEL,
-                        help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    add_model_arguments(parser)
     add_volume_arguments(parser, window=False)
     group = parser.add_argument_group(
         "scale-out with Dask (optional; without these, one process fuses row after row)",
@@ -70,114 +48,36 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def read_manifest(path: Path) -> list[Row]:
-    """The rows of a manifest; UserError if it is missing, unreadable or lacks columns."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            columns = [name.strip() for name in reader.fieldnames or []]
-            missing = [name for name in REQUIRED_COLUMNS if name not in columns]
-            if missing:
-                raise UserError(f"{path}: missing column(s) {', '.join(missing)} (the header must name a, b, out "
-                                "and optionally window)")
-            unknown = [name for name in columns if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-            if unknown:
-                raise UserError(f"{path}: unknown column(s) {', '.join(unknown)} (known: a, b, out, window)")
-            rows = []
-            for record in reader:
-                values = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
-                if not any(values.values()):
-                    continue
-                rows.append(Row(reader.line_num, values.get("a", ""), values.get("b", ""),
-                                values.get("out", ""), values.get("window", "")))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise UserError(f"{path}: not a readable CSV manifest ({error})") from None
-    if not rows:
-        raise UserError(f"{path}: no rows to fuse")
-    return rows
-
-
-def _resolve(base: Path, text: str) -> Path:
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else base / path
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """What every row shares (sent to each Dask worker): the manifest's folder, the model's
-    weights and device, the rule and the volume options."""
-
-    base: Path
-    weights: str
-    device: str
-    rule: str
-    options: VolumeOptions
-
-
-def fuse_row(row: Row, job: BatchJob) -> tuple[str, str]:
-    """Fuse one manifest row: ``("done", "")``, ``("skipped", "")`` when its output exists, or
-    ``("failed", message)``. The one per-row function, in one process or on Dask workers."""
-    try:
-        if not (row.a and row.b and row.out):
-            raise UserError("a, b and out must all be given")
-        out = _resolve(job.base, row.out)
-        if out.exists():
-            return "skipped", ""
-        path_a, path_b = _resolve(job.base, row.a), _resolve(job.base, row.b)
-        for path in (path_a, path_b):
-            if not path.exists():
-                raise UserError(f"{path}: no such file or folder")
-            if not is_volume_path(path):
-                raise UserError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
-        options = job.options
-        row_options = VolumeOptions(parse_window(row.window), options.window_on, options.percentiles,
-                                    options.resample_to, options.batch_size)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        model = cached_model(job.weights, job.device)  # loaded once per process: each Dask worker keeps its own
-        fuse_volume_files(path_a, path_b, out, model, get_rule(job.rule), job.rule, row_options, progress=False)
-        return "done", ""
-    except (UserError, OSError) as error:  # OSError: a folder or file that could not be written
-        return "failed", file_error_message(error) if isinstance(error, OSError) else str(error)
-
-
 def run(args: argparse.Namespace) -> int:
+    from medfuse.clinical.batch import BatchJob, fuse_rows, read_manifest
+    from medfuse.clinical.pipeline import load_fusion
+
     manifest = Path(args.manifest)
     rows = read_manifest(manifest)
     options = volume_options(args)
     if args.workers is not None and args.scheduler is not None:
-        raise UserError("give --workers (a local Dask cluster) or --scheduler (a running one), not both")
+        raise InputError("give --workers (a local Dask cluster) or --scheduler (a running one), not both")
     if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    try:
-        get_rule(args.rule)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    device = str(torch_device(args.device))
-    try:
-        cached_model(args.weights, device)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        raise UserError(f"--weights: {error}") from None
-    job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options)
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
+    model, _ = load_fusion(args.weights, args.rule, args.device)  # refuse a bad rule, device or weights at once
+    device = str(next(model.parameters()).device)
+    job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options, args.batch_size)
     if args.workers is None and args.scheduler is None:
-        return report_rows(rows, ((row, fuse_row(row, job)) for row in rows), job.base)
-    from medfuse.cli.dask_batch import dask_client, fuse_rows_on_dask
+        return report_rows(rows, fuse_rows(rows, job))
+    from medfuse.scaleout.cluster import dask_client, fuse_rows_on_dask
 
     resources = {"GPU": 1} if device.startswith("cuda") and args.scheduler is not None else None
     with dask_client(args.workers, args.scheduler) as client:
-        return report_rows(rows, fuse_rows_on_dask(rows, job, client, resources), job.base)
+        return report_rows(rows, fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client, resources)))
 
 
-def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, tuple[str, str]]], base: Path) -> int:
-    """Count the outcomes under a progress bar, print the summary; the exit status. Once a row
-    is finished, the hidden files a killed write of its output left (a Dask worker killed
-    mid-row, whose row Dask ran again elsewhere; an earlier run killed) are deleted."""
+def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, Outcome]]) -> int:
+    """Count the outcomes under a progress bar, print the summary; the exit status."""
+    from tqdm import tqdm
+
     counts, failures = {"done": 0, "skipped": 0}, []
     with tqdm(total=len(rows), desc="batch", unit="pair") as bar:
         for row, (status, message) in outcomes:
-            if row.out:
-                remove_partial_writes(_resolve(base, row.out))
             bar.update(1)
             if status == "failed":
                 failures.append((row.line, message))

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medfuse.images import grey_unit
-from medfuse.io import IMAGE_SUFFIXES, load_image
+from medfuse._shared.errors import MissingInputError
+from medfuse.image.scales import grey_unit
+from medfuse.io.images import IMAGE_SUFFIXES, load_image
 
 
 def find_images(folders: list[str | os.PathLike]) -> list[Path]:
@@ -17,10 +18,10 @@ def find_images(folders: list[str | os.PathLike]) -> list[Path]:
     paths: list[Path] = []
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder")
+            raise MissingInputError(f"{folder}: no such folder")
         paths += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
+        raise MissingInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {', '.join(map(str, folders))}")
     return sorted(paths)
 
 

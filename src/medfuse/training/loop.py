@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse.io import check_folder_writable, write_atomically
-from medfuse.models import ARCHITECTURES, create_model, save_weights
+from medfuse._shared.errors import InputError, MissingInputError, OutputError
+from medfuse._shared.files import check_folder_writable, write_atomically
+from medfuse.dran.models import create_model, save_weights
+from medfuse.training.config import DEFAULT_LR, TrainConfig
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.distributed import (
     Ranks,
@@ -31,53 +33,6 @@ CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.safetensors"
 LOG = "log.json"
 CURVE = "loss.png"
-DEFAULT_LR = 1e-4
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run (defaults: the paper's Adam 1e-4, batch 4, lambda1 0.2;
-    the perceptual term is off unless ``lambda_perc > 0`` and ``vgg_weights`` are given).
-
-    ``lr`` None means ``DEFAULT_LR`` for a new run and the checkpoint's learning rate when
-    resuming; a learning rate given with ``resume`` replaces the checkpoint's from the resumed
-    step on (said in the log: every record holds the ``lr`` it ran with)."""
-
-    data: list[str]
-    out: str
-    steps: int = 20000
-    batch_size: int = 4
-    crop: int = 128
-    lr: float | None = None
-    lambda_grad: float = 0.2
-    lambda_perc: float = 0.0
-    vgg_weights: str | None = None
-    val_fraction: float = 0.05
-    val_every: int = 500
-    width: int = 64
-    architecture: str = "dran"
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    resume: bool = False
-
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "crop", "val_every", "width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
-        if self.lambda_perc < 0 or self.lambda_grad < 0:
-            raise ValueError("loss weights must not be negative")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if self.lambda_perc > 0 and not self.vgg_weights:
-            raise ValueError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
-                             "ImageNet state dict; medfuse never downloads it")
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
@@ -152,12 +107,12 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
 
     checkpoint_path = out / CHECKPOINT
     if config.resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+        raise MissingInputError(f"--resume: no checkpoint at {checkpoint_path}")
     if not config.resume and checkpoint_path.is_file():
-        raise FileExistsError(f"{out} holds a checkpoint already; resume it (--resume) or choose another folder")
+        raise OutputError(f"{out} holds a checkpoint already; resume it (--resume) or choose another folder")
     train_paths, val_paths = split_by_name(find_images(config.data), config.val_fraction, config.seed)
     if not train_paths or not val_paths:
-        raise ValueError("need at least two distinct file names to hold some out for validation")
+        raise InputError("need at least two distinct file names to hold some out for validation")
     train_images, val_images = load_grey(train_paths), load_grey(val_paths)
     if ranks.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -173,12 +128,12 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         world_size = state.get("world_size", 1)
         if world_size != ranks.world_size:
-            raise ValueError(f"{checkpoint_path} was made by {world_size} process(es); resume it with as many "
+            raise InputError(f"{checkpoint_path} was made by {world_size} process(es); resume it with as many "
                              f"(this run has {ranks.world_size})")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:
-            raise ValueError(f"{checkpoint_path} was made with other settings (--architecture "
+            raise InputError(f"{checkpoint_path} was made with other settings (--architecture "
                              f"{state['config'].get('architecture', 'dran')} --width {state['config']['width']}); "
                              "resume with the same ones") from None
         optimiser.load_state_dict(state["optimiser"])

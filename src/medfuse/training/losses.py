@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medfuse._shared.errors import InputError, MissingInputError
+
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,14 +60,14 @@ class PerceptualLoss(nn.Module):
     def __init__(self, weights_path: str | os.PathLike) -> None:
         super().__init__()
         if not os.path.isfile(weights_path):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"perceptual loss needs VGG16-BN ImageNet weights; no file at {weights_path}"
             )
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state)
         except Exception as error:  # torch.load raises many types on foreign files
-            raise ValueError(f"{weights_path} is not a torchvision vgg16_bn state dict ({error})") from None
+            raise InputError(f"{weights_path} is not a torchvision vgg16_bn state dict ({error})") from None
         features = {
             key.removeprefix("features."): value
             for key, value in state.items()
@@ -75,7 +77,7 @@ class PerceptualLoss(nn.Module):
         try:
             self.vgg.load_state_dict(features, strict=True)
         except RuntimeError as error:
-            raise ValueError(f"{weights_path} is not a torchvision vgg16_bn state dict: {error}") from None
+            raise InputError(f"{weights_path} is not a torchvision vgg16_bn state dict: {error}") from None
         self.vgg.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))

@@ -1,0 +1,4 @@
+"""Layer 1: what every layer may use and none owns: the error base and its kinds
+(:mod:`~medfuse._shared.errors`), input checks (:mod:`~medfuse._shared.checks`), the
+add-by-name registry (:mod:`~medfuse._shared.registry`), files written whole or not at all
+and digests (:mod:`~medfuse._shared.files`). Standard library only."""

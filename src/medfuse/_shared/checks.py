@@ -1,0 +1,60 @@
+"""Checks of inputs and outputs made before any work, one helper each, so that every command
+and function says the same thing in the same words."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from medfuse._shared.errors import InputError, MissingInputError, OutputError
+from medfuse._shared.files import check_folder_writable
+
+
+def check_exists(*paths: str | os.PathLike) -> tuple[Path, ...]:
+    """The paths as :class:`~pathlib.Path`; :class:`MissingInputError` naming the first that
+    does not exist."""
+    for path in map(Path, paths):
+        if not path.exists():
+            raise MissingInputError(f"{path}: no such file or folder")
+    return tuple(map(Path, paths))
+
+
+def same_path(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """True if both name one file (after resolving links and relative parts)."""
+    return Path(first).resolve() == Path(second).resolve()
+
+
+def check_new_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output") -> Path:
+    """``out`` as a Path, unless it is one of ``inputs``, an existing folder, or lies in a folder
+    that does not exist or takes no files (:class:`OutputError`). ``what`` names it in the
+    message (e.g. "check image")."""
+    out = Path(out)
+    if any(same_path(out, path) for path in inputs):
+        raise OutputError(f"{what} {out} is one of the inputs; choose another path")
+    if out.is_dir():
+        raise OutputError(f"{what} {out} is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise OutputError(f"{what} {out}: folder {out.parent} does not exist")
+    check_folder_writable(out)
+    return out
+
+
+def check_suffix(path: str | os.PathLike, suffixes: Iterable[str], what: str) -> None:
+    """:class:`InputError` unless ``path`` ends in one of ``suffixes`` (any case)."""
+    suffixes = tuple(suffixes)
+    if not str(path).lower().endswith(suffixes):
+        raise InputError(f"{what} {path}: use a name ending in {' or '.join(suffixes)}")
+
+
+def check_same_shape(kind: str, shapes: Mapping[str, tuple[int, ...]], layout: str = "") -> None:
+    """:class:`InputError` unless every shape in ``shapes`` (name -> shape) is the same and, when
+    ``layout`` names the axes (e.g. "(H, W)"), has that many. ``kind`` names the inputs in the
+    message (e.g. "images", "feature tensors")."""
+    listed = ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items())
+    wanted = f"give {kind} of one shape{' ' + layout if layout else ''}"
+    axes = layout.count(",") + 1 if layout else None
+    if axes is not None and any(len(shape) != axes for shape in shapes.values()):
+        raise InputError(f"{kind} must have {axes} axes, got {listed} ({wanted})")
+    if len({tuple(shape) for shape in shapes.values()}) > 1:
+        raise InputError(f"{kind} differ in size: {listed} ({wanted})")

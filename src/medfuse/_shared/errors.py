@@ -1,0 +1,50 @@
+"""The errors medfuse raises for what a user can mend, under one base.
+
+Every error below :class:`MedfuseError` carries a message that names the file or option at
+fault and says why, in words a user reads without the code; the command line prints it as
+one line (:func:`one_line`) and exits with status 2. Each kind also derives from the
+built-in error it refines (``ValueError``, ``FileNotFoundError``, ``OSError``,
+``MemoryError``), so code that catches those keeps working.
+"""
+
+from __future__ import annotations
+
+
+class MedfuseError(Exception):
+    """Base of every error that medfuse raises for a user's input, output or machine."""
+
+
+class InputError(MedfuseError, ValueError):
+    """An input that cannot be used: an unreadable or unsupported file, images of two sizes,
+    an unknown name, an option out of range or options that contradict each other."""
+
+
+class MissingInputError(MedfuseError, FileNotFoundError):
+    """An input file or folder (or a named model) that does not exist."""
+
+
+class OutputError(MedfuseError, OSError):
+    """A result that cannot be written (no permission, a read-only or full disk, a path that is
+    taken or is an input); nothing is left behind."""
+
+
+class NotEnoughMemoryError(MedfuseError, MemoryError):
+    """Work that would not fit in the device's free memory; raised before the work starts."""
+
+
+class RegistrationError(MedfuseError, ValueError):
+    """Images that cannot be registered (a 2-D image with a volume, a constant image), or a
+    result that looks wrong; the message says why, with the numbers."""
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error's text on one line (libraries' messages may span several), whitespace collapsed."""
+    return " ".join(str(error).split())
+
+
+def error_message(error: BaseException) -> str:
+    """One line for an error: a medfuse error's message, or for a failed file operation the file
+    and the system's reason."""
+    if isinstance(error, OSError) and not isinstance(error, MedfuseError) and error.strerror:
+        return one_line(f"{error.filename}: {error.strerror}" if error.filename else error.strerror)
+    return one_line(error)

@@ -1,0 +1,141 @@
+"""Many volume pairs from a CSV manifest: the row engine of ``medfuse batch``.
+
+A manifest has the columns ``a``, ``b``, ``out`` and optionally ``window`` (a CT window name
+or LEVEL/WIDTH in HU for the input that :attr:`VolumeOptions.window_on` names; empty for
+percentile clipping). Relative paths are relative to the manifest's folder. :func:`fuse_row`
+fuses one row and never raises for the row's own faults: it returns ``("done", "")``,
+``("skipped", "")`` when the output exists (outputs are written whole, so an existing one is
+complete and a rerun resumes) or ``("failed", message)``. The same function runs row after
+row in one process (:func:`fuse_rows`) or as one task per row on a cluster
+(:mod:`medfuse.scaleout.cluster`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from medfuse._shared.errors import InputError, MedfuseError, MissingInputError, error_message
+from medfuse._shared.files import remove_partial_writes
+from medfuse.clinical.intensity import CtWindow
+from medfuse.clinical.pipeline import VolumeOptions, fuse_files
+from medfuse.fusion.memory import check_batch_size
+from medfuse.io.volumes import is_volume_path
+
+REQUIRED_COLUMNS = ("a", "b", "out")
+OPTIONAL_COLUMNS = ("window",)
+
+Outcome = tuple[str, str]
+"""``(status, message)``: status "done", "skipped" or "failed"; the message says why a row failed."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest line: its number in the file (header = 1), inputs, output and window text."""
+
+    line: int
+    a: str
+    b: str
+    out: str
+    window: str
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What every row shares (sent to each cluster worker): the manifest's folder, the model's
+    weights and device, the rule, the volume options and the slices per network batch."""
+
+    base: Path
+    weights: str
+    device: str
+    rule: str
+    options: VolumeOptions
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_batch_size(self.batch_size)
+
+
+def read_manifest(path: str | os.PathLike) -> list[Row]:
+    """The rows of a manifest; :class:`~medfuse._shared.errors.InputError` if it is missing,
+    unreadable, lacks a column or has no rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            columns = [name.strip() for name in reader.fieldnames or []]
+            missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+            if missing:
+                raise InputError(f"{path}: missing column(s) {', '.join(missing)} (the header must name a, b, out "
+                                 "and optionally window)")
+            unknown = [name for name in columns if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+            if unknown:
+                raise InputError(f"{path}: unknown column(s) {', '.join(unknown)} (known: a, b, out, window)")
+            rows = []
+            for record in reader:
+                values = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
+                if not any(values.values()):
+                    continue
+                rows.append(Row(reader.line_num, values.get("a", ""), values.get("b", ""),
+                                values.get("out", ""), values.get("window", "")))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: not a readable CSV manifest ({error})") from None
+    if not rows:
+        raise InputError(f"{path}: no rows to fuse")
+    return rows
+
+
+def row_output(row: Row, job: BatchJob) -> Path:
+    """Where ``row`` writes its result."""
+    return _resolve(job.base, row.out)
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def fuse_row(row: Row, job: BatchJob) -> Outcome:
+    """Fuse one manifest row; its outcome (see the module's docstring). Each process loads the
+    model once and keeps it (:func:`medfuse.fusion.engine.cached_model`)."""
+    try:
+        if not (row.a and row.b and row.out):
+            raise InputError("a, b and out must all be given")
+        out = row_output(row, job)
+        if out.exists():
+            return "skipped", ""
+        path_a, path_b = _resolve(job.base, row.a), _resolve(job.base, row.b)
+        for path in (path_a, path_b):
+            if path.exists() and not is_volume_path(path):
+                raise InputError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
+        window = CtWindow.parse(row.window) if row.window else None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
+                   volume=replace(job.options, window=window), batch_size=job.batch_size)
+        return "done", ""
+    except (MedfuseError, OSError) as error:  # OSError: a folder or file that could not be written
+        return "failed", error_message(error)
+
+
+RowRunner = Callable[[list[Row], BatchJob], Iterable[tuple[Row, Outcome]]]
+"""Runs :func:`fuse_row` over rows and yields ``(row, outcome)`` as each finishes, in any order."""
+
+
+def run_serially(rows: list[Row], job: BatchJob) -> Iterator[tuple[Row, Outcome]]:
+    """Row after row in this process."""
+    return ((row, fuse_row(row, job)) for row in rows)
+
+
+def fuse_rows(rows: list[Row], job: BatchJob, runner: RowRunner = run_serially) -> Iterator[tuple[Row, Outcome]]:
+    """``(row, outcome)`` for every row as ``runner`` finishes it. Once a row is finished, the
+    hidden files that a killed write of its output left (a worker killed mid-row whose row ran
+    again elsewhere, an earlier run killed) are deleted."""
+    for row, outcome in runner(rows, job):
+        if row.out:
+            remove_partial_writes(row_output(row, job))
+        yield row, outcome

@@ -1,0 +1,142 @@
+"""Model + rule -> fused image with the DRAN network.
+
+The network fuses grey images; :func:`medfuse.image.composition.grey_pair` and
+:func:`medfuse.image.composition.compose` handle colour (through YCbCr) and the pixel type
+around it; :mod:`medfuse.fusion.engine.memory` plans the batches.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Hashable, Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
+from medfuse.dran.models import load_model, weights_digest, weights_path
+from medfuse.dran.rules import FusionRule, SourceFusion, SourceWeighting, get_rule
+from medfuse.fusion.memory import plan_batch
+from medfuse.image.composition import compose, grey_pair
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+@torch.no_grad()
+def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
+                 rule: FusionRule) -> torch.Tensor:
+    """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
+    for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
+    :class:`~medfuse.dran.rules.SourceWeighting`; ``rule.fuse(a, b, E(a), E(b))`` for a
+    :class:`~medfuse.dran.rules.SourceFusion`."""
+    return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)
+
+
+def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
+                 features_b: torch.Tensor, rule: FusionRule) -> torch.Tensor:
+    """:func:`fuse_tensors` from the images' features ``E(a)``, ``E(b)`` already computed (to try
+    several rules on one encoding)."""
+    if isinstance(rule, SourceWeighting):
+        w_a = rule.weights(features_a, features_b)
+        return w_a * image_a + (1 - w_a) * image_b
+    if isinstance(rule, SourceFusion):
+        return rule.fuse(image_a, image_b, features_a, features_b)
+    return model.decode(rule(features_a, features_b))
+
+
+@lru_cache(maxsize=4)
+def _cached_model(digest: str, path: str, device: str) -> nn.Module:
+    return load_model(path, device)
+
+
+def cached_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
+    """:func:`medfuse.dran.models.load_model`, loaded once per process for each weights file and
+    device and kept by what the file holds: a file replaced under the same path loads again."""
+    path = weights_path(name_or_path)
+    return _cached_model(weights_digest(path), str(path), str(device))
+
+
+def _model_on(model: nn.Module | str | None, device: str | torch.device | None) -> nn.Module:
+    """A loaded model on ``device`` from a model, a shipped name or weights path, or None
+    (the shipped default); names and paths load on the CPU unless told (:func:`cached_model`)."""
+    if model is None or isinstance(model, str):
+        return cached_model(model or DEFAULT_MODEL, device or "cpu")
+    return model if device is None else model.to(device)
+
+
+def _fuse_grey_batch(model: nn.Module, greys_a: list[np.ndarray], greys_b: list[np.ndarray],
+                     rule: FusionRule) -> np.ndarray:
+    device = next(model.parameters()).device
+    batch_a = torch.from_numpy(np.stack(greys_a)).float()[:, None].to(device)
+    batch_b = torch.from_numpy(np.stack(greys_b)).float()[:, None].to(device)
+    return fuse_tensors(model, batch_a, batch_b, rule)[:, 0].double().cpu().numpy()
+
+
+def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
+         model: nn.Module | str | None = None, device: str | torch.device | None = None) -> np.ndarray:
+    """Fuse two registered images with a DRAN model and a fusion rule.
+
+    Args:
+        image_a, image_b: grey (H, W) or RGB (H, W, 3) arrays of one size; uint8, uint16 or
+            float in [0, 1]. RGB with three equal channels counts as grey.
+        rule: a registered rule name (see ``list_rules()``), a feature rule function, a
+            :class:`~medfuse.dran.rules.SourceWeighting` or a :class:`~medfuse.dran.rules.SourceFusion`.
+        model: a loaded model, a shipped model name or a weights path; default the
+            shipped ``dran-havard``.
+        device: torch device to run on; default the model's (CPU for names and paths).
+
+    Returns:
+        The fused image: RGB if either input is 3-D, else grey; pixel type float if
+        either input is float, else uint16 if either is uint16, else uint8.
+
+    Raises:
+        NotEnoughMemoryError: before any work, if the pair would not fit in the device's
+            free memory (see :func:`fusion_memory`).
+    """
+    rule_function = get_rule(rule) if isinstance(rule, str) else rule
+    grey_a, grey_b = grey_pair(image_a, image_b)
+    model = _model_on(model, device)
+    plan_batch(next(model.parameters()).device, *grey_a.shape, 1)
+    return compose(_fuse_grey_batch(model, [grey_a], [grey_b], rule_function)[0], image_a, image_b)
+
+
+def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | FusionRule = DEFAULT_RULE,
+               model: nn.Module | str | None = None, device: str | torch.device | None = None,
+               batch_size: int | None = None) -> Iterator[tuple[Key, np.ndarray]]:
+    """Fuse many pairs, several per network call: ``(key, image_a, image_b)`` in,
+    ``(key, fused)`` out, in the same order, each as :func:`fuse` gives it.
+
+    Consecutive pairs of one size go through the network together, ``batch_size`` at a time
+    (default :func:`default_batch_size`: 1 on the CPU, as many as fit on CUDA); the result
+    equals fusing them one by one, to float32 rounding (a pixel may round to the next level).
+    Pairs are read from ``pairs`` only as the batches need them.
+    """
+    rule_function = get_rule(rule) if isinstance(rule, str) else rule
+    model = _model_on(model, device)
+    device = next(model.parameters()).device
+    waiting: list[tuple[Key, np.ndarray, np.ndarray]] = []
+    greys_a: list[np.ndarray] = []
+    greys_b: list[np.ndarray] = []
+
+    def flush() -> Iterator[tuple[Key, np.ndarray]]:
+        lumas = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
+        for (key, image_a, image_b), luma in zip(waiting, lumas):
+            yield key, compose(luma, image_a, image_b)
+        for batch in (waiting, greys_a, greys_b):
+            batch.clear()
+
+    limit = None
+    for key, image_a, image_b in pairs:
+        grey_a, grey_b = grey_pair(image_a, image_b)
+        if greys_a and greys_a[0].shape != grey_a.shape:
+            yield from flush()
+        if not greys_a:
+            limit = plan_batch(device, *grey_a.shape, batch_size)
+        waiting.append((key, image_a, image_b))
+        greys_a.append(grey_a)
+        greys_b.append(grey_b)
+        if len(waiting) == limit:
+            yield from flush()
+    if waiting:
+        yield from flush()

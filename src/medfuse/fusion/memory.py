@@ -1,0 +1,136 @@
+"""How much memory a fusion takes, and how many pairs fit in one network call.
+
+Planned before any work: a fusion that would not fit is refused with the numbers
+(:class:`~medfuse._shared.errors.NotEnoughMemoryError`), never started and killed midway.
+torch is imported only to ask a device for its free memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medfuse._shared.errors import InputError, NotEnoughMemoryError
+
+if TYPE_CHECKING:
+    import torch
+
+
+BYTES_PER_PIXEL = 4096
+"""Peak memory of fusing one pixel of one image pair: the float32 network activations of
+both encoders (and the decoder) and the nuclear norms. Measured on the CPU: 3.3 to 3.5 kB per
+pixel for 512 x 512 to 1024 x 1024 pairs and batches of 4 (``benchmarks/fusion_memory.py``)."""
+
+
+FUSION_OVERHEAD = 128 * 2**20
+"""Memory a fusion takes whatever its size (allocator and library workspaces): measured 100 MB
+on the CPU for a 256 x 256 pair over the per-pixel share."""
+
+
+MEMORY_SHARE = 0.8
+"""The share of the free memory that one fusion may plan to use."""
+
+
+CPU_BATCH_SIZE = 1
+"""Slices per network call on the CPU: larger batches measured slower there
+(``benchmarks/results/volume_speed_cpu.txt``)."""
+
+
+MAX_CUDA_BATCH_SIZE = 64
+"""Most slices per network call on CUDA; fewer when the free GPU memory holds fewer."""
+
+
+def _in_units(count: int) -> str:
+    return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"
+
+
+def _free_cpu_memory() -> int | None:
+    """Bytes of RAM this process can still take (Linux: MemAvailable, bounded by a cgroup v2
+    memory limit); None where the system does not say."""
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return available
+    if limit != "max":
+        room = int(limit) - used
+        available = room if available is None else min(available, room)
+    return available
+
+
+def free_memory(device: str | torch.device) -> int | None:
+    """Bytes free on ``device``: GPU memory on CUDA (the driver's free memory plus what torch
+    holds unused), RAM otherwise; None where it cannot be told."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "cpu":
+        return _free_cpu_memory()
+    return None
+
+
+def fusion_memory(height: int, width: int, count: int = 1) -> int:
+    """Bytes that fusing ``count`` pairs of ``height`` x ``width`` images at once needs at its
+    peak: ``BYTES_PER_PIXEL * count * height * width + FUSION_OVERHEAD`` (about 0.4 GB for one
+    256 x 256 pair, 1.1 GB for 512 x 512, 4.1 GB for 1024 x 1024)."""
+    return BYTES_PER_PIXEL * count * height * width + FUSION_OVERHEAD
+
+
+def check_memory(height: int, width: int, count: int, device: str | torch.device) -> None:
+    """Raise :class:`NotEnoughMemoryError`, with the numbers, if ``count`` pairs of
+    ``height`` x ``width`` would not fit in ``MEMORY_SHARE`` of the free memory of ``device``."""
+    free = free_memory(device)
+    needed = fusion_memory(height, width, count)
+    if free is not None and needed > MEMORY_SHARE * free:
+        what = f"{count} pairs" if count > 1 else "a pair"
+        raise NotEnoughMemoryError(
+            f"fusing {what} of {width} x {height} pixels needs about {_in_units(needed)} on {device}, "
+            f"but only {_in_units(free)} is free (about {BYTES_PER_PIXEL // 1024} kB per pixel of each pair, "
+            f"plus {FUSION_OVERHEAD >> 20} MB)"
+        )
+
+
+def default_batch_size(device: str | torch.device, height: int, width: int) -> int:
+    """Pairs (or slices) of ``height`` x ``width`` per network call on ``device``: 1 on the CPU;
+    on CUDA as many as fit in ``MEMORY_SHARE`` of the free GPU memory, at most
+    ``MAX_CUDA_BATCH_SIZE``. Raises :class:`NotEnoughMemoryError` if not even one fits."""
+    import torch
+
+    device = torch.device(device)
+    check_memory(height, width, 1, device)
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE
+    fitting = (int(MEMORY_SHARE * free_memory(device)) - FUSION_OVERHEAD) // (BYTES_PER_PIXEL * height * width)
+    return max(1, min(MAX_CUDA_BATCH_SIZE, fitting))
+
+
+def plan_batch(device: str | torch.device, height: int, width: int, batch_size: int | None = None) -> int:
+    """The batch size to fuse ``height`` x ``width`` pairs with on ``device``: ``batch_size``
+    if given (at least 1, and it must fit: :func:`check_memory`), else :func:`default_batch_size`
+    (which fits by construction). Raises before any work, never during it."""
+    if batch_size is None:
+        return default_batch_size(device, height, width)
+    check_batch_size(batch_size)
+    check_memory(height, width, batch_size, device)
+    return batch_size
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """Raise :class:`~medfuse._shared.errors.InputError` unless ``batch_size`` is None (chosen
+    by the memory plan) or at least 1."""
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"the batch size must be at least 1, got {batch_size}")

@@ -1,0 +1,51 @@
+"""Slice-batched fusion of two volumes on one grid (arrays in, array out)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from medfuse._shared.checks import check_same_shape
+from medfuse._shared.errors import InputError
+from medfuse.dran.rules import FusionRule, get_rule
+from medfuse.fusion.engine import fuse_tensors
+from medfuse.fusion.memory import plan_batch
+from medfuse.image.grid import volume_slices
+
+
+@torch.no_grad()
+def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
+                 rule: str | FusionRule, batch_size: int | None = None,
+                 progress: Callable[[int], object] | None = None) -> np.ndarray:
+    """Fuse two (I, J, K) volumes in [0, 1] on one grid, slice by slice along k.
+
+    ``batch_size`` slices at a time (default :func:`medfuse.fusion.memory.default_batch_size`: 1 on
+    the CPU, as many as fit in the free memory on CUDA) go through
+    :func:`medfuse.fusion.engine.fuse_tensors` as one (N, 1, J, I) batch (the rules act per item of
+    the batch, so this equals fusing the slices one by one).
+    ``progress(n)`` is called after each batch with its number of slices. Returns float32
+    (I, J, K) in [0, 1] (the fused slices, clipped). Raises
+    :class:`~medfuse._shared.errors.NotEnoughMemoryError` before any work if one batch would not fit.
+    """
+    volume_a, volume_b = np.asarray(volume_a), np.asarray(volume_b)
+    check_same_shape("volumes", {"volume_a": volume_a.shape, "volume_b": volume_b.shape}, "(I, J, K)")
+    if min(volume_a.shape[:2]) < 2:
+        raise InputError(f"slices must be at least 2 x 2 voxels, got {volume_a.shape[0]} x {volume_a.shape[1]}")
+    rule_function = get_rule(rule) if isinstance(rule, str) else rule
+    device = next(model.parameters()).device
+    width, height = volume_a.shape[:2]
+    batch_size = plan_batch(device, height, width, batch_size)
+    slices_a, slices_b = volume_slices(volume_a), volume_slices(volume_b)
+    fused = np.empty(slices_a.shape, dtype=np.float32)
+    for start in range(0, len(slices_a), batch_size):
+        stop = min(start + batch_size, len(slices_a))
+        batch_a = torch.from_numpy(np.ascontiguousarray(slices_a[start:stop], dtype=np.float32))
+        batch_b = torch.from_numpy(np.ascontiguousarray(slices_b[start:stop], dtype=np.float32))
+        out = fuse_tensors(model, batch_a[:, None].to(device), batch_b[:, None].to(device), rule_function)
+        fused[start:stop] = out[:, 0].float().cpu().numpy()
+        if progress is not None:
+            progress(stop - start)
+    return np.ascontiguousarray(np.clip(volume_slices(fused), 0.0, 1.0))

@@ -1,0 +1,47 @@
+"""Many rows of a batch on a Dask cluster: one task per row, each running the library's
+:func:`medfuse.clinical.batch.fuse_row`, the function a serial run calls. Imported only when a
+cluster is asked for; knows nothing of the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster, as_completed
+from distributed.scheduler import KilledWorker
+
+from medfuse._shared.errors import InputError
+from medfuse.clinical.batch import BatchJob, Outcome, Row, fuse_row
+
+
+@contextmanager
+def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
+    """A client of a local cluster of ``workers`` processes (one thread each), closed at the
+    end, or of the running cluster at ``scheduler``; InputError if neither can be had."""
+    try:
+        if scheduler is not None:
+            client = Client(scheduler, timeout="20s")
+        else:
+            client = Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None))
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(f"scheduler {scheduler}: cannot connect ({error})" if scheduler else
+                         f"cannot start a local Dask cluster ({error})") from None
+    with client:
+        yield client
+        if scheduler is None:
+            client.cluster.close()
+
+
+def fuse_rows_on_dask(rows: list[Row], job: BatchJob, client: Client,
+                      resources: dict[str, float] | None = None) -> Iterator[tuple[Row, Outcome]]:
+    """``(row, outcome)`` for every row as its task finishes. A row whose worker died is run
+    again elsewhere by Dask; one that kills its workers again and again fails."""
+    futures = {client.submit(fuse_row, row, job, key=f"medfuse-batch-line-{row.line}", pure=False,
+                             resources=resources): row for row in rows}
+    for future in as_completed(futures):
+        row = futures[future]
+        try:
+            yield row, future.result()
+        except KilledWorker:
+            yield row, ("failed", "its worker died each time Dask ran it")

@@ -1,0 +1,67 @@
+"""The settings of one training run, with their defaults in one place (the command line's
+options take theirs from here). No torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medfuse._shared.errors import InputError
+
+DEFAULT_LR = 1e-4
+"""Adam's learning rate unless told (the paper's)."""
+DEFAULT_LAMBDA_PERC = 0.2
+"""Weight of the VGG16-BN perceptual loss when its weights are given (the paper's lambda2)."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (defaults: the paper's Adam 1e-4, batch 4, lambda1 0.2).
+
+    The perceptual term needs ``vgg_weights``; ``lambda_perc`` None means
+    ``DEFAULT_LAMBDA_PERC`` with them and 0 (off) without.
+
+    ``lr`` None means ``DEFAULT_LR`` for a new run and the checkpoint's learning rate when
+    resuming; a learning rate given with ``resume`` replaces the checkpoint's from the resumed
+    step on (said in the log: every record holds the ``lr`` it ran with)."""
+
+    data: list[str]
+    out: str
+    steps: int = 20000
+    batch_size: int = 4
+    crop: int = 128
+    lr: float | None = None
+    lambda_grad: float = 0.2
+    lambda_perc: float | None = None
+    vgg_weights: str | None = None
+    val_fraction: float = 0.05
+    val_every: int = 500
+    width: int = 64
+    architecture: str = "dran"
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lambda_perc is None:
+            self.lambda_perc = DEFAULT_LAMBDA_PERC if self.vgg_weights else 0.0
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "crop", "val_every", "width"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.lr is not None and self.lr <= 0:
+            raise InputError(f"lr must be positive, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"threads must be at least 1, got {self.threads}")
+        if self.lambda_perc < 0 or self.lambda_grad < 0:
+            raise InputError("loss weights must not be negative")
+        from medfuse.dran.models import ARCHITECTURES
+
+        if self.architecture not in ARCHITECTURES:
+            raise InputError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.lambda_perc > 0 and not self.vgg_weights:
+            raise InputError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
+                             "ImageNet state dict; medfuse never downloads it")
