@@ -114,3 +114,38 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"medfuse {medfuse.__version__}"
+
+
+def test_the_command_line_shows_what_a_refused_registration_found(monkeypatch, samples, tmp_path, capsys):
+    import medfuse.clinical.registration as registration
+
+    monkeypatch.setattr(registration, "implausibilities", lambda found, fixed: ["a rotation of 40.0 degrees"])
+    pair = samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png"
+    assert main(["register", *map(str, pair), "-o", str(tmp_path / "o.png")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("registered (rigid) in ") and "mutual information" in captured.out
+    assert "looks wrong: a rotation of 40.0 degrees" in captured.err and list(tmp_path.iterdir()) == []
+
+
+def test_user_mistakes_found_by_the_library_are_one_line(samples, tmp_path, capsys, image_folder_pair):
+    assert main(["train", str(samples), "-o", str(tmp_path / "run"), "--width", "3", "--steps", "1"]) == 2
+    assert "width must be an even number" in capsys.readouterr().err
+    folder, image = image_folder_pair
+    assert main(["fuse", str(folder), str(image), "-o", str(tmp_path / "f"), "--batch-size", "2"]) == 2
+    assert "both be files or both be folders" in capsys.readouterr().err
+
+
+def test_a_batch_row_that_does_not_fit_says_to_try_a_smaller_batch(monkeypatch, tmp_path, tiny_weights):
+    from medfuse.fusion import memory
+
+    write_nifti(tmp_path / "mr.nii", phantom() * 700, oblique_affine())
+    write_nifti(tmp_path / "ct.nii", phantom(inner=1.0, outer=0.1) * 1200 - 200, oblique_affine())
+    monkeypatch.setattr(memory, "free_memory", lambda device: 2**20)
+    job = BatchJob(tmp_path, str(tiny_weights), "cpu", "average", VolumeOptions(), batch_size=4)
+    status, message = fuse_row(Row(2, "mr.nii", "ct.nii", "f.nii", ""), job)
+    assert status == "failed" and "try a smaller --batch-size" in message and not (tmp_path / "f.nii").exists()
+
+
+@pytest.fixture
+def image_folder_pair(samples):
+    return samples / "CT-MRI" / "MRI", samples / "CT-MRI" / "CT" / "41010.png"

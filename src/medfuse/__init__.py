@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 
+from medfuse._shared.lazy import lazy_names
+
 __version__ = "0.1.0"
 
 _PUBLIC = {
@@ -41,12 +43,13 @@ _MODULES = {"metrics": "medfuse.evaluation.metrics"}
 __all__ = sorted([*_PUBLIC, *_MODULES])
 
 
+_public_name = lazy_names(__name__, _PUBLIC)
+
+
 def __getattr__(name: str) -> object:
     if name in _MODULES:
         return importlib.import_module(_MODULES[name])
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'medfuse' has no attribute {name!r}")
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
+    return _public_name(name)
 
 
 def __dir__() -> list[str]:

@@ -34,7 +34,12 @@ class NotEnoughMemoryError(MedfuseError, MemoryError):
 
 class RegistrationError(MedfuseError, ValueError):
     """Images that cannot be registered (a 2-D image with a volume, a constant image), or a
-    result that looks wrong; the message says why, with the numbers."""
+    result that looks wrong; the message says why, with the numbers. ``registration`` is the
+    refused result, when there is one (to show what was found)."""
+
+    def __init__(self, message: str, registration: object | None = None) -> None:
+        super().__init__(message)
+        self.registration = registration
 
 
 def one_line(error: BaseException | str) -> str:

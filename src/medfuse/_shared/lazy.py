@@ -10,6 +10,7 @@ scikit-image's lazy loading (Scientific Python SPEC 1), for third-party modules.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 
@@ -30,3 +31,15 @@ class LazyModule:
 def lazy_module(name: str) -> LazyModule:
     """A stand-in for the module ``name`` (e.g. "torch" or "scipy.signal"), imported on first use."""
     return LazyModule(name)
+
+
+def lazy_names(package: str, names: dict[str, str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` for ``package`` that imports each of ``names`` (name -> module
+    defining it) on first use, so that importing the package stays cheap."""
+
+    def __getattr__(name: str) -> object:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(names[name]), name)
+
+    return __getattr__

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 
 from medfuse import __version__
-from medfuse._shared.errors import MedfuseError, NotEnoughMemoryError, error_message, one_line
+from medfuse._shared.errors import MedfuseError, error_message, one_line
 
 COMMANDS = {
     "fuse": "fuse two registered images (or two folders of them, or two volumes)",
@@ -68,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = show_warning
             code = run(args)
     except (MedfuseError, OSError) as error:  # OSError: a file that could not be read or written, e.g. a full disk
-        message = error_message(error)
-        if isinstance(error, NotEnoughMemoryError) and getattr(args, "batch_size", None):
-            message += "; try a smaller --batch-size"
-        print(f"medfuse {args.command}: error: {message}", file=sys.stderr)
+        print(f"medfuse {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medfuse {args.command}: interrupted", file=sys.stderr)

@@ -66,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return report_rows(rows, fuse_rows(rows, job))
     from medfuse.scaleout.cluster import dask_client, fuse_rows_on_dask
 
-    resources = {"GPU": 1} if device.startswith("cuda") and args.scheduler is not None else None
     with dask_client(args.workers, args.scheduler) as client:
-        return report_rows(rows, fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client, resources)))
+        return report_rows(rows, fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client)))
 
 
 def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, Outcome]]) -> int:

@@ -6,7 +6,7 @@ import argparse
 
 from medfuse._shared.errors import InputError
 from medfuse.cli.common import add_model_arguments
-from medfuse.evaluation import RANKED_METRICS
+from medfuse.evaluation import MONTAGE_PAIRS, RANKED_METRICS
 
 
 def _methods_epilog() -> str:
@@ -44,8 +44,8 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
                         help="folder name of the first modality (default MRI if present)")
     parser.add_argument("--b", dest="modality_b", help="folder name of the second modality")
     add_model_arguments(parser, rule=False, what=" for the DRAN methods")
-    parser.add_argument("--montage-pairs", type=int, default=3,
-                        help="pairs shown in montage.png (default 3)")
+    parser.add_argument("--montage-pairs", type=int, default=MONTAGE_PAIRS,
+                        help=f"pairs shown in montage.png (default {MONTAGE_PAIRS})")
     parser.set_defaults(run=run)
 
 

@@ -20,7 +20,9 @@ from medfuse.cli.register import (
     add_registration_outputs,
     print_registration,
     registration_request,
+    showing_refusals,
 )
+from medfuse.clinical import FOLDER_SUFFIX
 
 DESCRIPTION = (
     "Fuse two registered images of one size, e.g. MRI with CT, PET or SPECT, with a DRAN model and a fusion "
@@ -44,8 +46,8 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("-o", "--out", required=True,
                         help="output image (its suffix picks the format), or output folder in folder mode")
     add_model_arguments(parser)
-    parser.add_argument("--suffix", default=".png",
-                        help="folder mode: suffix of the written files (default .png; 16-bit colour "
+    parser.add_argument("--suffix", default=FOLDER_SUFFIX,
+                        help=f"folder mode: suffix of the written files (default {FOLDER_SUFFIX}; 16-bit colour "
                         "results are written as .tif)")
     group = parser.add_argument_group("registration (one pair of images, or two volumes)")
     group.add_argument("--register", choices=TRANSFORMS,
@@ -80,16 +82,20 @@ def run(args: argparse.Namespace) -> None:
 
     path_a, path_b = check_exists(args.a, args.b)
     volumes = is_volume_path(path_a) or is_volume_path(path_b)
-    _check_options(args, volumes, path_a.is_dir() and path_b.is_dir() and not volumes)
+    if not volumes and path_a.is_dir() != path_b.is_dir():
+        raise InputError("A and B must both be files or both be folders")
+    _check_options(args, volumes, path_a.is_dir() and not volumes)
+    unit = "mm" if volumes else "pixels"
     progress, close = progress_bar("fusing")
     try:
-        result = fuse_files(path_a, path_b, Path(args.out), rule=args.rule, model=args.weights, device=args.device,
-                            register=registration_request(args, args.register), batch_size=args.batch_size,
-                            volume=volume_options(args) if volumes else None, suffix=args.suffix, progress=progress)
+        result = showing_refusals(lambda: fuse_files(
+            path_a, path_b, Path(args.out), rule=args.rule, model=args.weights, device=args.device,
+            register=registration_request(args, args.register), batch_size=args.batch_size,
+            volume=volume_options(args) if volumes else None, suffix=args.suffix, progress=progress), unit)
     finally:
         close()
     if result.registration is not None:
-        print_registration(result.registration, "mm" if volumes else "pixels", args)
+        print_registration(result.registration, unit, args)
     if result.kind == "folder":
         print(f"fused {result.fused} of {result.pairs} pairs into {result.out}")
         if result.failures:

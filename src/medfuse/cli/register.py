@@ -4,8 +4,9 @@ what ``medfuse fuse --register`` does before fusing."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from medfuse.clinical.registration import TRANSFORMS
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from medfuse.clinical.pipeline import RegistrationRequest
     from medfuse.clinical.registration import Registration
 
+T = TypeVar("T")
 TRANSFORM_HELP = ("MOVING registered to FIXED by Mattes mutual information, multi-resolution, a rigid stage "
                   "(rotation and shift) and for 'affine' an affine one after it (scale and shear too)")
 
@@ -70,10 +72,24 @@ def print_registration(registration: Registration, unit: str, args: argparse.Nam
         print(f"check image written to {args.check_image}")
 
 
+def showing_refusals(work: Callable[[], T], unit: str) -> T:
+    """``work()``; a registration it refuses is shown (what it found) before the error goes on."""
+    from medfuse._shared.errors import RegistrationError
+
+    try:
+        return work()
+    except RegistrationError as error:
+        if error.registration is not None:
+            print(error.registration.describe(unit))
+        raise
+
+
 def run(args: argparse.Namespace) -> None:
     from medfuse.clinical.pipeline import register_files
     from medfuse.io.volumes import is_volume_path
 
-    registration = register_files(args.fixed, args.moving, args.out, registration_request(args, args.transform))
-    print_registration(registration, "mm" if is_volume_path(Path(args.fixed)) else "pixels", args)
+    unit = "mm" if is_volume_path(Path(args.fixed)) else "pixels"
+    request = registration_request(args, args.transform)
+    registration = showing_refusals(lambda: register_files(args.fixed, args.moving, args.out, request), unit)
+    print_registration(registration, unit, args)
     print(f"moved image written to {args.out}")

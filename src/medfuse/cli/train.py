@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from medfuse._shared.errors import InputError
+from medfuse.dran import ARCHITECTURE_NAMES
 from medfuse.training.config import DEFAULT_LAMBDA_PERC, DEFAULT_LR, TrainConfig
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
@@ -36,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     option("batch_size", int, "crops per step, as the paper")
     option("crop", int, "side of the random square crops")
     parser.add_argument("--lr", type=float,
-                        help=f"Adam learning rate (default {DEFAULT_LR:g}, as the paper; with --resume the "
+                        help=f"Adam learning rate (default {DEFAULT_LR:.0e}, as the paper; with --resume the "
                         "checkpoint's, and a different one given with --resume applies from the resumed step on, "
                         "as the run prints and log.json records)")
     option("lambda_grad", float, "weight of the gradient loss")
@@ -48,7 +49,9 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     option("val_fraction", float, "fraction of file names held out for validation")
     option("val_every", int, "validate and checkpoint every N steps")
     option("width", int, "feature channels C")
-    option("architecture", str, "dran, or dran-edge: the extended paper's edge-enhanced encoder")
+    parser.add_argument("--architecture", choices=ARCHITECTURE_NAMES, default=DEFAULTS["architecture"],
+                        help=f"dran, or dran-edge: the extended paper's edge-enhanced encoder "
+                        f"(default {DEFAULTS['architecture']})")
     option("seed", int, "random seed")
     option("device", str, "torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")

@@ -60,8 +60,9 @@ class BatchJob:
 
 
 def read_manifest(path: str | os.PathLike) -> list[Row]:
-    """The rows of a manifest; :class:`~medfuse._shared.errors.InputError` if it is missing,
-    unreadable, lacks a column or has no rows."""
+    """The rows of a manifest; :class:`~medfuse._shared.errors.MissingInputError` if it is
+    missing, :class:`~medfuse._shared.errors.InputError` if it is unreadable, lacks a column or
+    has no rows."""
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path}: no such file")

@@ -1,7 +1,7 @@
 """Grids: comparing two volumes' grids and resampling one onto another (numpy and scipy, no torch).
 
 Pure functions on :class:`~medfuse.image.grid.Volume`; no files (those are in
-:mod:`medfuse.io.images.volumes`).
+:mod:`medfuse.io.volumes`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ import numpy as np
 
 from medfuse._shared.checks import check_exists, check_new_output, check_suffix, same_path
 from medfuse._shared.errors import InputError, OutputError
+from medfuse.clinical import FOLDER_SUFFIX
 from medfuse.clinical.intensity import DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
+from medfuse.clinical.registration import TRANSFORM_SUFFIXES
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.fusion.memory import check_batch_size
 from medfuse.image.grid import Volume
@@ -58,7 +60,6 @@ Progress = Callable[[int, int, str], object]
 """``progress(done, total, unit)``: called after each step of long work with the number of
 items (``unit``: "pair" or "slice") just finished and the total."""
 
-TRANSFORM_SUFFIXES = (".tfm", ".txt")
 CHECK_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
@@ -117,8 +118,8 @@ class FusedFiles:
 
 def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | os.PathLike, *,
                rule: str = DEFAULT_RULE, model: str | os.PathLike | torch.nn.Module = DEFAULT_MODEL,
-               device: str = "cpu", register: RegistrationRequest | None = None,
-               volume: VolumeOptions | None = None, batch_size: int | None = None, suffix: str = ".png",
+               device: str | None = None, register: RegistrationRequest | None = None,
+               volume: VolumeOptions | None = None, batch_size: int | None = None, suffix: str = FOLDER_SUFFIX,
                progress: Progress | None = None) -> FusedFiles:
     """Fuse the files (or folders) ``path_a`` and ``path_b`` into ``out``, as ``medfuse fuse`` does.
 
@@ -133,7 +134,8 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
       :class:`VolumeOptions`: percentiles, grids must agree) or ``register`` aligning B to A.
 
     ``rule`` names a fusion rule, ``model`` is a shipped model name, a weights path or a loaded
-    model, ``device`` a torch device name; ``batch_size`` pairs of one size (folders) or slices
+    model, ``device`` a torch device name (default: the CPU for a name or path, a given model's own
+    device); ``batch_size`` pairs of one size (folders) or slices
     (volumes) go through the network at once (None: planned from the free memory). Every user
     error is raised before anything is written; the output appears whole or not at all.
     """
@@ -148,8 +150,8 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
         return _fuse_volume_pair(path_a, path_b, out, rule, model, device, register, volume or VolumeOptions(),
                                  batch_size, progress)
     if volume is not None:
-        raise InputError("CT windows, percentiles, resampling and slice batches are for volumes (NIfTI or "
-                         "DICOM), not for 2-D images")
+        raise InputError("CT windows, percentiles and resampling are for volumes (NIfTI or DICOM), not for "
+                         "2-D images")
     if path_a.is_dir() != path_b.is_dir():
         raise InputError("A and B must both be files or both be folders")
     if path_a.is_dir():
@@ -181,19 +183,19 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
 
 
 def load_fusion(model: str | os.PathLike | torch.nn.Module, rule: str | FusionRule,
-                device: str) -> tuple[torch.nn.Module, FusionRule]:
+                device: str | None = None) -> tuple[torch.nn.Module, FusionRule]:
     """The model on ``device`` and the rule, from names (a shipped model name or weights path,
-    a rule name) or as given; :class:`~medfuse._shared.errors.InputError` for an unknown rule,
-    device or unusable weights."""
+    a rule name) or as given; ``device`` None keeps a given model where it is and loads a named
+    one on the CPU. :class:`~medfuse._shared.errors.InputError` for an unknown rule, device or
+    unusable weights."""
     from medfuse.dran.models import device_named
     from medfuse.dran.rules import get_rule
     from medfuse.fusion.engine import cached_model
 
     fusion_rule = get_rule(rule) if isinstance(rule, str) else rule
-    torch_device = device_named(device)
     if isinstance(model, (str, os.PathLike)):
-        return cached_model(str(model), str(torch_device)), fusion_rule
-    return model.to(torch_device), fusion_rule
+        return cached_model(str(model), str(device_named(device or "cpu"))), fusion_rule
+    return (model if device is None else model.to(device_named(device))), fusion_rule
 
 
 def load_pair(path_a: Path, path_b: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +207,8 @@ def load_pair(path_a: Path, path_b: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         check_pair(image_a, image_b)
     except InputError as error:  # e.g. two sizes, or an image too small for the network
-        raise ImageFileError(f"{path_a.name} and {path_b.name}: {error} (the images must be registered "
-                             "to one grid)") from None
+        raise ImageFileError(f"{path_a.name} and {path_b.name}: {error}; the images must be registered "
+                             "to one grid") from None
     return image_a, image_b
 
 
@@ -218,7 +220,7 @@ def _folder_suffix(suffix: str) -> str:
 
 
 def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: str | os.PathLike | torch.nn.Module,
-                  device: str, suffix: str, batch_size: int | None, progress: Progress | None) -> FusedFiles:
+                  device: str | None, suffix: str, batch_size: int | None, progress: Progress | None) -> FusedFiles:
     if same_path(out, folder_a) or same_path(out, folder_b):
         raise OutputError(f"output folder {out} is one of the input folders; choose another")
     if out.exists() and not out.is_dir():
@@ -275,9 +277,8 @@ def registered(fixed: Volume | np.ndarray, moving: Volume | np.ndarray, request:
     registration = register(fixed, moving, request.kind)
     problems = implausibilities(registration, fixed)
     if problems and not request.force:
-        unit = "mm" if isinstance(fixed, Volume) else "pixels"
         raise RegistrationError("the registration looks wrong: " + "; ".join(problems) + "; nothing was written "
-                                f"(--force, or force=True in Python, accepts it); {registration.describe(unit)}")
+                                "(--force, or force=True in Python, accepts it)", registration)
     return replace(registration, doubts=tuple(problems))
 
 
@@ -293,7 +294,7 @@ def write_registration_outputs(request: RegistrationRequest, fixed: Volume | np.
 
 
 def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: str | os.PathLike | torch.nn.Module,
-                      device: str, register: RegistrationRequest | None, options: VolumeOptions,
+                      device: str | None, register: RegistrationRequest | None, options: VolumeOptions,
                       batch_size: int | None, progress: Progress | None) -> FusedFiles:
     if register is not None and options.resample_to is not None:
         raise InputError("register B to A or resample onto one grid: choose one (registration puts B on A's grid)")

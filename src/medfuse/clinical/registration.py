@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import SimpleITK as sitk
 
 TRANSFORMS = ("rigid", "affine")
+TRANSFORM_SUFFIXES = (".tfm", ".txt")
+"""ITK's text transform format, as SimpleITK and 3D Slicer read it."""
 RAS_TO_LPS = LPS_TO_RAS[:3, :3]  # its own inverse
 MAX_ROTATION_DEGREES = 30.0
 """A registration that rotates more than this is refused as implausible (unless forced)."""
@@ -307,7 +309,7 @@ def write_transform(transform: LinearTransform, path: str | os.PathLike) -> Path
     import SimpleITK as sitk
 
     path = Path(path)
-    if path.suffix.lower() not in (".tfm", ".txt"):
+    if path.suffix.lower() not in TRANSFORM_SUFFIXES:
         raise InputError(f"{path}: a transform file needs the suffix .tfm or .txt (ITK's text format)")
     converted = to_sitk_transform(transform)
 

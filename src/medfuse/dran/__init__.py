@@ -11,3 +11,8 @@ DEFAULT_RULE = "sfnn-pyramid"
 
 DEFAULT_MODEL = "dran-havard"
 """The shipped model used unless told otherwise (``weights/MODEL_CARD.md``)."""
+
+ARCHITECTURE_NAMES = ("dran", "dran-edge")
+"""The named architectures, in the order of :data:`medfuse.dran.models.ARCHITECTURES`: DRAN, and
+the extended paper's edge-enhanced DRAN."""
+"""The shipped model used unless told otherwise (``weights/MODEL_CARD.md``)."""

@@ -17,11 +17,11 @@ from torch import nn
 
 from medfuse._shared.errors import InputError, MissingInputError, one_line
 from medfuse._shared.files import file_digest, write_atomically
-from medfuse.dran import DEFAULT_MODEL
+from medfuse.dran import ARCHITECTURE_NAMES, DEFAULT_MODEL
 from medfuse.dran.network import DRAN, EdgeDRAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"dran": DRAN, "dran-edge": EdgeDRAN}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = dict(zip(ARCHITECTURE_NAMES, (DRAN, EdgeDRAN), strict=True))
 SHIPPED_WEIGHTS = {
     "dran-havard": WEIGHTS_DIR / "dran-havard.safetensors",
     "dran-edge-havard": WEIGHTS_DIR / "dran-edge-havard.safetensors",

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medfuse._shared.errors import InputError
+
 
 def pooled_mask(x: torch.Tensor) -> torch.Tensor:
     """``Up2(AvgPool2(x))`` with nearest-neighbour upsampling; sides must be even."""
@@ -168,7 +170,7 @@ class DRAN(nn.Module):
     def __init__(self, width: int = 64) -> None:
         super().__init__()
         if width < 2 or width % 2:
-            raise ValueError(f"width must be an even number >= 2, got {width}")
+            raise InputError(f"width must be an even number >= 2, got {width}")
         self.width = width
         self.encoder = DRANEncoder(width)
         self.decoder = DRANDecoder(width)

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from medfuse._shared.errors import InputError, OutputError
+from medfuse._shared.errors import InputError, MedfuseError, OutputError
 from medfuse._shared.files import file_digest, write_atomically
 from medfuse.dran import DEFAULT_MODEL
-from medfuse.evaluation import RANKED_METRICS
+from medfuse.evaluation import MONTAGE_PAIRS, RANKED_METRICS
 from medfuse.evaluation.metrics import METRICS, score
 from medfuse.evaluation.scoring import check_metric_names, mean_and_std
 from medfuse.image.composition import Method
@@ -355,7 +355,7 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
                      external: Mapping[str, str | os.PathLike] | None = None,
                      metrics: Iterable[str] = RANKED_METRICS, modality_a: str | None = None,
                      modality_b: str | None = None, weights: str | os.PathLike = DEFAULT_MODEL,
-                     device: str = "cpu", montage_pairs: int = 3,
+                     device: str = "cpu", montage_pairs: int = MONTAGE_PAIRS,
                      progress: Callable[[Iterable], Iterable] = iter) -> BenchmarkRun:
     """Fuse every pair of a dataset folder with every method, score, rank and write the reports
     into ``out``, as ``medfuse benchmark`` does: table.md, scores.csv, distributions.png,
@@ -408,7 +408,7 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
     start = time.perf_counter()
     try:
         result = run_benchmark(dataset, chosen, metrics, out, identities, progress)
-    except OutputError:
+    except MedfuseError:
         raise
     except OSError as error:  # e.g. a file where a folder of OUT must go
         raise OutputError(f"output {out}: cannot write there ({error.strerror or error})") from None

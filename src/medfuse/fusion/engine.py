@@ -2,7 +2,7 @@
 
 The network fuses grey images; :func:`medfuse.image.composition.grey_pair` and
 :func:`medfuse.image.composition.compose` handle colour (through YCbCr) and the pixel type
-around it; :mod:`medfuse.fusion.engine.memory` plans the batches.
+around it; :mod:`medfuse.fusion.memory` plans the batches.
 """
 
 from __future__ import annotations

@@ -121,11 +121,15 @@ def default_batch_size(device: str | torch.device, height: int, width: int) -> i
 def plan_batch(device: str | torch.device, height: int, width: int, batch_size: int | None = None) -> int:
     """The batch size to fuse ``height`` x ``width`` pairs with on ``device``: ``batch_size``
     if given (at least 1, and it must fit: :func:`check_memory`), else :func:`default_batch_size`
-    (which fits by construction). Raises before any work, never during it."""
+    (which fits by construction). Raises before any work, never during it; a given batch that
+    does not fit says to try a smaller one."""
     if batch_size is None:
         return default_batch_size(device, height, width)
     check_batch_size(batch_size)
-    check_memory(height, width, batch_size, device)
+    try:
+        check_memory(height, width, batch_size, device)
+    except NotEnoughMemoryError as error:
+        raise NotEnoughMemoryError(f"{error}; try a smaller --batch-size (batch_size= in Python)") from None
     return batch_size
 
 

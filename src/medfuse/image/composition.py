@@ -52,7 +52,7 @@ def check_pair(image_a: np.ndarray, image_b: np.ndarray) -> None:
             raise InputError(f"{name}: expected grey (H, W) or RGB (H, W, 3), got shape {image.shape}")
         if min(image.shape[:2]) < 2:
             raise InputError(f"{name}: image must be at least 2 x 2 pixels, got {image.shape[:2]}")
-    check_same_shape("images", {"image_a": image_a.shape[:2], "image_b": image_b.shape[:2]})
+    check_same_shape("images", {"A": image_a.shape[:2], "B": image_b.shape[:2]})
 
 
 def grey_pair(image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from medfuse._shared.checks import check_new_output
+from medfuse._shared.checks import check_new_output, same_path
 from medfuse._shared.errors import InputError, OutputError, one_line
 from medfuse._shared.files import current_umask, write_atomically, write_error
 from medfuse.image.grid import LPS_TO_RAS, Geometry, Volume
@@ -404,6 +404,6 @@ def check_volume_target(out: str | os.PathLike, inputs: tuple[str | os.PathLike,
     if is_nifti_path(out):
         if out.is_dir():
             raise OutputError(f"output {out} is a folder; give a .nii or .nii.gz file name")
-    elif out.exists() and not any(out.resolve() == Path(path).resolve() for path in inputs):
+    elif out.exists() and not any(same_path(out, path) for path in inputs):
         raise OutputError(f"output {out} already exists; a DICOM series is written into a new folder")
     return check_new_output(out, inputs)

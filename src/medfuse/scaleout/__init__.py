@@ -1,2 +1,3 @@
 """Layer 9 (an edge): running library functions on a cluster. :mod:`~medfuse.scaleout.cluster`
-maps one function over many items with Dask; it knows nothing of the command line."""
+runs the batch rows of :mod:`medfuse.clinical.batch` as Dask tasks, each calling the library's
+row function; it knows nothing of the command line."""

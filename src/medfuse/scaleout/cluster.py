@@ -33,10 +33,14 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
             client.cluster.close()
 
 
-def fuse_rows_on_dask(rows: list[Row], job: BatchJob, client: Client,
-                      resources: dict[str, float] | None = None) -> Iterator[tuple[Row, Outcome]]:
+def fuse_rows_on_dask(rows: list[Row], job: BatchJob, client: Client) -> Iterator[tuple[Row, Outcome]]:
     """``(row, outcome)`` for every row as its task finishes. A row whose worker died is run
-    again elsewhere by Dask; one that kills its workers again and again fails."""
+    again elsewhere by Dask; one that kills its workers again and again fails. On CUDA with a
+    cluster that medfuse did not start, each task asks for the Dask resource ``GPU=1`` (start
+    each worker with ``--resources GPU=1``, one per GPU); a local cluster's workers share the
+    machine's GPUs as torch sees them."""
+    local = isinstance(client.cluster, LocalCluster)
+    resources = {"GPU": 1} if job.device.startswith("cuda") and not local else None
     futures = {client.submit(fuse_row, row, job, key=f"medfuse-batch-line-{row.line}", pure=False,
                              resources=resources): row for row in rows}
     for future in as_completed(futures):
