@@ -79,3 +79,18 @@ def test_batch_deletes_what_killed_writes_of_its_outputs_left(tmp_path, capsys, 
     code, _, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1  # the second row fails: its input is missing
     assert sorted(p.name for p in out.iterdir()) == [".someone-elses.nii-1.part", "f1.nii.gz"]
+
+
+def test_rows_that_would_lose_work_are_refused_before_any_fusion(tmp_path, capsys, tiny_weights):
+    make_inputs(tmp_path)
+    (tmp_path / "taken.nii.gz").mkdir()
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("a,b,out\n"
+                        "mr1.nii.gz,ct.nii.gz,out/f.nii.gz\n"
+                        "mr2.nii.gz,ct.nii.gz,out/f.nii.gz\n"
+                        "mr1.nii.gz,ct.nii.gz,mr1.nii.gz\n"
+                        "mr2.nii.gz,ct.nii.gz,taken.nii.gz\n")
+    code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert code == 2 and stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert "3 row(s) would lose work" in stderr and "line 3 writes out/f.nii.gz as line 2 does" in stderr
+    assert "line 4: out mr1.nii.gz is one of its inputs" in stderr and "line 5: out taken.nii.gz is a folder" in stderr

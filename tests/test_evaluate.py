@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from medfuse import metrics
 from medfuse.cli import main
@@ -58,7 +59,8 @@ def test_cli_folders_write_csv_and_json(folders, tmp_path, capsys):
     code = main(["evaluate", *map(str, folders), "--metrics", "ssim,psnr,en",
                  "--csv", str(out_csv), "--json", str(out_json)])
     captured = capsys.readouterr()
-    assert code == 0
+    assert code == 1  # broken.png and small could not be scored; the others were (issue 21: not exit 0)
+    assert "2 image(s) could not be scored" in captured.err
     assert "lonely.png" in captured.err and "broken.png" in captured.err and "small" in captured.err
     assert "ssim" in captured.out and "(2 images)" in captured.out
     rows = list(csv.reader(out_csv.open()))
@@ -128,7 +130,7 @@ def test_json_is_standard_when_psnr_is_infinite(samples, tmp_path):
 
     payload = json.loads((tmp_path / "scores.json").read_text(), parse_constant=refuse)
     assert payload["images"]["same"] == {"psnr": None, "ssim": 1.0}
-    assert payload["summary"]["psnr"] == {"mean": None, "std": None}
+    assert payload["summary"]["psnr"] == {"mean": None, "std": None, "infinite": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
 
 
@@ -156,3 +158,21 @@ def test_cli_warnings_are_one_line(samples, capsys, monkeypatch):
     mri, ct = samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png"
     assert main(["evaluate", str(ct), str(mri), str(ct), "--metrics", "ssim"]) == 0
     assert capsys.readouterr().err == "medfuse evaluate: warning: a library's warning over two lines\n"
+
+
+def test_an_infinite_psnr_is_reported_but_does_not_poison_the_mean(samples, tmp_path, capsys):
+    mri, ct = samples / "CT-MRI/MRI/41010.png", tmp_path / "ct.png"
+    image = np.asarray(Image.open(samples / "CT-MRI/CT/41010.png").convert("L")).copy()
+    image[::7] //= 2
+    Image.fromarray(image).save(ct)
+    evaluation = evaluate_files([("copy", mri, mri, mri), ("real", ct, mri, samples / "CT-MRI/CT/41010.png")],
+                                ["psnr"])
+    assert evaluation.scores["copy"]["psnr"] == math.inf and math.isfinite(evaluation.scores["real"]["psnr"])
+    assert evaluation.summary()["psnr"] == {"mean": evaluation.scores["real"]["psnr"], "std": 0.0, "infinite": 1}
+    folders = [tmp_path / name for name in ("fused", "a", "b")]
+    for folder, sources in zip(folders, ((mri, ct), (mri, mri), (mri, samples / "CT-MRI/CT/41010.png"))):
+        folder.mkdir()
+        for name, source in zip(("copy", "real"), sources):
+            (folder / f"{name}.png").write_bytes(source.read_bytes())
+    assert main(["evaluate", *map(str, folders), "--metrics", "psnr"]) == 0
+    assert "(1 infinite, left out of mean and std)" in capsys.readouterr().out

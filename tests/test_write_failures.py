@@ -138,3 +138,25 @@ def test_batch_reports_an_unwritable_row_and_fuses_the_others(tmp_path, capsys, 
     assert code == 1 and "1 fused, 0 skipped (output exists), 1 failed" in stdout
     assert "Traceback" not in stderr and f"line 2 failed: cannot write {UNWRITABLE}/f.nii" in stderr
     assert (tmp_path / "out" / "f.nii").is_file()
+
+
+def test_outputs_that_cannot_take_the_result_are_refused_before_fusing(monkeypatch, tmp_path, capsys, samples,
+                                                                       tiny_weights):
+    import medfuse.fusion.engine as engine
+
+    def no_fusion(*args, **kwargs):
+        raise AssertionError("fused although the output could not take the result")
+
+    monkeypatch.setattr(engine, "fuse", no_fusion)
+    monkeypatch.setattr(engine, "fuse_pairs", no_fusion)
+    folder_a, folder_b = samples / "CT-MRI" / "MRI", samples / "CT-MRI" / "CT"
+    code, _, stderr = run_cli(capsys, "fuse", folder_a, folder_b, "-o", UNWRITABLE, "--weights", tiny_weights)
+    assert one_line_error(code, stderr, f"cannot write {UNWRITABLE}/41010.png")
+    import tifffile
+
+    mri = tmp_path / "mri16.tif"
+    tifffile.imwrite(mri, np.full((32, 32), 4000, np.uint16))
+    pet = tmp_path / "pet16.tif"
+    tifffile.imwrite(pet, np.full((32, 32, 3), 9000, np.uint16), photometric="rgb")
+    code, _, stderr = run_cli(capsys, "fuse", mri, pet, "-o", tmp_path / "f.png", "--weights", tiny_weights)
+    assert one_line_error(code, stderr, "16-bit colour images need .tif") and not (tmp_path / "f.png").exists()

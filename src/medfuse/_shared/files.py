@@ -35,26 +35,58 @@ def current_umask() -> int:
     return umask
 
 
-def _new_file_beside(path: Path, suffix: str) -> Path:
-    """A new empty hidden file in ``path``'s folder; OutputError naming ``path`` if none can be made."""
+NAME_LIMIT = 255
+"""Bytes in a file name on the usual file systems (ext4, XFS, APFS, NTFS)."""
+TEMPORARY_EXTRA = 16
+"""Bytes a temporary name adds to its target's: the dot, the dash, 8 random characters, ``.part``
+and a spare."""
+
+
+def partial_prefix(path: Path) -> str:
+    """The start of the hidden temporary names beside ``path`` (``.NAME-``); a name too long to
+    take the extra bytes is cut and tagged with its digest, so the temporary name still fits."""
+    name = path.name
+    if len(name.encode()) + TEMPORARY_EXTRA > NAME_LIMIT:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        cut = name.encode()[:NAME_LIMIT - TEMPORARY_EXTRA - 13].decode(errors="ignore")
+        name = f"{cut}~{digest}"
+    return f".{name}-"
+
+
+def new_temporary_beside(path: Path, suffix: str = ".part", folder: bool = False) -> Path:
+    """A new empty hidden file (or folder) beside ``path`` for writing it atomically;
+    :class:`OutputError` naming ``path`` if none can be made."""
     try:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=suffix, dir=path.parent)
+        if folder:
+            return Path(tempfile.mkdtemp(prefix=partial_prefix(path), suffix=suffix, dir=path.parent))
+        handle, name = tempfile.mkstemp(prefix=partial_prefix(path), suffix=suffix, dir=path.parent)
     except OSError as error:
         raise write_error(path, error) from None
     os.close(handle)
     return Path(name)
 
 
+def finish_atomically(temporary: Path, path: Path, mode: int) -> None:
+    """Give ``temporary`` the usual ``mode`` (less the umask), rename it to ``path`` and delete
+    what earlier interrupted writes of ``path`` left beside it."""
+    os.chmod(temporary, mode & ~current_umask())  # mkstemp/mkdtemp (or a writer's own file) is private
+    if temporary.is_dir():
+        os.rename(temporary, path)  # a folder is never swapped for another: its target must be new
+    else:
+        os.replace(temporary, path)
+    remove_partial_writes(path)
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary)`` on a new file beside ``path``, then rename it to ``path``:
     the file appears complete or not at all, and a failed write leaves nothing behind and
-    raises :class:`OutputError`."""
+    raises :class:`OutputError`. Leftovers of earlier writes of ``path`` that were killed are
+    deleted once it is written."""
     path = Path(path)
-    temporary = _new_file_beside(path, ".part")
+    temporary = new_temporary_beside(path)
     try:
         write(temporary)
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp (or a writer's own file) is 0600: the usual mode
-        os.replace(temporary, path)
+        finish_atomically(temporary, path, 0o666)
     except Exception as error:  # whatever the writer raises (OSError, torch's RuntimeError, ...)
         temporary.unlink(missing_ok=True)
         raise write_error(path, error) from error
@@ -70,7 +102,7 @@ def remove_partial_writes(path: str | os.PathLike) -> None:
     so :func:`write_atomically` can't tidy up). Call it only while nothing is writing ``path``;
     what can't be deleted stays."""
     path = Path(path)
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}-*.part"):
+    for leftover in path.parent.glob(f"{glob.escape(partial_prefix(path))}*.part"):
         try:
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         except OSError:
@@ -80,4 +112,4 @@ def remove_partial_writes(path: str | os.PathLike) -> None:
 def check_folder_writable(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless a file can be created beside ``path`` (in its folder):
     a cheap test before long work whose result would go there."""
-    _new_file_beside(Path(path), ".probe").unlink()
+    new_temporary_beside(Path(path), ".probe").unlink()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -24,6 +26,15 @@ COMMANDS = {
     "benchmark": "compare fusion methods on a dataset folder with fusion metrics",
     "batch": "fuse many volume pairs listed in a CSV manifest (resumable)",
 }
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's or ``kill``'s request to stop), raised in the main thread as
+    Ctrl-C raises KeyboardInterrupt, so that writes in progress tidy up the same way."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"medfuse {args.command}: warning: {one_line(message)}", file=file or sys.stderr)
 
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
@@ -73,4 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"medfuse {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"medfuse {args.command}: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return code or 0

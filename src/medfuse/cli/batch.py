@@ -49,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medfuse.clinical.batch import BatchJob, fuse_rows, read_manifest
+    from medfuse.clinical.batch import BatchJob, check_rows, fuse_rows, read_manifest
     from medfuse.clinical.pipeline import load_fusion
 
     manifest = Path(args.manifest)
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_fusion(args.weights, args.rule, args.device)  # refuse a bad rule, device or weights at once
     device = str(next(model.parameters()).device)
     job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options, args.batch_size)
+    check_rows(rows, job)
     if args.workers is None and args.scheduler is None:
         return report_rows(rows, fuse_rows(rows, job))
     from medfuse.scaleout.cluster import dask_client, fuse_rows_on_dask

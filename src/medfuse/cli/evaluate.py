@@ -27,7 +27,9 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         description="Score a fused image against its two sources, or every image of a folder of "
         "fused images against the two source folders (matched by file name, ignoring the "
         "suffix). Colour images are scored on their Y channel (BT.601). Prints the mean and "
-        "standard deviation of each metric; --csv and --json write every score. In Python: "
+        "standard deviation of each metric (an infinite value, the PSNR of a copy of a source, is "
+        "left out of them and counted); --csv and --json write every score. Exit status 1 if an "
+        "image of a folder could not be read or scored (the others are), 2 for a usage error. In Python: "
         "medfuse.evaluation.scoring.evaluate_paths(FUSED, A, B, metrics).",
         epilog=_metrics_epilog,
     )
@@ -45,10 +47,12 @@ def print_table(evaluation: Evaluation) -> None:
     count = len(evaluation.scores)
     print(f"{'metric':<8}{'mean':>14}{'std':>14}   ({count} image{'s' if count != 1 else ''})")
     for name in evaluation.metrics:
-        print(f"{name:<8}{summary[name]['mean']:>14.6g}{summary[name]['std']:>14.6g}")
+        infinite = summary[name]["infinite"]
+        note = f"   ({infinite} infinite, left out of mean and std)" if infinite else ""
+        print(f"{name:<8}{summary[name]['mean']:>14.6g}{summary[name]['std']:>14.6g}{note}")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from medfuse._shared.checks import check_exists, check_new_output, same_path
@@ -69,3 +73,7 @@ def run(args: argparse.Namespace) -> None:
         if path:
             write(evaluation, path)
             print(f"scores written to {path}")
+    if evaluation.failures:
+        print(f"{len(evaluation.failures)} image(s) could not be scored; the others were", file=sys.stderr)
+        return 1
+    return 0

@@ -23,7 +23,7 @@ from medfuse._shared.files import remove_partial_writes
 from medfuse.clinical.intensity import CtWindow
 from medfuse.clinical.pipeline import VolumeOptions, fuse_files
 from medfuse.fusion.memory import check_batch_size
-from medfuse.io.volumes import is_volume_path
+from medfuse.io.volumes import is_nifti_path, is_volume_path
 
 REQUIRED_COLUMNS = ("a", "b", "out")
 OPTIONAL_COLUMNS = ("window",)
@@ -89,6 +89,26 @@ def read_manifest(path: str | os.PathLike) -> list[Row]:
     if not rows:
         raise InputError(f"{path}: no rows to fuse")
     return rows
+
+
+def check_rows(rows: list[Row], job: BatchJob) -> None:
+    """Refuse, before any work, rows whose results would be lost or would destroy an input: two
+    rows with one output, an output that is one of its row's inputs, a NIfTI output that is a
+    folder. :class:`~medfuse._shared.errors.InputError` naming every such row by its line."""
+    problems, first_line = [], {}
+    for row in rows:
+        if not row.out:
+            continue
+        out = row_output(row, job).resolve()
+        if out in first_line:
+            problems.append(f"line {row.line} writes {row.out} as line {first_line[out]} does")
+        first_line.setdefault(out, row.line)
+        if any(text and _resolve(job.base, text).resolve() == out for text in (row.a, row.b)):
+            problems.append(f"line {row.line}: out {row.out} is one of its inputs")
+        elif is_nifti_path(out) and out.is_dir():
+            problems.append(f"line {row.line}: out {row.out} is a folder; give a .nii or .nii.gz file name")
+    if problems:
+        raise InputError(f"{len(problems)} row(s) would lose work, nothing was fused: " + "; ".join(problems))
 
 
 def row_output(row: Row, job: BatchJob) -> Path:

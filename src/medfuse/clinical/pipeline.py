@@ -25,11 +25,13 @@ import numpy as np
 
 from medfuse._shared.checks import check_exists, check_new_output, check_suffix, same_path
 from medfuse._shared.errors import InputError, OutputError
+from medfuse._shared.files import check_folder_writable
 from medfuse.clinical import FOLDER_SUFFIX
 from medfuse.clinical.intensity import DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
 from medfuse.clinical.registration import TRANSFORM_SUFFIXES
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.fusion.memory import check_batch_size
+from medfuse.image.composition import fused_like
 from medfuse.image.grid import Volume
 from medfuse.image.scales import grey_unit
 from medfuse.io.images import (
@@ -167,10 +169,9 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
     from medfuse.fusion.engine import fuse
 
     registration = None
-    if register is None:
-        image_a, image_b = load_pair(path_a, path_b)
-    else:
-        image_a, image_b = load_image(path_a), load_image(path_b)
+    image_a, image_b = load_pair(path_a, path_b) if register is None else (load_image(path_a), load_image(path_b))
+    check_writable(out, fused_like(image_a, image_b))
+    if register is not None:
         grey_a, grey_b = grey_unit(image_a), grey_unit(image_b)
         registration = registered(grey_a, grey_b, register)
         from medfuse.clinical.registration import move_image
@@ -253,6 +254,7 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
     if first is not None:
         plan_batch(next(fusion_model.parameters()).device, *first[1].shape[:2], batch_size)
     out.mkdir(parents=True, exist_ok=True)
+    check_folder_writable(out / f"{names[0]}{suffix}")
     fused = 0
     for name, image in fuse_pairs(chain([first] if first else [], pairs), fusion_rule, fusion_model,
                                   batch_size=batch_size):

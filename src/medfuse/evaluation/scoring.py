@@ -24,31 +24,40 @@ from medfuse.io.images import ImageFileError, images_by_stem, load_image
 
 @dataclass
 class Evaluation:
-    """Scores per image (name -> metric -> value) and the problems met, by file name."""
+    """Scores per image (name -> metric -> value) and every image skipped, with why
+    (``problems``); ``failures`` are those of them that could not be read or scored (a file
+    without partners is a problem, not a failure)."""
 
     metrics: list[str]
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Mean and population standard deviation of every metric over the scored images
-        (NaN without images; an infinite PSNR, of a fused image equal to a source, gives an
-        infinite mean and a NaN standard deviation)."""
+        """Per metric: the mean and population standard deviation over the scored images whose
+        value is finite, and how many were infinite (a PSNR of a fused image equal to a source):
+        an infinite value is reported as such per image but does not make the mean infinite."""
         result = {}
         for name in self.metrics:
-            mean, std = mean_and_std(row[name] for row in self.scores.values())
-            result[name] = {"mean": mean, "std": std}
+            values = [row[name] for row in self.scores.values()]
+            mean, std = mean_and_std(values)
+            result[name] = {"mean": mean, "std": std, "infinite": sum(1 for value in values if np.isinf(value))}
         return result
+
+    def fail(self, message: str) -> None:
+        """Record an image that could not be read or scored."""
+        self.problems.append(message)
+        self.failures.append(message)
 
 
 def mean_and_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and population standard deviation of ``values``: NaN for none; an infinite value
-    gives an infinite mean and a NaN standard deviation."""
+    """Mean and population standard deviation of the finite ``values`` (an infinite one, e.g. the
+    PSNR of a copy, is left out, as is NaN); NaN for none."""
     array = np.array(list(values), dtype=float)
+    array = array[np.isfinite(array)]
     if not array.size:
         return float("nan"), float("nan")
-    with np.errstate(invalid="ignore"):
-        return float(array.mean()), float(array.std())
+    return float(array.mean()), float(array.std())
 
 
 def check_metric_names(names: Iterable[str]) -> list[str]:
@@ -93,17 +102,17 @@ def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Ite
         try:
             images = [load_image(p) for p in (path_f, path_a, path_b)]
         except ImageFileError as error:
-            evaluation.problems.append(str(error))
+            evaluation.fail(str(error))
             continue
         sizes = [image.shape[:2] for image in images]
         if len(set(sizes)) > 1:
-            evaluation.problems.append(
+            evaluation.fail(
                 f"{name}: sizes differ (fused {sizes[0]}, a {sizes[1]}, b {sizes[2]})")
             continue
         try:
             evaluation.scores[name] = score_triple(*images, evaluation.metrics)
         except ValueError as error:
-            evaluation.problems.append(f"{name}: cannot be scored ({error})")
+            evaluation.fail(f"{name}: cannot be scored ({error})")
     return evaluation
 
 

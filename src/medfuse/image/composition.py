@@ -45,6 +45,13 @@ def fused_chroma(image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray | None:
     return np.where(saturation[0] >= saturation[1], chromas[0], chromas[1])
 
 
+def fused_like(image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+    """An empty array of the kind :func:`compose` returns for this pair (colour or grey, and its
+    pixel type), to check before fusing that an output format can hold it."""
+    colour = np.ndim(image_a) == 3 or np.ndim(image_b) == 3
+    return np.empty((0, 0, 3) if colour else (0, 0), fused_dtype(image_a.dtype, image_b.dtype))
+
+
 def check_pair(image_a: np.ndarray, image_b: np.ndarray) -> None:
     """Refuse anything but two grey (H, W) or RGB (H, W, 3) images of one size, 2 x 2 or more."""
     for image, name in ((image_a, "image_a"), (image_b, "image_b")):

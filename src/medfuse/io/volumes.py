@@ -22,7 +22,6 @@ import copy
 import gzip
 import os
 import shutil
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from medfuse._shared.checks import check_new_output, same_path
 from medfuse._shared.errors import InputError, OutputError, one_line
-from medfuse._shared.files import current_umask, write_atomically, write_error
+from medfuse._shared.files import finish_atomically, new_temporary_beside, write_atomically, write_error
 from medfuse.image.grid import LPS_TO_RAS, Geometry, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -355,18 +354,14 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
                               f"{reference.volume.shape}")
     if folder.exists():
         raise VolumeFileError(f"{folder}: already exists; medfuse writes a DICOM series into a new folder")
-    try:
-        temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", suffix=".part", dir=folder.parent))
-    except OSError as error:
-        raise write_error(folder, error) from None
+    temporary = new_temporary_beside(folder, folder=True)
     try:
         series_uid = generate_uid()
         for k, reference_slice in enumerate(slices):
             dataset = _fused_slice(reference_slice, data[:, :, k].T, series_uid, k + 1, summary, description,
                                    value_range)
             pydicom.dcmwrite(temporary / f"slice_{k + 1:04d}.dcm", dataset, enforce_file_format=True)
-        os.chmod(temporary, 0o777 & ~current_umask())
-        os.rename(temporary, folder)
+        finish_atomically(temporary, folder, 0o777)
     except Exception as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise write_error(folder, error) from error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medfuse._shared.errors import InputError, MissingInputError, OutputError
+from medfuse._shared.errors import InputError, MissingInputError, OutputError, one_line
 from medfuse._shared.files import check_folder_writable, write_atomically
 from medfuse.dran.models import create_model, save_weights
 from medfuse.training.config import DEFAULT_LR, TrainConfig
@@ -80,6 +81,26 @@ def _atomic_json(payload: object, path: Path) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=1)))
 
 
+CHECKPOINT_KEYS = ("model", "optimiser", "torch_rng", "step", "log", "elapsed", "config")
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint written by :func:`train`, read with torch's restricted unpickler
+    (``weights_only=True``: tensors, numbers, strings and containers only, so a crafted file
+    cannot run code); :class:`~medfuse._shared.errors.InputError` in one line for a damaged,
+    empty or foreign file."""
+    try:
+        with warnings.catch_warnings():  # torch's notes on a foreign file's pickle protocol: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad bytes
+        raise InputError(f"{path}: not a readable medfuse checkpoint ({one_line(error)})") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise InputError(f"{path}: not a medfuse checkpoint (no {', '.join(missing)})")
+    return state
+
+
 def train(config: TrainConfig, progress: bool = True) -> dict:
     """Train a DRAN autoencoder; returns the last log record.
 
@@ -125,7 +146,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
     step, log, elapsed, change = 0, [], 0.0, None
     if config.resume:
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = read_checkpoint(checkpoint_path, device)
         world_size = state.get("world_size", 1)
         if world_size != ranks.world_size:
             raise InputError(f"{checkpoint_path} was made by {world_size} process(es); resume it with as many "
