@@ -149,3 +149,24 @@ def test_a_batch_row_that_does_not_fit_says_to_try_a_smaller_batch(monkeypatch, 
 @pytest.fixture
 def image_folder_pair(samples):
     return samples / "CT-MRI" / "MRI", samples / "CT-MRI" / "CT" / "41010.png"
+
+
+def test_every_command_takes_threads_and_they_reach_torch(samples, tmp_path, tiny_weights, capsys):
+    import os
+    import subprocess
+    import sys
+
+    for command in ("fuse", "register", "train", "evaluate", "benchmark", "batch"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--threads" in capsys.readouterr().out
+    probe = ("import torch\nfrom medfuse.cli import main\n"
+             f"main(['fuse', {str(samples / 'CT-MRI/MRI/41010.png')!r}, {str(samples / 'CT-MRI/CT/41010.png')!r}, "
+             f"'-o', {str(tmp_path / 'f.png')!r}, '--weights', {str(tiny_weights)!r}, '--threads', '1'])\n"
+             "print(torch.get_num_threads())")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.stdout.strip().splitlines()[-1] == "1", result.stderr
+    assert main(["evaluate", str(tmp_path / "f.png"), str(samples / "CT-MRI/MRI/41010.png"),
+                 str(samples / "CT-MRI/CT/41010.png"), "--threads", "0"]) == 2
+    assert "threads must be at least 1" in capsys.readouterr().err

@@ -160,3 +160,24 @@ def test_reader_warnings_pass_on_as_one_line_or_not_at_all(tmp_path, monkeypatch
         with pytest.raises(VolumeFileError, match="not a readable DICOM file"):
             read_volume(tmp_path / "bad.dcm")
     assert caught == []
+
+
+def test_a_nifti_whose_qform_and_sform_differ_keeps_both(tmp_path):
+    import SimpleITK as sitk
+
+    sform = np.array([[0.9, 0.1, 0.0, -12.0], [0.0, 1.1, 0.0, 30.5], [0.0, 0.0, 2.5, 7.25], [0, 0, 0, 1]])
+    qform = np.diag([1.0, 1.2, 2.0, 1.0])
+    qform[:3, 3] = (5.0, -4.0, 3.0)
+    image = nib.Nifti1Image(np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4), None)
+    image.set_sform(sform, 2)
+    image.set_qform(qform, 1)
+    nib.save(image, tmp_path / "in.nii")
+    source = read_volume(tmp_path / "in.nii")
+    write_volume(tmp_path / "out.nii.gz", np.zeros(source.volume.shape, np.float32), source)
+    written = nib.load(tmp_path / "out.nii.gz").header
+    for coded, expected, code in ((written.get_qform(coded=True), qform, 1), (written.get_sform(coded=True), sform, 2)):
+        np.testing.assert_allclose(coded[0], expected, atol=1e-5)
+        assert coded[1] == code
+    before, after = sitk.ReadImage(str(tmp_path / "in.nii")), sitk.ReadImage(str(tmp_path / "out.nii.gz"))
+    for read in ("GetSpacing", "GetOrigin", "GetDirection"):
+        np.testing.assert_allclose(getattr(after, read)(), getattr(before, read)(), atol=1e-5)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from medfuse import __version__
 from medfuse._shared.errors import MedfuseError, error_message, one_line
+from medfuse._shared.threads import limit_threads
 
 COMMANDS = {
     "fuse": "fuse two registered images (or two folders of them, or two volumes)",
@@ -56,6 +57,11 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     for name, summary in COMMANDS.items():
         if chosen is None or name == chosen:
             importlib.import_module(f"medfuse.cli.{name}").add_parser(commands, summary)
+            command = commands.choices[name]
+            if not any("--threads" in action.option_strings for action in command._actions):
+                command.add_argument("--threads", type=int,
+                                     help="CPU threads for torch, BLAS and SimpleITK (default: the libraries' "
+                                     "own, one per core; see benchmarks/threads_under_load.py)")
         else:
             commands.add_parser(name, help=summary)
     return parser
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
+            if args.threads is not None and args.command != "train":  # train passes its own to TrainConfig
+                limit_threads(args.threads)
             code = run(args)
     except (MedfuseError, OSError) as error:  # OSError: a file that could not be read or written, e.g. a full disk
         print(f"medfuse {args.command}: error: {error_message(error)}", file=sys.stderr)

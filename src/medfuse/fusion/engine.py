@@ -95,9 +95,9 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
             free memory (see :func:`fusion_memory`).
     """
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
-    grey_a, grey_b = grey_pair(image_a, image_b)
     model = _model_on(model, device)
-    plan_batch(next(model.parameters()).device, *grey_a.shape, 1)
+    plan_batch(next(model.parameters()).device, *np.shape(image_a)[:2], 1)  # before any float copy
+    grey_a, grey_b = grey_pair(image_a, image_b)
     return compose(_fuse_grey_batch(model, [grey_a], [grey_b], rule_function)[0], image_a, image_b)
 
 

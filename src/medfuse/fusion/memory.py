@@ -45,9 +45,35 @@ def _in_units(count: int) -> str:
     return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"
 
 
+def _address_space_left() -> int | None:
+    """Bytes of address space this process may still map under ``RLIMIT_AS`` (``ulimit -v``, as
+    batch schedulers set): the soft limit less the current virtual size; None without a limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, soft - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None
+
+
 def _free_cpu_memory() -> int | None:
     """Bytes of RAM this process can still take (Linux: MemAvailable, bounded by a cgroup v2
-    memory limit); None where the system does not say."""
+    memory limit and by the address space ``RLIMIT_AS`` leaves); None where the system does not
+    say."""
+    available = _ram_available()
+    room = _address_space_left()
+    if room is not None:
+        available = room if available is None else min(available, room)
+    return available
+
+
+def _ram_available() -> int | None:
     available = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -71,7 +97,10 @@ def _free_cpu_memory() -> int | None:
 
 def free_memory(device: str | torch.device) -> int | None:
     """Bytes free on ``device``: GPU memory on CUDA (the driver's free memory plus what torch
-    holds unused), RAM otherwise; None where it cannot be told."""
+    holds unused), RAM otherwise; None where it cannot be told. The CPU's needs no torch (a
+    reader asks it before decoding)."""
+    if str(device) == "cpu":
+        return _free_cpu_memory()
     import torch
 
     device = torch.device(device)
@@ -131,6 +160,22 @@ def plan_batch(device: str | torch.device, height: int, width: int, batch_size: 
     except NotEnoughMemoryError as error:
         raise NotEnoughMemoryError(f"{error}; try a smaller --batch-size (batch_size= in Python)") from None
     return batch_size
+
+
+def check_decoding(name: str, shape: tuple[int, ...], bytes_per_value: int) -> None:
+    """Refuse, before a pixel is decoded, a file whose declared ``shape`` would need more than
+    ``MEMORY_SHARE`` of the free memory at ``bytes_per_value`` (what the reader holds per value
+    while decoding): :class:`~medfuse._shared.errors.NotEnoughMemoryError` naming the file and
+    the size it declares. The one limit for every reader, so that a small file that declares a
+    huge image cannot exhaust the machine."""
+    values = 1
+    for length in shape:
+        values *= int(length)
+    needed = values * bytes_per_value
+    free = free_memory("cpu")
+    if free is not None and needed > MEMORY_SHARE * free:
+        raise NotEnoughMemoryError(f"{name}: declares {' x '.join(map(str, shape))} values; reading them needs "
+                                   f"about {_in_units(needed)}, but only {_in_units(free)} is free")
 
 
 def check_batch_size(batch_size: int | None) -> None:

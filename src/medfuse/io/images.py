@@ -16,9 +16,13 @@ import tifffile
 from PIL import Image
 
 from medfuse._shared.checks import check_new_output
-from medfuse._shared.errors import InputError, OutputError, one_line
+from medfuse._shared.errors import InputError, NotEnoughMemoryError, OutputError, one_line
 from medfuse._shared.files import write_atomically
+from medfuse.fusion.memory import check_decoding
 
+DECODING_BYTES = 4
+"""Bytes per stored byte a reader may hold while decoding (the decoded array, a converted copy,
+the normalised result): what the memory check before decoding plans for."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -51,16 +55,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageFileError(f"{path}: no such file")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            array = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tiff:
+                page = tiff.pages[0]
+                check_decoding(str(path), page.shape, DECODING_BYTES * page.dtype.itemsize)
+                array = tiff.asarray()
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
                 array = np.moveaxis(array, 0, -1)
         elif _is_sixteen_bit_colour_png(path):
             array = _read_png(path)
         else:
             with Image.open(path) as image:
+                check_decoding(str(path), (*image.size, len(image.getbands())), DECODING_BYTES)
                 image.load()
                 array = _pil_to_array(image)
-    except ImageFileError:
+    except (ImageFileError, NotEnoughMemoryError):
         raise
     except Exception as error:  # damaged bytes can make Pillow, tifffile or pypng raise anything
         raise ImageFileError(f"{path}: not a readable image ({one_line(error)})") from None
@@ -79,6 +87,7 @@ def _is_sixteen_bit_colour_png(path: Path) -> bool:
 def _read_png(path: Path) -> np.ndarray:
     """A PNG read with pypng at its stored bit depth: (H, W, planes) uint16."""
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    check_decoding(str(path), (height, width, info["planes"]), DECODING_BYTES * 2)
     array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     return array.reshape(height, width, info["planes"])
 

@@ -35,8 +35,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from medfuse._shared.checks import check_new_output, same_path
-from medfuse._shared.errors import InputError, OutputError, one_line
+from medfuse._shared.errors import InputError, NotEnoughMemoryError, OutputError, one_line
 from medfuse._shared.files import finish_atomically, new_temporary_beside, write_atomically, write_error
+from medfuse.fusion.memory import check_decoding
 from medfuse.image.grid import LPS_TO_RAS, Geometry, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -109,7 +110,7 @@ def read_volume(path: str | os.PathLike) -> VolumeFile:
         warnings.simplefilter("always")
         try:
             volume_file = read_nifti(path) if nifti else read_dicom(path)
-        except VolumeFileError:
+        except (VolumeFileError, NotEnoughMemoryError):
             raise
         except Exception as error:  # damaged bytes can make nibabel or pydicom raise anything
             kind = "NIfTI volume" if nifti else "DICOM file or series"
@@ -130,6 +131,7 @@ def read_nifti(path: str | os.PathLike) -> VolumeFile:
     try:
         image = nib.load(path)
         shape = tuple(image.shape)
+        check_decoding(str(path), shape, 12)  # float64 scaling, then the float32 volume
         while len(shape) > 3 and shape[-1] == 1:
             shape = shape[:-1]
         if len(shape) > 3:
@@ -159,9 +161,10 @@ def _floats(dataset: pydicom.Dataset, keyword: str, count: int, path: Path) -> n
     return values
 
 
-def _read_slice(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
+def _read_slice(path: Path, slices: int = 1) -> tuple[pydicom.Dataset, np.ndarray] | None:
     """One DICOM file (pixel data dropped) and its rescaled (rows, columns) pixels as float32;
-    None if it has no image."""
+    None if it has no image. Its declared size, times the ``slices`` of its series, is checked
+    against the free memory before its pixels are decoded."""
     try:
         dataset = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, AttributeError, KeyError) as error:
@@ -172,6 +175,7 @@ def _read_slice(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
         raise VolumeFileError(f"{path}: a colour DICOM image; medfuse reads grey volumes only")
     if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
         raise VolumeFileError(f"{path}: a multi-frame DICOM image; medfuse reads one slice per file")
+    check_decoding(str(path), (int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0)), slices), 12)
     try:
         stored = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for undecodable pixel data
@@ -194,7 +198,7 @@ def read_dicom(path: str | os.PathLike) -> VolumeFile:
     files = dicom_files(path) if path.is_dir() else [path]
     if not files:
         raise VolumeFileError(f"{path}: no DICOM files in this folder")
-    images = [image for image in (_read_slice(f) for f in files) if image is not None]
+    images = [image for image in (_read_slice(f, len(files)) for f in files) if image is not None]
     if not images:
         raise VolumeFileError(f"{path}: no DICOM images (files without pixel data only)")
     slices = [dataset for dataset, _ in images]
@@ -261,18 +265,22 @@ def write_nifti(path: str | os.PathLike, data: np.ndarray, geometry: Geometry,
                 reference: VolumeFile | None = None, summary: str = "", description: str = "") -> Path:
     """Write float32 ``data`` as NIfTI-1 (``.nii`` or ``.nii.gz``), atomically.
 
-    The affine is ``geometry.affine``, stored as both sform and qform with the codes of a
-    NIfTI ``reference`` (other header fields, e.g. units, are copied from it too), else
-    code 1 (scanner). ``summary`` goes into ``descrip`` (80 bytes), ``description`` into
+    The affine is ``geometry.affine``, stored as both sform and qform with code 1 (scanner);
+    with a NIfTI ``reference`` its codes and other header fields (e.g. units) are copied, and
+    on the reference's own grid its qform and sform are kept as they came, even where they
+    differ (readers that prefer the qform, as ITK may, then see what they saw in the input). ``summary`` goes into ``descrip`` (80 bytes), ``description`` into
     a comment extension (code 6); cal_min/cal_max are 0 and 1.
     """
     path = Path(path)
     if not is_nifti_path(path):
         raise VolumeFileError(f"{path}: a NIfTI output needs the suffix .nii or .nii.gz")
+    qform = sform = geometry.affine
     if reference is not None and reference.kind == "nifti":
         header = nib.Nifti1Header.from_header(reference.header)
         _, qform_code = reference.header.get_qform(coded=True)
         _, sform_code = reference.header.get_sform(coded=True)
+        if np.allclose(geometry.affine, reference.volume.geometry.affine):  # its grid: both forms as they came
+            qform, sform = reference.header.get_qform(), reference.header.get_sform()
     else:
         header, qform_code, sform_code = nib.Nifti1Header(), 1, 1
         header.set_xyzt_units("mm", "sec")
@@ -280,8 +288,8 @@ def write_nifti(path: str | os.PathLike, data: np.ndarray, geometry: Geometry,
     image = nib.Nifti1Image(np.asarray(data, dtype=np.float32), geometry.affine, header)
     image.header.set_data_dtype(np.float32)
     image.header.set_slope_inter(1.0, 0.0)
-    image.set_qform(geometry.affine, int(qform_code))
-    image.set_sform(geometry.affine, int(sform_code))
+    image.set_qform(qform, int(qform_code))
+    image.set_sform(sform, int(sform_code))
     image.header["descrip"] = nifti_header_text(summary)
     image.header["cal_min"], image.header["cal_max"] = 0.0, 1.0
     if description:
