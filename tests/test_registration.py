@@ -155,9 +155,13 @@ def test_cli_register_writes_image_transform_and_check_picture(tmp_path, capsys,
     fixed = samples / "CT-MRI" / "MRI" / "41010.png"
     code, stdout, _ = run_cli(capsys, "register", fixed, tmp_path / "moving.png", "-o", tmp_path / "moved.png",
                               "--save-transform", tmp_path / "t.tfm", "--check-image", tmp_path / "check.png")
-    assert code == 0 and "mutual information" in stdout and "rotation 3.0" in stdout and "pixels" in stdout
+    # moving = fixed seen through +3 degrees: the FIXED-to-MOVING transform found turns by -3 (issue 21: signed)
+    assert code == 0 and "mutual information" in stdout and "rotation -3.0" in stdout and "pixels" in stdout
     assert load_image(tmp_path / "moved.png").shape == (256, 256)
-    assert sitk.ReadTransform(str(tmp_path / "t.tfm")).GetDimension() == 2
+    written = sitk.ReadTransform(str(tmp_path / "t.tfm"))
+    assert written.GetDimension() == 2
+    matrix = np.array(written.GetMatrix()).reshape(2, 2)
+    assert np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])) == pytest.approx(-3.0, abs=0.05)
     assert load_image(tmp_path / "check.png").shape == (2 * 256 + 4, 256)
 
 

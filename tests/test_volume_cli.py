@@ -126,3 +126,19 @@ def test_volume_too_large_for_memory_is_refused_before_the_work(monkeypatch, tmp
     assert code == 2 and stderr.count("\n") == 1
     assert "fusing 4 pairs of" in stderr and "try a smaller --batch-size" in stderr
     assert "fusing" not in capsys.readouterr().err and not out.exists()
+
+
+def test_a_ct_window_on_values_that_are_not_hounsfield_units_is_refused_unless_forced(tmp_path, capsys, nifti_pair,
+                                                                                    tiny_weights):
+    eight_bit = write_nifti(tmp_path / "ct8.nii", phantom() * 255, oblique_affine())
+    arguments = ["fuse", nifti_pair[0], eight_bit, "-o", tmp_path / "f.nii", "--weights", tiny_weights,
+                 "--window", "brain"]
+    code, _, stderr = run_cli(capsys, *arguments)
+    assert code == 2 and stderr.count("\n") == 1 and not (tmp_path / "f.nii").exists()
+    assert "does not look like a CT in Hounsfield units: its values run from 0 to 255" in stderr
+    code, _, _ = run_cli(capsys, *arguments, "--force-window")
+    assert code == 0 and (tmp_path / "f.nii").is_file()
+    mr_series = write_dicom_series(tmp_path / "mr", ct_hu(), modality="MR")
+    code, _, stderr = run_cli(capsys, "fuse", mr_series, mr_series, "-o", tmp_path / "g.nii", "--weights",
+                              tiny_weights, "--window", "brain")
+    assert code == 2 and "its DICOM modality is MR, not CT" in stderr

@@ -53,6 +53,9 @@ def add_volume_arguments(parser: argparse.ArgumentParser, window: bool = True) -
         group.add_argument("--width", type=float, help="CT window width in HU (with --level)")
     group.add_argument("--window-on", choices=("a", "b"), default=None,
                        help="which input is the CT that the window applies to (default b)")
+    group.add_argument("--force-window", action="store_true",
+                       help="apply the CT window even to a volume that does not look like a CT in Hounsfield "
+                       "units (a DICOM modality other than CT, or no value as low as air)")
     group.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                        help="inputs without a window (MRI, PET, SPECT) are clipped at these percentiles "
                        f"and scaled to [0, 1] (default {DEFAULT_PERCENTILES[0]:g} {DEFAULT_PERCENTILES[1]:g})")
@@ -64,12 +67,12 @@ def add_volume_arguments(parser: argparse.ArgumentParser, window: bool = True) -
                        f"{MAX_CUDA_BATCH_SIZE})")
 
 
-VOLUME_OPTIONS = ("window", "level", "width", "window_on", "percentiles", "resample_to")
+VOLUME_OPTIONS = ("window", "level", "width", "window_on", "percentiles", "resample_to", "force_window")
 
 
 def given_volume_options(args: argparse.Namespace) -> list[str]:
     """The volume options set on the command line (to refuse them for 2-D images)."""
-    return ["--" + name.replace("_", "-") for name in VOLUME_OPTIONS if getattr(args, name, None) is not None]
+    return ["--" + name.replace("_", "-") for name in VOLUME_OPTIONS if getattr(args, name, None) not in (None, False)]
 
 
 def volume_options(args: argparse.Namespace) -> VolumeOptions:
@@ -87,7 +90,7 @@ def volume_options(args: argparse.Namespace) -> VolumeOptions:
             raise InputError("an explicit CT window needs both --level and --width (HU)")
         window = CtWindow(level, width)
     percentiles = DEFAULT_PERCENTILES if args.percentiles is None else tuple(args.percentiles)
-    return VolumeOptions(window, args.window_on or "b", percentiles, args.resample_to)
+    return VolumeOptions(window, args.window_on or "b", percentiles, args.resample_to, args.force_window)
 
 
 def progress_bar(description: str, enabled: bool = True) -> tuple[Callable[[int, int, str], object], Callable[[], None]]:

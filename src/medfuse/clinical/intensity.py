@@ -130,6 +130,24 @@ def apply_window(volume: np.ndarray, window: CtWindow) -> tuple[np.ndarray, Inte
     return _linear_unit(_finite(volume), low, high), IntensityMapping("window", low, high, name=window.name)
 
 
+AIR_BOUND_HU = -100.0
+"""A CT of a body part holds air (about -1000 HU) around or inside it; a volume with no value
+at or below this bound is not plausibly in Hounsfield units (e.g. an 8-bit export, an MRI)."""
+
+
+def hounsfield_doubts(volume: np.ndarray, modality: str | None = None) -> list[str]:
+    """Why ``volume`` does not look like a CT in Hounsfield units, one phrase each (empty if it
+    does): a DICOM ``modality`` other than CT, or no value as low as air."""
+    doubts = []
+    if modality and modality.upper() != "CT":
+        doubts.append(f"its DICOM modality is {modality}, not CT")
+    finite = volume[np.isfinite(volume)]
+    if finite.size and float(finite.min()) > AIR_BOUND_HU:
+        doubts.append(f"its values run from {float(finite.min()):g} to {float(finite.max()):g}, none as low as "
+                      f"air (about -1000 HU; none at or below {AIR_BOUND_HU:g})")
+    return doubts
+
+
 def check_percentiles(low: float, high: float) -> tuple[float, float]:
     """``(low, high)`` if ``0 <= low < high <= 100``, else ValueError."""
     if not (0.0 <= low < high <= 100.0):

@@ -27,7 +27,7 @@ from medfuse._shared.checks import check_exists, check_new_output, check_suffix,
 from medfuse._shared.errors import InputError, OutputError
 from medfuse._shared.files import check_folder_writable
 from medfuse.clinical import FOLDER_SUFFIX
-from medfuse.clinical.intensity import DEFAULT_PERCENTILES, CtWindow, check_percentiles, normalise
+from medfuse.clinical.intensity import DEFAULT_PERCENTILES, CtWindow, check_percentiles, hounsfield_doubts, normalise
 from medfuse.clinical.registration import TRANSFORM_SUFFIXES
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.fusion.memory import check_batch_size
@@ -68,12 +68,15 @@ CHECK_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 @dataclass(frozen=True)
 class VolumeOptions:
     """How two volumes are prepared: the CT window and the input it applies to ("a" or "b"),
-    the percentiles for the other input(s) and the grid to resample onto ("A", "B" or None)."""
+    the percentiles for the other input(s) and the grid to resample onto ("A", "B" or None).
+    A window on an input that does not look like a CT in Hounsfield units is refused unless
+    ``force_window``."""
 
     window: CtWindow | None = None
     window_on: str = "b"
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     resample_to: str | None = None
+    force_window: bool = False
 
     def __post_init__(self) -> None:
         if self.window_on not in ("a", "b"):
@@ -308,6 +311,10 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     unit, mappings = {}, {}
     for name, file in files.items():
         window = options.window if name == options.window_on else None
+        doubts = hounsfield_doubts(file.volume.data, file.modality) if window is not None else []
+        if doubts and not options.force_window:
+            raise InputError(f"{file.path}: a CT window on a volume that does not look like a CT in Hounsfield "
+                             f"units: {'; '.join(doubts)} (--force-window, or force_window=True, applies it anyway)")
         try:
             unit[name], mappings[name] = normalise(file.volume.data, window, options.percentiles)
         except InputError as error:

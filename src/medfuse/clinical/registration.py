@@ -102,9 +102,20 @@ class LinearTransform:
         return math.degrees(math.asin(min(1.0, float(cosines.max()))))
 
     def describe(self, unit: str) -> str:
-        """One line: rotation, translation (in ``unit``) and, for an affine transform, scale and shear."""
+        """One line: rotation, translation (in ``unit``) and, for an affine transform, scale and
+        shear, with the signs of the transform file (FIXED to MOVING, ITK's convention): in 2-D
+        the signed angle (positive turns +x towards +y), in 3-D the angle and its axis."""
         shift = ", ".join(f"{value:.2f}" for value in self.translation)
-        text = f"rotation {self.rotation_degrees:.2f} degrees, translation ({shift}) {unit}"
+        rotation = self.rotation
+        if len(rotation) == 2:
+            turn = f"rotation {math.degrees(math.atan2(rotation[1, 0], rotation[0, 0])):+.2f} degrees (+x towards +y)"
+        else:
+            axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0],
+                             rotation[1, 0] - rotation[0, 1]])
+            norm = np.linalg.norm(axis)
+            about = ", ".join(f"{value:.2f}" for value in (axis / norm if norm > 1e-12 else np.array([0, 0, 1.0])))
+            turn = f"rotation {self.rotation_degrees:.2f} degrees about ({about})"
+        text = f"{turn}, translation ({shift}) {unit}"
         if self.kind == "affine":
             scales = ", ".join(f"{value:.3f}" for value in self.scales)
             text += f", scales ({scales}), shear {self.shear_degrees:.2f} degrees"
