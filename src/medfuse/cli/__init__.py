@@ -98,6 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medfuse {args.command}: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
         return 143
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:  # None: a handler not set from Python, so the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return code or 0
