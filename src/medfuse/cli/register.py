@@ -28,8 +28,10 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "series folder for volumes; PNG, TIFF, JPEG or BMP for 2-D images (colour kept). "
         f"{TRANSFORM_HELP}; the same inputs give the same transform. It prints the mutual information "
         "before and after, the rotation, translation (mm for volumes, pixels for 2-D images) and, for "
-        "affine, scale and shear. A result that looks wrong (the mutual information fell, a rotation over "
-        "30 degrees or a shift over a third of the field of view) is refused and nothing is written, "
+        "affine, scale and shear. A multi-start search finds rotations up to 90 degrees (2-D) or 45 (3-D). "
+        "A result that looks wrong (the mutual information fell, a rotation over 100 degrees in 2-D or 60 in "
+        "3-D, a shift over a third of the field of view, or another start that fits about as well) is refused "
+        "and nothing is written, "
         "unless --force. In Python: medfuse.register_files(FIXED, MOVING, OUT, ...).",
     )
     parser.add_argument("fixed", help="the image or volume that stays (e.g. the MRI)")

@@ -3,8 +3,10 @@
 Real scans of one patient (MRI and CT, PET or SPECT) come from different scanners and
 sessions: :func:`register` finds the transform that brings MOVING onto FIXED and resamples
 MOVING onto FIXED's grid, so that the two can be fused. The method: Mattes mutual
-information (it compares modalities whose intensities differ), the transforms' centres
-aligned first (the grids' geometric centres), three resolutions (shrink 4, 2, 1 with
+information (it compares modalities whose intensities differ), the images' centres of mass
+aligned first (intensity moments: a shift of a quarter of the field of view starts close), a
+multi-start search over rotations at the coarsest resolution (:func:`_best_start`), three
+resolutions (shrink 4, 2, 1 with
 Gaussian smoothing of 2, 1, 0 mm), a rigid stage and, for ``"affine"``, an affine stage
 started from it; regular-step gradient descent with scales from physical shifts; every voxel of
 a small image, a seeded random sample of a large one, so that the same inputs give the same
@@ -40,8 +42,20 @@ TRANSFORMS = ("rigid", "affine")
 TRANSFORM_SUFFIXES = (".tfm", ".txt")
 """ITK's text transform format, as SimpleITK and 3D Slicer read it."""
 RAS_TO_LPS = LPS_TO_RAS[:3, :3]  # its own inverse
-MAX_ROTATION_DEGREES = 30.0
-"""A registration that rotates more than this is refused as implausible (unless forced)."""
+MAX_ROTATION_DEGREES = {2: 100.0, 3: 60.0}
+"""A registration that rotates more than this (2-D, 3-D) is refused as implausible (unless
+forced): the multi-start search recovers up to 90 degrees in 2-D and 45 in 3-D."""
+START_ANGLES_2D = tuple(range(-150, 181, 30))
+"""Rotations (degrees) the 2-D search starts from: every 30 degrees, so that the optimiser, which
+finds rotations within about 20 degrees of its start, reaches any angle."""
+START_ANGLES_3D = (-30.0, 30.0)
+"""Rotations (degrees) about each axis the 3-D search starts from, besides none (7 starts)."""
+START_ITERATIONS = 60
+"""Optimiser steps of each start, at the coarsest resolution only."""
+AMBIGUITY_MARGIN = 0.01
+"""The best start must beat the best start that ends elsewhere (a rotation that differs by more
+than ``DISTINCT_DEGREES``; nearer ones are the same optimum, not yet converged) by this share of its mutual information, else the result is doubted."""
+DISTINCT_DEGREES = 20.0
 MAX_SHIFT_SHARE = 1 / 3
 """... or that shifts the fixed image's centre by more than this share of its field of view."""
 METRIC_TOLERANCE = 0.02
@@ -133,13 +147,20 @@ class Registration:
     metric_after: float
     moved: Image
     seconds: float
+    rivals: tuple[tuple[float, float], ...] = ()
+    """The search's other outcomes: for each start that ended elsewhere, its rotation away from
+    the result (degrees) and its coarse mutual information as a share of the best's (1 = as
+    good), best first; the first says how clearly the result won."""
     doubts: tuple[str, ...] = field(default=())
     """Why the result looks wrong (:func:`implausibilities`), when it was accepted all the same."""
 
     def describe(self, unit: str) -> str:
         """One line: the mutual information before and after, then the transform (shifts in ``unit``)."""
+        margin = (f"; the next distinct start ({self.rivals[0][0]:.0f} degrees away) reached "
+                  f"{self.rivals[0][1]:.1%} of it" if self.rivals else "")
         return (f"registered ({self.transform.kind}) in {self.seconds:.1f} s: mutual information "
-                f"{self.metric_before:.4f} before, {self.metric_after:.4f} after; {self.transform.describe(unit)}")
+                f"{self.metric_before:.4f} before, {self.metric_after:.4f} after{margin}; "
+                f"{self.transform.describe(unit)}")
 
 
 def _check_pair(fixed: Image, moving: Image) -> int:
@@ -265,9 +286,10 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     fixed_image, moving_image = to_sitk(fixed), to_sitk(moving)
     rigid = sitk.Euler3DTransform() if dimension == 3 else sitk.Euler2DTransform()
     rigid = sitk.CenteredTransformInitializer(fixed_image, moving_image, rigid,
-                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
+                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
     identity = sitk.Transform(dimension, sitk.sitkIdentity)
     before = _mutual_information(fixed_image, moving_image, identity, seed)
+    rigid, rivals = _best_start(fixed_image, moving_image, rigid, seed)
     _optimise(fixed_image, moving_image, rigid, seed, iterations)
     final: sitk.Transform = rigid
     if kind == "affine":
@@ -279,7 +301,64 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     after = _mutual_information(fixed_image, moving_image, final, seed)
     moved = sitk.Resample(moving_image, fixed_image, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return Registration(_as_linear(final, kind, dimension), before, after, from_sitk(moved, fixed),
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, rivals)
+
+
+def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
+    """The centred rigid transform turned to each start rotation (about its centre)."""
+    import SimpleITK as sitk
+
+    starts = []
+    if dimension == 2:
+        for degrees in START_ANGLES_2D:
+            start = sitk.Euler2DTransform(centred)
+            start.SetAngle(math.radians(degrees))
+            starts.append(start)
+        return starts
+    starts.append(sitk.Euler3DTransform(centred))
+    for axis in range(3):
+        for degrees in START_ANGLES_3D:
+            start = sitk.Euler3DTransform(centred)
+            angles = [0.0, 0.0, 0.0]
+            angles[axis] = math.radians(degrees)
+            start.SetRotation(*angles)
+            starts.append(start)
+    return starts
+
+
+def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
+                seed: int) -> tuple[sitk.Transform, tuple[tuple[float, float], ...]]:
+    """Each start optimised at the coarsest resolution and scored by its mutual information
+    there; the best, and the rivals (see :attr:`Registration.rivals`) of the others."""
+    import SimpleITK as sitk
+
+    dimension = fixed.GetDimension()
+    factor, smoothing = next(((f, s) for f, s in zip(SHRINK_FACTORS, SMOOTHING_MM)
+                              if min(fixed.GetSize()) / f >= 8), (1, 0.0))
+    small_fixed = sitk.Shrink(sitk.SmoothingRecursiveGaussian(fixed, smoothing), [factor] * dimension) \
+        if smoothing else fixed
+    small_moving = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, smoothing), [factor] * dimension) \
+        if smoothing else moving
+    outcomes = []
+    for start in _starts(centred, dimension):
+        method = _method(small_fixed.GetSize(), seed, levels=False)
+        method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3,
+                                                        numberOfIterations=START_ITERATIONS,
+                                                        relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
+        method.SetOptimizerScalesFromPhysicalShift()
+        method.SetInitialTransform(start, inPlace=True)
+        method.Execute(small_fixed, small_moving)
+        outcomes.append((-method.GetMetricValue(), start))
+    outcomes.sort(key=lambda outcome: -outcome[0])
+    best_score, best = outcomes[0]
+    best_rotation = _as_linear(best, "rigid", dimension).rotation
+    rivals = []
+    for score, start in outcomes[1:]:
+        other = _as_linear(start, "rigid", dimension).rotation
+        apart = LinearTransform("rigid", other @ best_rotation.T, np.zeros(dimension), np.zeros(dimension))
+        if apart.rotation_degrees > DISTINCT_DEGREES:
+            rivals.append((apart.rotation_degrees, score / best_score if best_score > 0 else 1.0))
+    return best, tuple(rivals)
 
 
 def field_of_view(image: Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -303,8 +382,13 @@ def implausibilities(registration: Registration, fixed: Image) -> list[str]:
     if after < before - METRIC_TOLERANCE * abs(before):
         problems.append(f"the mutual information fell from {before:.4f} to {after:.4f}")
     angle = registration.transform.rotation_degrees
-    if angle > MAX_ROTATION_DEGREES:
-        problems.append(f"a rotation of {angle:.1f} degrees (more than {MAX_ROTATION_DEGREES:g})")
+    limit = MAX_ROTATION_DEGREES[len(registration.transform.center)]
+    if angle > limit:
+        problems.append(f"a rotation of {angle:.1f} degrees (more than {limit:g})")
+    if registration.rivals and registration.rivals[0][1] > 1 - AMBIGUITY_MARGIN:
+        apart, share = registration.rivals[0]
+        problems.append(f"another start, {apart:.0f} degrees away, fits about as well ({share:.1%} of the "
+                        "mutual information): the alignment is ambiguous")
     centre, axes, extents = field_of_view(fixed)
     shift = registration.transform.apply(centre[None])[0] - centre
     along = np.abs(axes.T @ shift)
