@@ -3,10 +3,10 @@
 Real scans of one patient (MRI and CT, PET or SPECT) come from different scanners and
 sessions: :func:`register` finds the transform that brings MOVING onto FIXED and resamples
 MOVING onto FIXED's grid, so that the two can be fused. The method: Mattes mutual
-information (it compares modalities whose intensities differ), the images' centres of mass
-aligned first (intensity moments: a shift of a quarter of the field of view starts close), a
-multi-start search over rotations at the coarsest resolution (:func:`_best_start`), three
-resolutions (shrink 4, 2, 1 with
+information (it compares modalities whose intensities differ), the grids' geometric centres
+aligned first (centres of mass mislead across modalities: a PET's uptake is not the head's
+centre), a multi-start search over rotations at the coarsest resolution (:func:`_best_start`),
+three resolutions (shrink 4, 2, 1 with
 Gaussian smoothing of 2, 1, 0 mm), a rigid stage and, for ``"affine"``, an affine stage
 started from it; regular-step gradient descent with scales from physical shifts; every voxel of
 a small image, a seeded random sample of a large one, so that the same inputs give the same
@@ -56,6 +56,10 @@ AMBIGUITY_MARGIN = 0.01
 """The best start must beat the best start that ends elsewhere (a rotation that differs by more
 than ``DISTINCT_DEGREES``; nearer ones are the same optimum, not yet converged) by this share of its mutual information, else the result is doubted."""
 DISTINCT_DEGREES = 20.0
+PREFER_UNROTATED = 0.05
+"""A start turned away from the images as they lie wins only if its mutual information beats the
+unturned start's by this share: single slices of two modalities (PET, SPECT) have flat metric
+landscapes whose far optima win by a hair and are wrong."""
 MAX_SHIFT_SHARE = 1 / 3
 """... or that shifts the fixed image's centre by more than this share of its field of view."""
 METRIC_TOLERANCE = 0.02
@@ -286,7 +290,7 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     fixed_image, moving_image = to_sitk(fixed), to_sitk(moving)
     rigid = sitk.Euler3DTransform() if dimension == 3 else sitk.Euler2DTransform()
     rigid = sitk.CenteredTransformInitializer(fixed_image, moving_image, rigid,
-                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
+                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
     identity = sitk.Transform(dimension, sitk.sitkIdentity)
     before = _mutual_information(fixed_image, moving_image, identity, seed)
     rigid, rivals = _best_start(fixed_image, moving_image, rigid, seed)
@@ -340,7 +344,7 @@ def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
     small_moving = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, smoothing), [factor] * dimension) \
         if smoothing else moving
     outcomes = []
-    for start in _starts(centred, dimension):
+    for start in _starts(centred, dimension):  # the first start is the unturned one
         method = _method(small_fixed.GetSize(), seed, levels=False)
         method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3,
                                                         numberOfIterations=START_ITERATIONS,
@@ -349,7 +353,11 @@ def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
         method.SetInitialTransform(start, inPlace=True)
         method.Execute(small_fixed, small_moving)
         outcomes.append((-method.GetMetricValue(), start))
+    unturned = outcomes[0] if dimension == 3 else outcomes[START_ANGLES_2D.index(0)]
     outcomes.sort(key=lambda outcome: -outcome[0])
+    if outcomes[0][0] < unturned[0] * (1 + PREFER_UNROTATED):
+        outcomes.remove(unturned)
+        outcomes.insert(0, unturned)
     best_score, best = outcomes[0]
     best_rotation = _as_linear(best, "rigid", dimension).rotation
     rivals = []
