@@ -343,10 +343,11 @@ def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
     dimension = fixed.GetDimension()
     factor, smoothing = next(((f, s) for f, s in zip(START_SHRINK[dimension], START_SMOOTHING_MM[dimension])
                               if min(fixed.GetSize()) / f >= 8), (1, 0.0))
-    small_fixed = sitk.Shrink(sitk.SmoothingRecursiveGaussian(fixed, smoothing), [factor] * dimension) \
-        if smoothing else fixed
-    small_moving = sitk.Shrink(sitk.SmoothingRecursiveGaussian(moving, smoothing), [factor] * dimension) \
-        if smoothing else moving
+    def coarse(image: sitk.Image) -> sitk.Image:
+        return sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, smoothing), [factor] * dimension) if smoothing \
+            else image
+
+    small_fixed, small_moving = coarse(fixed), coarse(moving)
     outcomes = []
     for start in _starts(centred, dimension):  # the first start is the unturned one
         method = _method(small_fixed.GetSize(), seed, levels=False)

@@ -68,8 +68,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 check_decoding(str(path), (*image.size, len(image.getbands())), DECODING_BYTES)
                 image.load()
                 array = _pil_to_array(image)
-    except (ImageFileError, NotEnoughMemoryError):
+    except ImageFileError:
         raise
+    except NotEnoughMemoryError as error:  # a declared size beyond the free memory: an unusable file
+        raise ImageFileError(str(error)) from None
     except Exception as error:  # damaged bytes can make Pillow, tifffile or pypng raise anything
         raise ImageFileError(f"{path}: not a readable image ({one_line(error)})") from None
     return _normalise(array, path)

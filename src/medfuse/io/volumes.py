@@ -110,8 +110,10 @@ def read_volume(path: str | os.PathLike) -> VolumeFile:
         warnings.simplefilter("always")
         try:
             volume_file = read_nifti(path) if nifti else read_dicom(path)
-        except (VolumeFileError, NotEnoughMemoryError):
+        except VolumeFileError:
             raise
+        except NotEnoughMemoryError as error:  # a declared size beyond the free memory: an unusable file
+            raise VolumeFileError(str(error)) from None
         except Exception as error:  # damaged bytes can make nibabel or pydicom raise anything
             kind = "NIfTI volume" if nifti else "DICOM file or series"
             raise VolumeFileError(f"{path}: not a readable {kind} ({type(error).__name__}: "
