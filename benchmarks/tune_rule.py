@@ -213,7 +213,7 @@ def half_pixel_sfnn_spatial(model, a, b, features):
 def fused_grey(model: torch.nn.Module, name: str, a: torch.Tensor, b: torch.Tensor, features: Features) -> torch.Tensor:
     if name in CANDIDATES:
         return CANDIDATES[name](model, a, b, features)
-    return fuse_encoded(model, a, b, *features, RULES[name.removeprefix("dran-")])
+    return fuse_encoded(model, a, b, *features, RULES[name.removeprefix("dran-")])[0]
 
 
 METRICS_CODE = "".join(path.read_text() for path in sorted(Path(medfuse.evaluation.metrics.__file__).parent.glob("*.py")))

@@ -46,3 +46,17 @@ def noise_images(tmp_path) -> Path:
     for index in range(6):
         save_image(folder / f"{index}.png", rng.integers(0, 256, (32, 32)).astype(np.uint8))
     return folder
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say how many browser tests (``pytest.mark.browser``) ran and why the others were skipped."""
+    reports = [report for kind in ("passed", "failed", "skipped") for report in terminalreporter.stats.get(kind, [])
+               if "browser" in getattr(report, "keywords", {}) and report.when in ("call", "setup")]
+    if not reports:
+        return
+    ran = sum(report.when == "call" and not report.skipped for report in reports)
+    skipped = [report for report in reports if report.skipped]
+    line = f"browser tests (headless Chromium): {ran} ran, {len(skipped)} skipped"
+    if skipped:
+        line += f" ({skipped[0].longrepr[2]})"
+    terminalreporter.write_line(line)

@@ -25,18 +25,29 @@ def test_batch_runs_good_rows_reports_bad_one_and_resumes(tmp_path, capsys, tiny
                         "mr2.nii.gz,ct.nii.gz,out/f2.nii,40/400\n")
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f1.nii.gz", "f2.nii"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f1.nii.gz", "f1.nii.gz.medfuse.json", "f2.nii",
+                                                                     "f2.nii.medfuse.json"]
     assert "3 pair(s): 2 fused, 0 skipped (output exists), 1 failed" in stdout
     assert "line 3" in stdout and "missing.nii.gz: no such file" in stderr
     first = (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns
 
-    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1 and "0 fused, 2 skipped (output exists), 1 failed" in stdout
     assert (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns == first
+    # issue 22: a rerun with another rule does not pass the old results off as its own
+    code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
+    assert code == 1 and "0 fused, 0 skipped (output exists), 3 failed" in stdout
+    assert "f1.nii.gz was made with other settings (rule 'average' there, 'sfnn-pyramid' now)" in stderr
+    assert (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns == first
 
-    manifest.write_text("a,b,out\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz\nmr2.nii.gz,mr1.nii.gz,out/f3.nii\n")
-    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
-    assert code == 0 and "1 fused, 1 skipped (output exists), 0 failed" in stdout
+    manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\nmr2.nii.gz,mr1.nii.gz,out/f3.nii,\n"
+                        "mr2.nii.gz,ct.nii.gz,out/f2.nii,\n")
+    code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert code == 1 and "1 fused, 1 skipped (output exists), 1 failed" in stdout
+    assert "f2.nii was made with other settings (window '40/400' there, '' now)" in stderr
+    (tmp_path / "out" / "f1.nii.gz.medfuse.json").unlink()  # an output without its record is not trusted either
+    code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert "f1.nii.gz exists without a readable record of its settings" in stderr
 
 
 def test_batch_window_and_grid_errors_are_row_failures(tmp_path, capsys, tiny_weights):
@@ -78,7 +89,7 @@ def test_batch_deletes_what_killed_writes_of_its_outputs_left(tmp_path, capsys, 
     manifest.write_text("a,b,out\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz\nmr1.nii.gz,missing.nii.gz,out/series\n")
     code, _, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1  # the second row fails: its input is missing
-    assert sorted(p.name for p in out.iterdir()) == [".someone-elses.nii-1.part", "f1.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == [".someone-elses.nii-1.part", "f1.nii.gz", "f1.nii.gz.medfuse.json"]
 
 
 def test_rows_that_would_lose_work_are_refused_before_any_fusion(tmp_path, capsys, tiny_weights):

@@ -29,7 +29,7 @@ def make_manifest(tmp_path, rows: int, shape=(24, 28, 6)):
 def test_two_workers_write_what_one_process_writes(tmp_path, capsys, tiny_weights):
     manifest = make_manifest(tmp_path, 4)
     assert main(["batch", str(manifest), "--weights", str(tiny_weights)]) == 0
-    serial = {p.name: read_volume(p).volume.data for p in (tmp_path / "out").iterdir()}
+    serial = {p.name: read_volume(p).volume.data for p in (tmp_path / "out").glob("*.nii.gz")}
     (tmp_path / "out").rename(tmp_path / "serial")
     capsys.readouterr()
     assert main(["batch", str(manifest), "--weights", str(tiny_weights), "--workers", "2"]) == 0
@@ -62,7 +62,9 @@ def test_a_killed_worker_leaves_every_output_whole(tmp_path, tiny_weights, capsy
     for row in rows:
         volume = read_volume(tmp_path / row.out).volume  # whole: it reads
         assert volume.shape == (64, 72, 24)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(Path(row.out).name for row in rows)
+    written = sorted(Path(row.out).name for row in rows)  # each with the record of its settings
+    records = [f"{name}.medfuse.json" for name in written]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(written + records)
 
 
 def test_workers_and_scheduler_are_refused_together(tmp_path, capsys, tiny_weights):

@@ -77,6 +77,7 @@ def test_benchmark_end_to_end_then_rerun_only_scores(dataset, tmp_path, capsys, 
     table = (out / "table.md").read_text()
     assert "| method | psnr | ssim | mean rank |" in table and table.count("| dran-average |") == 1
     assert "2 pairs MRI/PET, 2 methods" in stdout
+    assert "Caution: ranked on 2 pairs only (fewer than 10)" in table and "Caution: ranked on 2 pairs" in stdout
     # every score in the CSV is the metric of the cached fused image against its sources
     from medfuse.evaluation.metrics import psnr
 
@@ -160,6 +161,15 @@ def test_method_identity_of_a_source_weighting_is_its_weight_function():
     assert identity != method_identity("x", SourceWeighting(sfnn_weights))
 
 
+def test_method_identity_of_a_source_fusion_follows_its_weights_and_its_blend():
+    from medfuse.dran.rules import SourceFusion, base_weights, pyramid_blend, sfnn_spatial_weights
+
+    identity = method_identity("x", SourceFusion(base_weights, pyramid_blend))
+    assert identity == method_identity("x", SourceFusion(base_weights, pyramid_blend))
+    assert identity != method_identity("x", SourceFusion(sfnn_spatial_weights, pyramid_blend))
+    assert identity != method_identity("x", SourceFusion(base_weights, lambda a, b, w: w * a + (1 - w) * b))
+
+
 def test_cache_follows_the_sources_not_just_the_names(dataset, tmp_path, capsys, phantom):
     out = tmp_path / "out"
     arguments = ["benchmark", dataset, "-o", out, "--methods", "pixel-average", "--metrics", "psnr",
@@ -202,4 +212,7 @@ def test_same_modality_twice_and_unwritable_output_are_user_errors(dataset, tmp_
     blocker.write_text("x")
     code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", blocker / "sub", "--methods", "pixel-max",
                               "--metrics", "psnr")
-    assert code == 2 and "cannot write there" in stderr and "Traceback" not in stderr
+    assert code == 2 and "file is a file, not a folder" in stderr and "Traceback" not in stderr
+    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", tmp_path / "missing" / "out", "--methods",
+                              "pixel-max", "--metrics", "psnr")  # issue 22: one rule, the output's folder must exist
+    assert code == 2 and "missing does not exist" in stderr and not (tmp_path / "missing").exists()

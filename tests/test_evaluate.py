@@ -65,7 +65,10 @@ def test_cli_folders_write_csv_and_json(folders, tmp_path, capsys):
     assert "ssim" in captured.out and "(2 images)" in captured.out
     rows = list(csv.reader(out_csv.open()))
     assert rows[0] == ["image", "ssim", "psnr", "en"]
-    assert [r[0] for r in rows[1:]] == ["25015", "25022", "mean", "std"]
+    assert [r[0] for r in rows[1:]] == ["25015", "25022"]  # issue 22: every row is an image, the summary apart
+    summary = list(csv.reader((tmp_path / "scores.summary.csv").open()))
+    assert summary[0] == ["metric", "mean", "std", "infinite"] and [r[0] for r in summary[1:]] == ["ssim", "psnr", "en"]
+    assert float(summary[2][1]) == pytest.approx(np.mean([float(r[2]) for r in rows[1:3]]))
     payload = json.loads(out_json.read_text())
     assert payload["summary"]["psnr"]["mean"] == pytest.approx(np.mean([float(r[2]) for r in rows[1:3]]))
     assert len(payload["problems"]) == 5

@@ -1,10 +1,14 @@
 """Stopping a command: SIGTERM is handled as Ctrl-C (exit 143, one line, nothing half-written),
 leftovers of killed writes go on the next write, and temporary names fit the name limit."""
 
+import fcntl
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import numpy as np
@@ -20,13 +24,26 @@ def test_sigterm_stops_a_fusion_in_one_line_and_leaves_nothing(tmp_path, tiny_we
     write_nifti(tmp_path / "pet.nii", phantom(shape, inner=0.1, outer=1.0) * 5, oblique_affine())
     command = [sys.executable, "-m", "medfuse", "fuse", str(tmp_path / "mr.nii"), str(tmp_path / "pet.nii"),
                "-o", str(tmp_path / "out.nii.gz"), "--weights", str(tiny_weights), "--rule", "sfnn"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    seen = ""
+    leader, follower = pty.openpty()  # standard error on a terminal, so that the progress bar is drawn
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # of 100 columns
+    process = subprocess.Popen(command, stderr=follower, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    os.close(follower)
+    seen = b""
     deadline = time.monotonic() + 120
-    while "fusing" not in seen and time.monotonic() < deadline:  # the progress bar: the work has begun
-        seen += process.stderr.read(1)
+    while b"fusing" not in seen and time.monotonic() < deadline:  # the progress bar: the work has begun
+        seen += os.read(leader, 1024)
     process.send_signal(signal.SIGTERM)
-    stderr = seen + process.communicate(timeout=60)[1]
+    process.wait(timeout=60)
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    stderr = seen.decode("utf-8", "replace").replace("\r\n", "\n")
     assert process.returncode == 143 and "Traceback" not in stderr and "error" not in stderr
     assert stderr.rstrip().endswith("medfuse fuse: terminated (SIGTERM); nothing half-written was left")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mr.nii", "pet.nii"]

@@ -1,5 +1,6 @@
 import math
 import os
+from dataclasses import replace
 
 import nibabel
 import numpy as np
@@ -86,11 +87,38 @@ def test_large_rotations_of_either_sign_are_found_in_2d(mri, degrees):
 
 def test_an_ambiguous_search_is_doubted(mri):
     transform = LinearTransform("rigid", np.eye(2), np.zeros(2), np.array([127.5, 127.5]))
-    close_call = Registration(transform, 1.0, 1.2, mri, 0.0, rivals=((90.0, 0.995), (180.0, 0.5)))
+    close_call = Registration(transform, 1.0, 1.2, mri, 0.0, rivals=((90.0, 0.995), (180.0, 0.5)),
+                              uncertainty=(0.25, 0.125))
     assert implausibilities(close_call, mri) == [
-        "another start, 90 degrees away, fits about as well (99.5% of the mutual information): the alignment "
-        "is ambiguous"]
-    assert "the next distinct start (90 degrees away) reached 99.5% of it" in close_call.describe("pixels")
+        "another start, landing 90 pixels away, fits about as well (99.5% of the mutual information): the "
+        "alignment is ambiguous"]
+    described = close_call.describe("pixels")
+    assert "the next distinct start (90 pixels away) reached 99.5% of it" in described
+    assert described.endswith("uncertain to about 0.25 pixels and 0.12 degrees")
+
+
+@pytest.mark.parametrize("shift", [(60.0, -50.0), (-64.0, 64.0)])
+def test_shifts_up_to_a_quarter_of_the_field_of_view_are_found_with_a_rotation(mri, shift):
+    true = LinearTransform("rigid", rotation_2d(75), np.array(shift), np.array([127.5, 127.5]))
+    found = register(mri, resample_onto(mri, mri, true))
+    rows, columns = np.nonzero(mri > 20)
+    points = np.stack([columns, rows], axis=1).astype(float)
+    assert residual(true, found.transform, points).max() < 0.5
+    assert found.uncertainty is not None and found.uncertainty[0] < 0.5 and found.uncertainty[1] < 0.2
+
+
+def test_the_search_never_ends_worse_than_no_search(monkeypatch, mri):
+    """A start the coarse search prefers but full resolution does not is dropped for the plain one."""
+    import medfuse.clinical.registration as registration
+
+    plain = register(mri, mri).transform
+    misleading = sitk.Euler2DTransform()
+    misleading.SetCenter((127.5, 127.5))
+    misleading.SetAngle(math.radians(120))
+    monkeypatch.setattr(registration, "_best_start", lambda fixed, moving, centred, seed: (misleading, ()))
+    found = register(mri, mri)
+    assert np.allclose(found.transform.matrix, plain.matrix, atol=1e-3)
+    assert found.rivals and found.rivals[0][0] > 100
 
 
 def test_a_volume_rotated_by_40_degrees_is_found_against_another_contrast():
@@ -165,6 +193,11 @@ def test_implausible_results_are_named_with_their_numbers(mri):
     fell = ["the mutual information fell from 1.0000 to 0.9000"]
     assert implausibilities(result(0, 0, before=1.0, after=0.9), mri) == fell
     assert implausibilities(result(0, 0, before=1.0, after=0.99), mri) == []  # interpolation's small loss
+    unstable = Registration(result(0, 0).transform, 1.0, 1.2, mri, 0.0, uncertainty=(30.0, 4.0))
+    assert implausibilities(unstable, mri) == [
+        "knocked off by 3 degrees, it lands 30.0 pixels away (more than 10% of the field of view): the optimum is "
+        "not stable"]
+    assert implausibilities(replace(unstable, uncertainty=(20.0, 4.0)), mri) == []  # 256 pixels: 25.6 allowed
 
 
 def test_bad_pairs_are_refused(mri):

@@ -240,7 +240,7 @@ def test_sfnn_pyramid_fuses_level_by_level_as_documented():
     expected = [w_finest * pyramid_a[0] + (1 - w_finest) * pyramid_b[0]]
     expected += [x + y for x, y in zip(pyramid_a[1:-1], pyramid_b[1:-1])]
     expected.append(BASE_GAIN * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
-    torch.testing.assert_close(rule.fuse(a, b, f_a, f_b), collapse_pyramid(expected).clamp(0, 1))
+    torch.testing.assert_close(rule.blend(a, b, rule.weights(f_a, f_b)), collapse_pyramid(expected).clamp(0, 1))
 
 
 def test_sfnn_pyramid_keeps_a_middle_scale_detail_of_either_source_whole():
@@ -253,14 +253,16 @@ def test_sfnn_pyramid_keeps_a_middle_scale_detail_of_either_source_whole():
     b = (0.45 + 0.1 * torch.cos(rows / 11)).double()[None, None]
     squared = ((rows - 30) ** 2 + (columns - 34) ** 2).double()
     blob = 0.1 * (torch.exp(-squared / (2 * 3.0**2)) - torch.exp(-squared / (2 * 6.0**2)) / 4)[None, None]
-    fuse = get_rule("sfnn-pyramid").fuse
-    clean = fuse(a, b, f_a, f_b)
-    for change, with_detail in ((blob, fuse(a + blob, b, f_a, f_b)), (-blob, fuse(a, b - blob, f_a, f_b))):
+    rule = get_rule("sfnn-pyramid")
+    w_a = rule.weights(f_a, f_b)
+    clean = rule.blend(a, b, w_a)
+    for change, with_detail in ((blob, rule.blend(a + blob, b, w_a)), (-blob, rule.blend(a, b - blob, w_a))):
         kept = ((with_detail - clean) * change).sum() / (change * change).sum()
         assert kept.item() == pytest.approx(1.0, abs=0.05)
 
 
 def test_sfnn_pyramid_takes_any_image_size():
     (a, b), (f_a, f_b) = pyramid_case(seed=5, shape=(1, 1, 7, 3))
-    fused = get_rule("sfnn-pyramid").fuse(a, b, f_a, f_b)
+    rule = get_rule("sfnn-pyramid")
+    fused = rule.blend(a, b, rule.weights(f_a, f_b))
     assert fused.shape == a.shape and 0 <= fused.min() and fused.max() <= 1

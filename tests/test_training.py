@@ -151,3 +151,33 @@ def test_edge_enhanced_architecture_trains_and_loads(image_folder, tmp_path):
     assert type(model).__name__ == "EdgeDRAN" and model.width == 8
     with pytest.raises(ValueError, match="unknown architecture"):
         config(image_folder, tmp_path / "x", architecture="unet").validate()
+
+
+def test_a_short_run_has_a_loss_plot_with_a_point_per_step(image_folder, tmp_path):
+    """issue 22: with one validation record the plot used to be empty; the training loss is traced."""
+    train(config(image_folder, tmp_path, steps=5, val_every=500), progress=False)
+    payload = json.loads((tmp_path / "log.json").read_text())
+    assert len(payload["log"]) == 1 and [step for step, _ in payload["trace"]] == [1, 2, 3, 4, 5]
+    assert all(loss > 0 for _, loss in payload["trace"]) and (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_init_fine_tunes_from_weights_with_their_architecture(image_folder, tmp_path, tiny_weights):
+    train(config(image_folder, tmp_path, steps=1, val_every=1, lr=1e-12, width=64, init=str(tiny_weights)),
+          progress=False)
+    tuned = load_model(tmp_path / "weights.safetensors")
+    start = load_model(tiny_weights)
+    for (name, before), (_, after) in zip(start.state_dict().items(), tuned.state_dict().items()):
+        torch.testing.assert_close(after, before, atol=1e-6, rtol=0, msg=name)  # lr 1e-12: where it started
+    recorded = json.loads((tmp_path / "log.json").read_text())["config"]
+    assert recorded["width"] == 8 and recorded["init"] == str(tiny_weights)  # the file's width, not the 64 asked
+    with pytest.raises(ValueError, match="give one of them"):
+        train(config(image_folder, tmp_path, init=str(tiny_weights), resume=True), progress=False)
+
+
+def test_cli_says_what_it_trains_on_before_it_starts(image_folder, tmp_path, capsys):
+    code = main(["train", str(image_folder), "-o", str(tmp_path / "run"), "--steps", "1", "--crop", "16",
+                 "--width", "8", "--val-fraction", "0.34", "--init", str(tmp_path / "missing.safetensors")])
+    captured = capsys.readouterr()
+    assert code == 2 and "missing.safetensors" in captured.err
+    assert captured.out.startswith("training on 8 images (4 names) in ") and "validating on 4 images (2 names)" \
+        in captured.out and "from " in captured.out

@@ -40,6 +40,20 @@ def check_new_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     return out
 
 
+def check_output_folder(out: str | os.PathLike, what: str = "output folder") -> Path:
+    """``out`` as a Path for an output that is a folder (created by the work if new): refused
+    (:class:`OutputError`) if it is a file or if the folder it goes into does not exist. The
+    rule is that of every output: the output itself may be new, the folder it lies in must exist."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{what} {out} is a file; give a folder")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        state = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise OutputError(f"{what} {out}: {parent} {state}")
+    return out
+
+
 def check_suffix(path: str | os.PathLike, suffixes: Iterable[str], what: str) -> None:
     """:class:`InputError` unless ``path`` ends in one of ``suffixes`` (any case)."""
     suffixes = tuple(suffixes)

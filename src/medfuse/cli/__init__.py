@@ -26,6 +26,7 @@ COMMANDS = {
     "evaluate": "score fused images against their sources with fusion metrics",
     "benchmark": "compare fusion methods on a dataset folder with fusion metrics",
     "batch": "fuse many volume pairs listed in a CSV manifest (resumable)",
+    "report": "write an HTML page to look at a fusion: sources, fusion, weight map, metrics, volume viewer",
 }
 
 
@@ -38,9 +39,25 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: appended where the text does not say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose epilog may be a function, called only when help is shown (an
-    epilog listing registered rules would otherwise import them on every start)."""
+    epilog listing registered rules would otherwise import them on every start), and whose help
+    states the defaults (:class:`DefaultsFormatter`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def format_help(self) -> str:
         if callable(self.epilog):
@@ -62,6 +79,9 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
                 command.add_argument("--threads", type=int,
                                      help="CPU threads for torch, BLAS and SimpleITK (default: the libraries' "
                                      "own, one per core; see benchmarks/threads_under_load.py)")
+            command.add_argument("-q", "--quiet", action="store_true",
+                                 help="no progress bars (they are drawn only when standard error is a terminal, so "
+                                 "logs and pipes never get them)")
         else:
             commands.add_parser(name, help=summary)
     return parser

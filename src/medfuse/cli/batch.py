@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medfuse._shared.errors import InputError
-from medfuse.cli.common import add_model_arguments, add_volume_arguments, rules_epilog, volume_options
+from medfuse.cli.common import add_model_arguments, add_volume_arguments, rules_epilog, show_progress, volume_options
 
 if TYPE_CHECKING:
     from medfuse.clinical.batch import Outcome, Row
@@ -64,19 +64,20 @@ def run(args: argparse.Namespace) -> int:
     job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options, args.batch_size)
     check_rows(rows, job)
     if args.workers is None and args.scheduler is None:
-        return report_rows(rows, fuse_rows(rows, job))
+        return report_rows(rows, fuse_rows(rows, job), show_progress(args))
     from medfuse.scaleout.cluster import dask_client, fuse_rows_on_dask
 
     with dask_client(args.workers, args.scheduler) as client:
-        return report_rows(rows, fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client)))
+        return report_rows(rows, fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client)),
+                           show_progress(args))
 
 
-def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, Outcome]]) -> int:
-    """Count the outcomes under a progress bar, print the summary; the exit status."""
+def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, Outcome]], progress: bool = True) -> int:
+    """Count the outcomes under a progress bar (if ``progress``), print the summary; the exit status."""
     from tqdm import tqdm
 
     counts, failures = {"done": 0, "skipped": 0}, []
-    with tqdm(total=len(rows), desc="batch", unit="pair") as bar:
+    with tqdm(total=len(rows), desc="batch", unit="pair", disable=not progress) as bar:
         for row, (status, message) in outcomes:
             bar.update(1)
             if status == "failed":

@@ -68,11 +68,13 @@ def _external_methods(specifications: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from medfuse.cli.common import show_progress
     from medfuse.evaluation.benchmark import benchmark_folder
 
     run = benchmark_folder(args.data, args.out, None if args.methods == "all" else _split_names(args.methods),
                            _external_methods(args.external), _split_names(args.metrics), args.modality_a,
                            args.modality_b, args.weights, args.device, args.montage_pairs,
-                           progress=lambda pairs: tqdm(pairs, desc="benchmark", unit="pair"))
+                           progress=lambda pairs: tqdm(pairs, desc="benchmark", unit="pair",
+                                                       disable=not show_progress(args)))
     print(run.heading + run.table)
     print(f"written to {args.out}: {', '.join(run.written)}, fused/ (cached fused images)")

@@ -93,9 +93,18 @@ def volume_options(args: argparse.Namespace) -> VolumeOptions:
     return VolumeOptions(window, args.window_on or "b", percentiles, args.resample_to, args.force_window)
 
 
-def progress_bar(description: str, enabled: bool = True) -> tuple[Callable[[int, int, str], object], Callable[[], None]]:
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: not with --quiet, and only on a terminal (a log file or a
+    pipe would fill with carriage-return lines)."""
+    import sys
+
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def progress_bar(description: str,
+                 enabled: bool = True) -> tuple[Callable[[int, int, str], object], Callable[[], None]]:
     """A progress callback for the library (``progress(done, total, unit)``) that draws a tqdm
-    bar once work begins, and the function that closes it."""
+    bar once work begins (if ``enabled``, see :func:`show_progress`), and the function that closes it."""
     bars = []
 
     def progress(done: int, total: int, unit: str) -> None:

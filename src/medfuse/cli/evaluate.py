@@ -37,7 +37,8 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("a", help="first source image (or folder)")
     parser.add_argument("b", help="second source image (or folder)")
     parser.add_argument("--metrics", default="all", help="comma-separated metric names (default: all)")
-    parser.add_argument("--csv", help="write per-image scores and the summary as CSV here")
+    parser.add_argument("--csv", help="write per-image scores as CSV here (one row per image) and the summary "
+                        "(mean, std, infinite count per metric) beside it as NAME.summary.csv")
     parser.add_argument("--json", help="write per-image scores and the summary as JSON here")
     parser.set_defaults(run=run)
 
@@ -56,23 +57,28 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from medfuse._shared.checks import check_exists, check_new_output, same_path
+    from medfuse.cli.common import show_progress
     from medfuse.evaluation.metrics import METRICS
-    from medfuse.evaluation.scoring import check_metric_names, evaluate_paths, write_csv, write_json
+    from medfuse.evaluation.scoring import check_metric_names, evaluate_paths, summary_path, write_csv, write_json
 
     metrics = list(METRICS) if args.metrics == "all" else check_metric_names(
         name.strip() for name in args.metrics.split(",") if name.strip())
     inputs = check_exists(args.fused, args.a, args.b)
     outputs = [check_new_output(path, inputs) for path in (args.csv, args.json) if path]
-    if len(outputs) == 2 and same_path(*outputs):
-        raise InputError("--csv and --json name the same file")
-    evaluation = evaluate_paths(*inputs, metrics, lambda triples: tqdm(triples, desc="evaluating", unit="image"))
+    if args.csv:
+        outputs.append(check_new_output(summary_path(args.csv), inputs, "summary CSV"))
+    if any(same_path(first, second) for n, first in enumerate(outputs) for second in outputs[n + 1:]):
+        raise InputError("--csv, its summary (NAME.summary.csv) and --json must be three files")
+    evaluation = evaluate_paths(*inputs, metrics, lambda triples: tqdm(triples, desc="evaluating", unit="image",
+                                                                       disable=not show_progress(args)))
     for problem in evaluation.problems:
         print(f"medfuse evaluate: skipped {problem}", file=sys.stderr)
     print_table(evaluation)
-    for path, write in ((args.csv, write_csv), (args.json, write_json)):
-        if path:
-            write(evaluation, path)
-            print(f"scores written to {path}")
+    if args.csv:
+        print(f"scores written to {args.csv}, their summary to {write_csv(evaluation, args.csv)}")
+    if args.json:
+        write_json(evaluation, args.json)
+        print(f"scores written to {args.json}")
     if evaluation.failures:
         print(f"{len(evaluation.failures)} image(s) could not be scored; the others were", file=sys.stderr)
         return 1

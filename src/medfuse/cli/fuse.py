@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from medfuse._shared.errors import InputError
@@ -12,6 +13,7 @@ from medfuse.cli.common import (
     given_volume_options,
     progress_bar,
     rules_epilog,
+    show_progress,
     volume_options,
 )
 from medfuse.cli.register import (
@@ -46,6 +48,13 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("-o", "--out", required=True,
                         help="output image (its suffix picks the format), or output folder in folder mode")
     add_model_arguments(parser)
+    parser.add_argument("--weight-map", metavar="PATH",
+                        help="also write A's weight at every pixel (B's is 1 - it): a 16-bit grey PNG or TIFF for two "
+                        "images (65535 = all A), a float32 NIfTI (.nii, .nii.gz) for two volumes; for rules with a "
+                        "weight map (not the feature rules, which mix the network's features)")
+    parser.add_argument("--colour-map", choices=("hot",),
+                        help="two volumes into NIfTI: write an RGB NIfTI, the fusion's brightness in the colours of B "
+                        "(e.g. the PET or SPECT) through this colour map, as 2-D fusion keeps a colour source's colour")
     parser.add_argument("--suffix", default=FOLDER_SUFFIX,
                         help=f"folder mode: suffix of the written files (default {FOLDER_SUFFIX}; 16-bit colour "
                         "results are written as .tif)")
@@ -69,8 +78,9 @@ def _check_options(args: argparse.Namespace, volumes: bool, folders: bool) -> No
             raise InputError(f"{', '.join(given)}: only with --register")
     elif args.resample_to is not None:
         raise InputError("--register and --resample-to: choose one (registration puts B on A's grid)")
-    if folders and args.register:
-        raise InputError("--register: for one pair of images or two volumes, not for folders")
+    if folders and (args.register or args.weight_map):
+        raise InputError(f"{'--register' if args.register else '--weight-map'}: for one pair of images or two "
+                         "volumes, not for folders")
     if not volumes and not folders and args.batch_size is not None:
         raise InputError("--batch-size: only for two folders or two volumes, not for one pair of images")
 
@@ -86,12 +96,13 @@ def run(args: argparse.Namespace) -> None:
         raise InputError("A and B must both be files or both be folders")
     _check_options(args, volumes, path_a.is_dir() and not volumes)
     unit = "mm" if volumes else "pixels"
-    progress, close = progress_bar("fusing")
+    progress, close = progress_bar("fusing", show_progress(args))
     try:
         result = showing_refusals(lambda: fuse_files(
             path_a, path_b, Path(args.out), rule=args.rule, model=args.weights, device=args.device,
             register=registration_request(args, args.register), batch_size=args.batch_size,
-            volume=volume_options(args) if volumes else None, suffix=args.suffix, progress=progress), unit)
+            volume=volume_options(args) if volumes else None, suffix=args.suffix, progress=progress,
+            weight_map=args.weight_map, colour_map=args.colour_map), unit)
     finally:
         close()
     if result.registration is not None:
@@ -102,3 +113,9 @@ def run(args: argparse.Namespace) -> None:
             raise InputError(f"{len(result.failures)} pair(s) failed: " + "; ".join(result.failures))
         return
     print(f"fused {'volume' if result.kind == 'volume' else 'image'} written to {result.out}")
+    if result.shares is not None:
+        print(f"{result.describe_shares()} (A {args.a}, B {args.b}; rule {args.rule})")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result.weight_map is not None:
+        print(f"weight map of A written to {result.weight_map}")

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from medfuse._shared.errors import InputError
+from medfuse.cli.common import show_progress
 from medfuse.dran import ARCHITECTURE_NAMES
 from medfuse.training.config import DEFAULT_LAMBDA_PERC, DEFAULT_LR, TrainConfig
 
@@ -56,13 +57,30 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     option("device", str, "torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init", metavar="WEIGHTS",
+                        help="fine-tune: start from these weights (a shipped model name such as dran-havard, or a "
+                        "safetensors path) instead of random ones; their architecture and width are used")
     parser.set_defaults(run=run)
+
+
+def describe_split(train_paths: list[Path], val_paths: list[Path], config: TrainConfig) -> str:
+    """What the run will train on: images, names and folders of each split, and the steps."""
+    def counted(paths: list[Path]) -> str:
+        folders = sorted({str(path.parent) for path in paths})
+        shown = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3 else "")
+        names = len({path.stem for path in paths})
+        return f"{len(paths)} images ({names} name{'s' if names != 1 else ''}) in {shown}"
+
+    start = f"from {config.init}" if config.init else "from random weights"
+    return (f"training on {counted(train_paths)}; validating on {counted(val_paths)} (split by file name, "
+            f"--val-fraction {config.val_fraction:g}); {config.steps} steps of {config.batch_size} crops of "
+            f"{config.crop} px, {start}")
 
 
 def run(args: argparse.Namespace) -> None:
     from medfuse.dran.models import device_named
     from medfuse.training.distributed import ranks_from_environment
-    from medfuse.training.loop import train
+    from medfuse.training.loop import train, training_split
 
     if args.lambda_perc and not args.vgg_weights:
         raise InputError("the perceptual loss (--lambda-perc) needs --vgg-weights PATH, a torchvision "
@@ -71,7 +89,10 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"--vgg-weights: no such file: {args.vgg_weights}")
     settings = {name: getattr(args, name) for name in DEFAULTS if name not in ("data", "out")}
     config = TrainConfig(data=args.data, out=args.out, **{**settings, "device": str(device_named(args.device))})
-    last = train(config)
+    config.validate()
+    if ranks_from_environment().is_main:
+        print(describe_split(*training_split(config), config))
+    last = train(config, progress=show_progress(args))
     if not ranks_from_environment().is_main:
         return
     print(f"trained {last['step']} steps: train loss {last['train_loss']:.6f}, "

@@ -4,8 +4,11 @@ A manifest has the columns ``a``, ``b``, ``out`` and optionally ``window`` (a CT
 or LEVEL/WIDTH in HU for the input that :attr:`VolumeOptions.window_on` names; empty for
 percentile clipping). Relative paths are relative to the manifest's folder. :func:`fuse_row`
 fuses one row and never raises for the row's own faults: it returns ``("done", "")``,
-``("skipped", "")`` when the output exists (outputs are written whole, so an existing one is
-complete and a rerun resumes) or ``("failed", message)``. The same function runs row after
+``("skipped", "")`` when the output exists and was made with the same settings (outputs are
+written whole, so an existing one is complete and a rerun resumes; each output's settings are
+recorded beside it in ``OUT.medfuse.json``, :func:`settings_record`), or ``("failed",
+message)``, also for an output made with other settings or without a record: a rerun with
+another rule or window never passes an old result off as its own. The same function runs row after
 row in one process (:func:`fuse_rows`) or as one task per row on a cluster
 (:mod:`medfuse.scaleout.cluster`).
 """
@@ -13,13 +16,14 @@ row in one process (:func:`fuse_rows`) or as one task per row on a cluster
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medfuse._shared.errors import InputError, MedfuseError, MissingInputError, error_message
-from medfuse._shared.files import remove_partial_writes
+from medfuse._shared.files import remove_partial_writes, write_atomically
 from medfuse.clinical.intensity import CtWindow
 from medfuse.clinical.pipeline import VolumeOptions, fuse_files
 from medfuse.fusion.memory import check_batch_size
@@ -121,6 +125,40 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+RECORD_SUFFIX = ".medfuse.json"
+
+
+def record_path(out: Path) -> Path:
+    """Where the settings of the output ``out`` are recorded: ``OUT.medfuse.json`` beside it."""
+    return out.with_name(out.name + RECORD_SUFFIX)
+
+
+def settings_record(row: Row, job: BatchJob) -> dict[str, object]:
+    """What makes a row's output what it is, besides its inputs: the rule, the weights (their
+    SHA-256), the row's window and the volume options."""
+    from medfuse.dran.models import weights_digest
+
+    options = job.options
+    return {"rule": job.rule, "weights_sha256": weights_digest(job.weights), "window": row.window,
+            "window_on": options.window_on, "percentiles": list(options.percentiles),
+            "resample_to": options.resample_to, "force_window": options.force_window}
+
+
+def _existing_outcome(out: Path, settings: dict[str, object]) -> Outcome:
+    """The outcome for an output that exists: skipped if its record holds ``settings``."""
+    try:
+        recorded = json.loads(record_path(out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "failed", (f"{out} exists without a readable record of its settings ({record_path(out).name}); "
+                          "delete it to fuse it again")
+    changed = [f"{key} {recorded.get(key)!r} there, {value!r} now" for key, value in settings.items()
+               if recorded.get(key) != value]
+    if changed:
+        return "failed", (f"{out} was made with other settings ({'; '.join(changed)}); delete it and "
+                          f"{record_path(out).name} to fuse it again with these")
+    return "skipped", ""
+
+
 def fuse_row(row: Row, job: BatchJob) -> Outcome:
     """Fuse one manifest row; its outcome (see the module's docstring). Each process loads the
     model once and keeps it (:func:`medfuse.fusion.engine.cached_model`)."""
@@ -128,8 +166,9 @@ def fuse_row(row: Row, job: BatchJob) -> Outcome:
         if not (row.a and row.b and row.out):
             raise InputError("a, b and out must all be given")
         out = row_output(row, job)
+        settings = settings_record(row, job)
         if out.exists():
-            return "skipped", ""
+            return _existing_outcome(out, settings)
         path_a, path_b = _resolve(job.base, row.a), _resolve(job.base, row.b)
         for path in (path_a, path_b):
             if path.exists() and not is_volume_path(path):
@@ -138,6 +177,7 @@ def fuse_row(row: Row, job: BatchJob) -> Outcome:
         out.parent.mkdir(parents=True, exist_ok=True)
         fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
                    volume=replace(job.options, window=window), batch_size=job.batch_size)
+        write_atomically(record_path(out), lambda temporary: temporary.write_text(json.dumps(settings, indent=1)))
         return "done", ""
     except (MedfuseError, OSError) as error:  # OSError: a folder or file that could not be written
         return "failed", error_message(error)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medfuse._shared.checks import check_exists, check_new_output, check_suffix, same_path
+from medfuse._shared.checks import check_exists, check_new_output, check_output_folder, check_suffix, same_path
 from medfuse._shared.errors import InputError, OutputError
 from medfuse._shared.files import check_folder_writable
 from medfuse.clinical import FOLDER_SUFFIX
@@ -49,6 +49,7 @@ from medfuse.io.volumes import (
     check_volume_target,
     is_volume_path,
     read_volume,
+    write_nifti,
     write_volume,
 )
 
@@ -63,6 +64,11 @@ Progress = Callable[[int, int, str], object]
 items (``unit``: "pair" or "slice") just finished and the total."""
 
 CHECK_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+WEIGHT_MAP_SUFFIXES = {"image": (".png", ".tif", ".tiff"), "volume": (".nii", ".nii.gz")}
+"""A weight map is a 16-bit grey image (A's weight times 65535) for two images, a float32 NIfTI
+on the fusion's grid for two volumes."""
+SMALL_SHARE = 0.2
+"""Below this share of the fused foreground a source is reported as nearly absent (:attr:`FusedFiles.warnings`)."""
 
 
 @dataclass(frozen=True)
@@ -119,13 +125,37 @@ class FusedFiles:
     failures: list[str] = field(default_factory=list)
     registration: Registration | None = None
     notes: list[str] = field(default_factory=list)
+    shares: tuple[float, float] | None = None
+    """A's and B's shares of the fused foreground for one pair or two volumes: the mean of the
+    rule's weight map, or for a rule without one the least-squares fit of the fusion to its
+    sources (:mod:`medfuse.evaluation.metrics.fidelity`)."""
+    shares_measure: str = ""
+    """How ``shares`` were measured: "weight map" or "least-squares fit"."""
+    weight_map: Path | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """A sentence for each source that keeps less than ``SMALL_SHARE`` of the fused foreground."""
+        if self.shares is None:
+            return []
+        return [f"{name} keeps only {share:.0%} of the fused foreground: the fusion shows mostly the other "
+                "source there (see the weight map; another rule may keep more of it)"
+                for name, share in zip("AB", self.shares) if share < SMALL_SHARE]
+
+    def describe_shares(self) -> str:
+        """One line: each source's share of the fused foreground, or why there is none."""
+        if self.shares is None:
+            return ""
+        return (f"share of the fused foreground ({self.shares_measure}): A {self.shares[0]:.0%}, "
+                f"B {self.shares[1]:.0%}")
 
 
 def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | os.PathLike, *,
                rule: str = DEFAULT_RULE, model: str | os.PathLike | torch.nn.Module = DEFAULT_MODEL,
                device: str | None = None, register: RegistrationRequest | None = None,
                volume: VolumeOptions | None = None, batch_size: int | None = None, suffix: str = FOLDER_SUFFIX,
-               progress: Progress | None = None) -> FusedFiles:
+               progress: Progress | None = None, weight_map: str | os.PathLike | None = None,
+               colour_map: str | None = None) -> FusedFiles:
     """Fuse the files (or folders) ``path_a`` and ``path_b`` into ``out``, as ``medfuse fuse`` does.
 
     - Two 2-D images (PNG, JPEG, TIFF, BMP; 8 or 16 bit, grey or colour) -> one image, whose
@@ -141,35 +171,55 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
     ``rule`` names a fusion rule, ``model`` is a shipped model name, a weights path or a loaded
     model, ``device`` a torch device name (default: the CPU for a name or path, a given model's own
     device); ``batch_size`` pairs of one size (folders) or slices
-    (volumes) go through the network at once (None: planned from the free memory). Every user
-    error is raised before anything is written; the output appears whole or not at all.
+    (volumes) go through the network at once (None: planned from the free memory). For one pair
+    or two volumes, a rule with a weight map also gives each source's share of the fused
+    foreground (``shares``), and ``weight_map`` (a path) receives A's weight at every pixel
+    (``WEIGHT_MAP_SUFFIXES``). For two volumes into NIfTI, ``colour_map`` (a name of
+    :data:`~medfuse.image.colour.COLOUR_MAPS`, e.g. "hot") writes an RGB NIfTI instead: the
+    fusion's brightness in the colours of B through that map (:func:`~medfuse.image.colour.colour_overlay`),
+    as a colour PET or SPECT image is fused in 2-D. Every user error is raised before anything
+    is written; the output appears whole or not at all.
     """
     path_a, path_b = check_exists(path_a, path_b)
     out = Path(out)
     check_batch_size(batch_size)
+    weight_map = None if weight_map is None else Path(weight_map)
     if is_volume_path(path_a) or is_volume_path(path_b):
         for path in (path_a, path_b):
             if not is_volume_path(path):
                 raise InputError(f"{path}: not a volume (NIfTI .nii/.nii.gz, DICOM file or DICOM series folder), "
                                  "but the other input is one; fuse two volumes or two 2-D images")
+        _check_weight_map_target(weight_map, "volume", rule, (path_a, path_b, out))
+        if colour_map is not None:
+            from medfuse.image.colour import COLOUR_MAPS
+            from medfuse.io.volumes import is_nifti_path
+
+            if colour_map not in COLOUR_MAPS:
+                raise InputError(f"colour map {colour_map!r}: choose one of {', '.join(COLOUR_MAPS)}")
+            if not is_nifti_path(out):
+                raise InputError(f"{out}: a colour overlay is written as RGB NIfTI; name the output .nii or .nii.gz")
         return _fuse_volume_pair(path_a, path_b, out, rule, model, device, register, volume or VolumeOptions(),
-                                 batch_size, progress)
+                                 batch_size, progress, weight_map, colour_map)
+    if colour_map is not None:
+        raise InputError("a colour map is for two volumes; a colour 2-D source is fused in its own colours")
     if volume is not None:
         raise InputError("CT windows, percentiles and resampling are for volumes (NIfTI or DICOM), not for "
                          "2-D images")
     if path_a.is_dir() != path_b.is_dir():
         raise InputError("A and B must both be files or both be folders")
     if path_a.is_dir():
-        if register is not None:
-            raise InputError("registration is for one pair of images or two volumes, not for folders")
+        if register is not None or weight_map is not None:
+            raise InputError(f"{'registration' if register is not None else 'a weight map'} is for one pair of images "
+                             "or two volumes, not for folders")
         return _fuse_folders(path_a, path_b, out, rule, model, device, suffix, batch_size, progress)
     if batch_size is not None:
         raise InputError("a batch size is only for two folders or two volumes, not for one pair of images")
     check_image_target(out, (path_a, path_b))
+    _check_weight_map_target(weight_map, "image", rule, (path_a, path_b, out))
     if register is not None:
         register.check_outputs((path_a, path_b))
     fusion_model, fusion_rule = load_fusion(model, rule, device)
-    from medfuse.fusion.engine import fuse
+    from medfuse.fusion.engine import fuse_with_weights
 
     registration = None
     image_a, image_b = load_pair(path_a, path_b) if register is None else (load_image(path_a), load_image(path_b))
@@ -180,10 +230,70 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
         from medfuse.clinical.registration import move_image
 
         image_b = move_image(image_b, image_a.shape, registration.transform)
-    save_image(out, fuse(image_a, image_b, rule=fusion_rule, model=fusion_model))
+    fused, w_a = fuse_with_weights(image_a, image_b, rule=fusion_rule, model=fusion_model)
+    notes = [] if registration is None else [f"B registered to A ({register.kind}): "
+                                             f"{registration.transform.describe('pixels')}"]
+    save_image(out, fused, provenance(rule, model, path_a, path_b, notes))
+    shares = _shares(w_a, grey_unit(image_a), grey_unit(image_b), grey_unit(fused))
+    if weight_map is not None:
+        save_image(weight_map, np.round(w_a * 65535).astype(np.uint16))
     if registration is not None:
         write_registration_outputs(register, grey_a, grey_b, registration)
-    return FusedFiles(out, "image", registration=registration)
+    return FusedFiles(out, "image", registration=registration, shares=shares, shares_measure=_measure(w_a),
+                      weight_map=weight_map)
+
+
+def provenance(rule: str | FusionRule, model: str | os.PathLike | torch.nn.Module, path_a: Path, path_b: Path,
+               notes: list[str] = ()) -> dict[str, str]:
+    """How a fused image was made, for its file (PNG text chunks, TIFF description): medfuse's
+    version, the rule, the weights (name and SHA-256), the sources and what was done to them."""
+    from medfuse import __version__
+
+    record = {"Software": f"medfuse {__version__}",
+              "Source": f"A {path_a.parent.name}/{path_a.name}; B {path_b.parent.name}/{path_b.name}",
+              "Fusion rule": rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")}
+    if isinstance(model, (str, os.PathLike)):
+        from medfuse.dran.models import weights_digest
+
+        record["Weights"] = f"{model} sha256 {weights_digest(model)}"
+    else:
+        record["Weights"] = "a model given in Python"
+    if notes:
+        record["Comment"] = "; ".join(notes)
+    return record
+
+
+def _shares(w_a: np.ndarray | None, grey_a: np.ndarray, grey_b: np.ndarray,
+            fused: np.ndarray) -> tuple[float, float] | None:
+    """Each source's share of the fused foreground: by the rule's weight map where it has one,
+    else by the least-squares fit of the fusion to the sources (both in
+    :mod:`medfuse.evaluation.metrics.fidelity`); None where the fit follows neither."""
+    from medfuse.evaluation.metrics.fidelity import foreground, source_shares, weight_shares
+
+    if w_a is not None:
+        return weight_shares(w_a, grey_a, grey_b)
+    mask = foreground(grey_a, grey_b)
+    try:
+        return source_shares(*(image[mask][None] for image in (fused, grey_a, grey_b)))
+    except InputError:
+        return None
+
+
+def _measure(w_a: np.ndarray | None) -> str:
+    return "least-squares fit" if w_a is None else "weight map"
+
+
+def _check_weight_map_target(weight_map: Path | None, kind: str, rule: str | FusionRule,
+                             inputs: tuple[Path, ...]) -> None:
+    """Refuse, before any work, a weight map that cannot be written or that the rule has not."""
+    if weight_map is None:
+        return
+    from medfuse.fusion.engine import check_weight_map
+
+    check_suffix(weight_map, WEIGHT_MAP_SUFFIXES[kind], f"weight map of two {kind}s")
+    check_new_output(weight_map, inputs, "weight map")
+    check_folder_writable(weight_map.parent)
+    check_weight_map(rule)
 
 
 def load_fusion(model: str | os.PathLike | torch.nn.Module, rule: str | FusionRule,
@@ -227,8 +337,7 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
                   device: str | None, suffix: str, batch_size: int | None, progress: Progress | None) -> FusedFiles:
     if same_path(out, folder_a) or same_path(out, folder_b):
         raise OutputError(f"output folder {out} is one of the input folders; choose another")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {out} is a file; folder mode needs an output folder")
+    check_output_folder(out)
     suffix = _folder_suffix(suffix)
     files_a, files_b = images_by_stem(folder_a), images_by_stem(folder_b)
     names = sorted(files_a.keys() & files_b.keys())
@@ -256,7 +365,7 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
     first = next(pairs, None)
     if first is not None:
         plan_batch(next(fusion_model.parameters()).device, *first[1].shape[:2], batch_size)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     check_folder_writable(out / f"{names[0]}{suffix}")
     fused = 0
     for name, image in fuse_pairs(chain([first] if first else [], pairs), fusion_rule, fusion_model,
@@ -266,7 +375,7 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
             check_writable(target, image)
         except ImageFileError:
             target = target.with_suffix(".tif")
-        save_image(target, image)
+        save_image(target, image, provenance(rule, model, files_a[name], files_b[name]))
         fused += 1
         step(1, len(names), "pair")
     return FusedFiles(out, "folder", fused=fused, pairs=len(names), failures=failures)
@@ -300,7 +409,8 @@ def write_registration_outputs(request: RegistrationRequest, fixed: Volume | np.
 
 def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: str | os.PathLike | torch.nn.Module,
                       device: str | None, register: RegistrationRequest | None, options: VolumeOptions,
-                      batch_size: int | None, progress: Progress | None) -> FusedFiles:
+                      batch_size: int | None, progress: Progress | None, weight_map: Path | None,
+                      colour_map: str | None) -> FusedFiles:
     if register is not None and options.resample_to is not None:
         raise InputError("register B to A or resample onto one grid: choose one (registration puts B on A's grid)")
     check_volume_target(out, (path_a, path_b))
@@ -333,12 +443,15 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     width, height, depth = reference.volume.shape
     if min(width, height) < 2:
         raise InputError(f"{reference.path}: slices of {width} x {height} voxels; the network needs at least 2 x 2")
+    from medfuse.fusion.engine import has_weight_map
     from medfuse.fusion.memory import plan_batch
     from medfuse.fusion.volumes import fuse_volumes
 
     batch_size = plan_batch(next(fusion_model.parameters()).device, height, width, batch_size)
     step = (lambda count: progress(count, depth, "slice")) if progress else None
-    fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step)
+    w_a = np.empty(unit["a"].shape, dtype=np.float32) if has_weight_map(fusion_rule) else None
+    fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a)
+    shares = _shares(w_a, unit["a"], unit["b"], fused)
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([
@@ -348,10 +461,21 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
         *notes,
     ])
     record = "; registered" if registration is not None else "; resampled" if notes else ""
-    write_volume(out, fused, reference, summary + record, description)
+    if colour_map is None:
+        write_volume(out, fused, reference, summary + record, description)
+    else:
+        from medfuse.image.colour import colour_overlay
+
+        overlay = np.round(colour_overlay(fused, unit["b"], colour_map) * 255).astype(np.uint8)
+        write_nifti(out, overlay, reference.volume.geometry, reference, f"{summary}; RGB, B {colour_map}",
+                    f"{description}; RGB: the fusion's brightness in B's colours through the {colour_map} map")
+    if weight_map is not None:
+        write_nifti(weight_map, w_a, reference.volume.geometry, reference, f"medfuse {rule_name}: weight of A",
+                    f"weight of A ({files['a'].path.name}) in the fusion {out.name}, rule {rule_name}; B's is 1 - it")
     if registration is not None:
         write_registration_outputs(register, volume_a, volume_b, registration)
-    return FusedFiles(out, "volume", registration=registration, notes=notes)
+    return FusedFiles(out, "volume", registration=registration, notes=notes, shares=shares,
+                      shares_measure=_measure(w_a), weight_map=weight_map)
 
 
 def _match_grids(files: dict[str, VolumeFile], unit: dict[str, np.ndarray], resample_to: str | None) -> list[str]:

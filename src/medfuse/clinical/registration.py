@@ -5,12 +5,14 @@ sessions: :func:`register` finds the transform that brings MOVING onto FIXED and
 MOVING onto FIXED's grid, so that the two can be fused. The method: Mattes mutual
 information (it compares modalities whose intensities differ), the grids' geometric centres
 aligned first (centres of mass mislead across modalities: a PET's uptake is not the head's
-centre), a multi-start search over rotations at the coarsest resolution (:func:`_best_start`),
-three resolutions (shrink 4, 2, 1 with
+centre), a multi-start search over rotations, each tried at shifts up to a quarter of the
+field of view, at the coarsest resolution (:func:`_best_start`; its winner must also beat the
+plain start at full resolution), three resolutions (shrink 4, 2, 1 with
 Gaussian smoothing of 2, 1, 0 mm), a rigid stage and, for ``"affine"``, an affine stage
 started from it; regular-step gradient descent with scales from physical shifts; every voxel of
 a small image, a seeded random sample of a large one, so that the same inputs give the same
-transform (to rounding: SimpleITK sums on several threads).
+transform (to rounding: SimpleITK sums on several threads). Each result carries an uncertainty:
+how far it lands when knocked off by a few degrees and pixels and optimised again.
 
 SimpleITK stays inside this module: images come in as :class:`~medfuse.image.grid.Volume`
 (array + geometry) or as 2-D arrays, whose physical space is SimpleITK's for a PNG (spacing
@@ -50,6 +52,16 @@ START_ANGLES_2D = tuple(range(-150, 181, 30))
 finds rotations within about 20 degrees of its start, reaches any angle."""
 START_ANGLES_3D = (-30.0, 30.0)
 """Rotations (degrees) about each axis the 3-D search starts from, besides none (7 starts)."""
+START_SHIFT_STEPS = (-2, -1, 0, 1, 2)
+START_SHIFT_SHARE = 1 / 8
+"""Shifts (in steps of ``START_SHIFT_SHARE`` of the field of view along each axis, up to a
+quarter) each start rotation is tried at, by its mutual information alone, before it is
+optimised: the optimiser alone finds shifts up to about 20 pixels of a 256-pixel slice."""
+PREFER_UNSHIFTED = 0.15
+"""A shifted start replaces the unshifted one only if its mutual information beats it by this share."""
+START_SHIFT_STEPS_3D = (-1, 0, 1)
+START_SHIFT_SHARE_3D = 1 / 4
+"""In 3-D, steps of a quarter (27 shifts per start, 189 in all)."""
 START_ITERATIONS = 60
 """Optimiser steps of each start, at the coarsest resolution only."""
 START_SHRINK = {2: (4, 2, 1), 3: (8, 4, 2, 1)}
@@ -57,9 +69,14 @@ START_SMOOTHING_MM = {2: (2.0, 1.0, 0.0), 3: (4.0, 2.0, 1.0, 0.0)}
 """The resolution the starts are compared at: the coarsest whose shortest side keeps 8 voxels
 (a volume's 7 starts at shrink 4 tripled the time of a 256 x 256 x 128 registration)."""
 AMBIGUITY_MARGIN = 0.01
-"""The best start must beat the best start that ends elsewhere (a rotation that differs by more
-than ``DISTINCT_DEGREES``; nearer ones are the same optimum, not yet converged) by this share of its mutual information, else the result is doubted."""
-DISTINCT_DEGREES = 20.0
+"""The best start must beat the best start that ends elsewhere (a corner of the fixed grid lands
+more than ``DISTINCT_SHARE`` of the field of view's longest side away; nearer ones are the same
+optimum, not yet converged) by this share of its mutual information, else the result is doubted."""
+DISTINCT_SHARE = 0.1
+CLOSE_CALL = 0.05
+"""A coarse rival within this share of the search's winner is optimised at full resolution too,
+where the two are compared again (the coarse comparison is blurred, and the preference for
+unturned, unshifted starts may keep a start that a turned one beat there by a little)."""
 PREFER_UNROTATED = 0.05
 """A start turned away from the images as they lie wins only if its mutual information beats the
 unturned start's by this share: single slices of two modalities (PET, SPECT) have flat metric
@@ -76,6 +93,11 @@ SAMPLING_SHARE = 0.25
 MIN_SAMPLES = 100_000
 """The metric samples ``SAMPLING_SHARE`` of the voxels, but at least this many (all of a
 smaller image): a quarter of a 256 x 256 slice let 4 of 72 MRI slices slip by pixels."""
+CHECK_DEGREES = 3.0
+CHECK_SHIFT_SHARE = 0.02
+"""The uncertainty check knocks the result off by this rotation and this share of the field of
+view, then optimises again at full resolution with a fresh metric sample: how far it lands from
+the result is reported as the result's uncertainty."""
 SHRINK_FACTORS = (4, 2, 1)
 SMOOTHING_MM = (2.0, 1.0, 0.0)
 
@@ -156,19 +178,26 @@ class Registration:
     moved: Image
     seconds: float
     rivals: tuple[tuple[float, float], ...] = ()
-    """The search's other outcomes: for each start that ended elsewhere, its rotation away from
-    the result (degrees) and its coarse mutual information as a share of the best's (1 = as
-    good), best first; the first says how clearly the result won."""
+    """The search's other outcomes: for each start that ended elsewhere, how far it lands from the
+    result (the largest move of a corner of FIXED's grid, mm or pixels) and its mutual information
+    as a share of the result's (1 = as good; at full resolution for the close calls optimised
+    there, at the coarsest for the others), highest first: the first says how clearly the result won."""
+    uncertainty: tuple[float, float] | None = None
+    """How far the result moves when knocked off and optimised again (see ``CHECK_DEGREES``): the
+    largest shift of a corner of FIXED's field of view (mm for volumes, pixels for 2-D images)
+    and the rotation between the two (degrees)."""
     doubts: tuple[str, ...] = field(default=())
     """Why the result looks wrong (:func:`implausibilities`), when it was accepted all the same."""
 
     def describe(self, unit: str) -> str:
         """One line: the mutual information before and after, then the transform (shifts in ``unit``)."""
-        margin = (f"; the next distinct start ({self.rivals[0][0]:.0f} degrees away) reached "
+        spread = (f"; uncertain to about {self.uncertainty[0]:.2f} {unit} and {self.uncertainty[1]:.2f} degrees"
+                  if self.uncertainty else "")
+        margin = (f"; the next distinct start ({self.rivals[0][0]:.0f} {unit} away) reached "
                   f"{self.rivals[0][1]:.1%} of it" if self.rivals else "")
         return (f"registered ({self.transform.kind}) in {self.seconds:.1f} s: mutual information "
                 f"{self.metric_before:.4f} before, {self.metric_after:.4f} after{margin}; "
-                f"{self.transform.describe(unit)}")
+                f"{self.transform.describe(unit)}{spread}")
 
 
 def _check_pair(fixed: Image, moving: Image) -> int:
@@ -232,8 +261,8 @@ def _method(dimension_sizes: tuple[int, ...], seed: int, levels: bool) -> sitk.I
 
 
 def _optimise(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, seed: int,
-              iterations: int) -> None:
-    method = _method(fixed.GetSize(), seed, levels=True)
+              iterations: int, levels: bool = True) -> None:
+    method = _method(fixed.GetSize(), seed, levels)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
                                                     relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
     method.SetOptimizerScalesFromPhysicalShift()
@@ -297,8 +326,9 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
                                               sitk.CenteredTransformInitializerFilter.GEOMETRY)
     identity = sitk.Transform(dimension, sitk.sitkIdentity)
     before = _mutual_information(fixed_image, moving_image, identity, seed)
-    rigid, rivals = _best_start(fixed_image, moving_image, rigid, seed)
-    _optimise(fixed_image, moving_image, rigid, seed, iterations)
+    plain = sitk.Euler3DTransform(rigid) if dimension == 3 else sitk.Euler2DTransform(rigid)
+    best, coarse_rivals = _best_start(fixed_image, moving_image, rigid, seed)
+    rigid, rivals = _full_resolution_choice(fixed_image, moving_image, best, plain, coarse_rivals, seed, iterations)
     final: sitk.Transform = rigid
     if kind == "affine":
         final = sitk.AffineTransform(dimension)
@@ -308,8 +338,92 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
         _optimise(fixed_image, moving_image, final, seed, iterations)
     after = _mutual_information(fixed_image, moving_image, final, seed)
     moved = sitk.Resample(moving_image, fixed_image, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return Registration(_as_linear(final, kind, dimension), before, after, from_sitk(moved, fixed),
-                        time.perf_counter() - started, rivals)
+    result = _as_linear(final, kind, dimension)
+    uncertainty = _uncertainty(fixed_image, moving_image, result, seed, iterations)
+    return Registration(result, before, after, from_sitk(moved, fixed), time.perf_counter() - started, rivals,
+                        uncertainty)
+
+
+def _full_resolution_choice(fixed: sitk.Image, moving: sitk.Image, best: sitk.Transform, plain: sitk.Transform,
+                            coarse_rivals: list[tuple[float, float, sitk.Transform]], seed: int,
+                            iterations: int) -> tuple[sitk.Transform, tuple[tuple[float, float], ...]]:
+    """The search's winner optimised at full resolution, against those that may beat it there:
+    the plain start (the grids' centres, unturned; when the search moved away from it) and the
+    coarse rivals within ``CLOSE_CALL`` of the winner. Each is optimised too and the one with
+    the highest mutual information at full resolution wins, but one that lands away from the
+    plain start only if it beats the plain start's by ``PREFER_UNROTATED`` (single slices of two
+    modalities have far optima that win by a little and are wrong); the others that land
+    elsewhere are the rivals, with their full-resolution share, then the coarse rivals not refined."""
+    candidates = [best]
+    if _apart(fixed, plain, best) > _distinct(fixed):
+        candidates.append(plain)
+    anchor = candidates[-1]  # the plain start, or the search's winner where it is the plain start
+    close = [transform for _, share, transform in coarse_rivals if share > 1 - CLOSE_CALL]
+    candidates += close
+    scores = []
+    for candidate in candidates:
+        _optimise(fixed, moving, candidate, seed, iterations)
+        scores.append(_mutual_information(fixed, moving, candidate, seed))
+    winner = candidates[int(np.argmax(scores))]
+    anchor_score = scores[candidates.index(anchor)]
+    if _apart(fixed, winner, anchor) > _distinct(fixed) and max(scores) < anchor_score * (1 + PREFER_UNROTATED):
+        winner = anchor
+    top = scores[candidates.index(winner)]
+    rivals = []
+    for candidate, score in zip(candidates, scores):
+        apart = _apart(fixed, candidate, winner)
+        if candidate is not winner and apart > _distinct(fixed):
+            rivals.append((apart, score / top if top > 0 else 1.0))
+    rivals += [(_apart(fixed, transform, winner), share) for _, share, transform in coarse_rivals
+               if not any(transform is other for other in close)]
+    return winner, tuple(sorted(rivals, key=lambda rival: -rival[1]))
+
+
+def _corners(image: sitk.Image) -> np.ndarray:
+    """The physical positions of the corners of an image's grid, (2 ** d, d)."""
+    size = np.array(image.GetSize()) - 1
+    corners = np.array(np.meshgrid(*[[0, n] for n in size], indexing="ij")).reshape(len(size), -1).T
+    return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner]) for corner in corners])
+
+
+def _apart(fixed: sitk.Image, first: sitk.Transform, second: sitk.Transform) -> float:
+    """How far two rigid transforms land from each other: the largest distance between the
+    images of a corner of ``fixed``'s grid."""
+    corners = _corners(fixed)
+    dimension = fixed.GetDimension()
+    landings = [_as_linear(transform, "rigid", dimension).apply(corners) for transform in (first, second)]
+    return float(np.linalg.norm(landings[0] - landings[1], axis=1).max())
+
+
+def _distinct(fixed: sitk.Image) -> float:
+    """Transforms that land further apart than this (``DISTINCT_SHARE``) are different optima."""
+    return DISTINCT_SHARE * float(np.max(np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())))
+
+
+def _uncertainty(fixed: sitk.Image, moving: sitk.Image, result: LinearTransform, seed: int,
+                 iterations: int) -> tuple[float, float]:
+    """How far ``result`` lands when knocked off (``CHECK_DEGREES``, ``CHECK_SHIFT_SHARE``) and
+    optimised again at full resolution with another metric sample: the largest move of a corner
+    of FIXED's grid and the rotation between the two results (degrees)."""
+    dimension = len(result.center)
+    extents = np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())
+    axes = np.array(fixed.GetDirection()).reshape(dimension, dimension)
+    angle = math.radians(CHECK_DEGREES)
+    if dimension == 2:
+        turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    else:
+        axis = np.ones(3) / math.sqrt(3)
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        turn = np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+    knocked = LinearTransform(result.kind, result.matrix @ turn,
+                              result.translation + axes @ (CHECK_SHIFT_SHARE * extents), result.center)
+    again = to_sitk_transform(knocked)
+    _optimise(fixed, moving, again, seed + 1, iterations, levels=False)
+    second = _as_linear(again, result.kind, dimension)
+    corners = _corners(fixed)
+    moved = float(np.linalg.norm(second.apply(corners) - result.apply(corners), axis=1).max())
+    between = LinearTransform("rigid", second.rotation @ result.rotation.T, np.zeros(dimension), np.zeros(dimension))
+    return moved, between.rotation_degrees
 
 
 def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
@@ -335,9 +449,10 @@ def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
 
 
 def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
-                seed: int) -> tuple[sitk.Transform, tuple[tuple[float, float], ...]]:
+                seed: int) -> tuple[sitk.Transform, list[tuple[float, float, sitk.Transform]]]:
     """Each start optimised at the coarsest resolution and scored by its mutual information
-    there; the best, and the rivals (see :attr:`Registration.rivals`) of the others."""
+    there; the best, and the others that land elsewhere: (how far, share of the best's mutual
+    information, the transform), as :attr:`Registration.rivals` with their transforms."""
     import SimpleITK as sitk
 
     dimension = fixed.GetDimension()
@@ -350,6 +465,7 @@ def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
     small_fixed, small_moving = coarse(fixed), coarse(moving)
     outcomes = []
     for start in _starts(centred, dimension):  # the first start is the unturned one
+        start = _best_shift(small_fixed, small_moving, start, seed)
         method = _method(small_fixed.GetSize(), seed, levels=False)
         method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3,
                                                         numberOfIterations=START_ITERATIONS,
@@ -364,14 +480,37 @@ def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
         outcomes.remove(unturned)
         outcomes.insert(0, unturned)
     best_score, best = outcomes[0]
-    best_rotation = _as_linear(best, "rigid", dimension).rotation
     rivals = []
     for score, start in outcomes[1:]:
-        other = _as_linear(start, "rigid", dimension).rotation
-        apart = LinearTransform("rigid", other @ best_rotation.T, np.zeros(dimension), np.zeros(dimension))
-        if apart.rotation_degrees > DISTINCT_DEGREES:
-            rivals.append((apart.rotation_degrees, score / best_score if best_score > 0 else 1.0))
-    return best, tuple(rivals)
+        apart = _apart(fixed, start, best)
+        if apart > _distinct(fixed):
+            rivals.append((apart, score / best_score if best_score > 0 else 1.0, start))
+    return best, rivals
+
+
+def _best_shift(fixed: sitk.Image, moving: sitk.Image, start: sitk.Transform, seed: int) -> sitk.Transform:
+    """``start`` shifted by the step of ``START_SHIFT_STEPS`` (along FIXED's axes) whose mutual
+    information is highest, if it beats the unshifted start's by ``PREFER_UNSHIFTED``."""
+    import itertools
+
+    dimension = fixed.GetDimension()
+    steps, share = (START_SHIFT_STEPS, START_SHIFT_SHARE) if dimension == 2 else \
+        (START_SHIFT_STEPS_3D, START_SHIFT_SHARE_3D)
+    extents = np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())
+    axes = np.array(fixed.GetDirection()).reshape(dimension, dimension)
+    translation = np.array(start.GetTranslation())
+    unshifted = _mutual_information(fixed, moving, start, seed)
+    best, best_score = translation, unshifted * (1 + PREFER_UNSHIFTED)
+    for step in itertools.product(steps, repeat=dimension):
+        if not any(step):
+            continue
+        shifted = translation + axes @ (np.array(step) * share * extents)
+        start.SetTranslation([float(v) for v in shifted])
+        score = _mutual_information(fixed, moving, start, seed)
+        if score > best_score:
+            best, best_score = shifted, score
+    start.SetTranslation([float(v) for v in best])
+    return start
 
 
 def field_of_view(image: Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -388,8 +527,9 @@ def field_of_view(image: Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def implausibilities(registration: Registration, fixed: Image) -> list[str]:
     """Why a registration looks wrong, one phrase each (empty if it looks right): the mutual
     information fell by more than ``METRIC_TOLERANCE`` of its start, the rotation exceeds
-    ``MAX_ROTATION_DEGREES``, or the fixed image's centre moves by more than
-    ``MAX_SHIFT_SHARE`` of the field of view along one of its axes."""
+    ``MAX_ROTATION_DEGREES``, another start fits about as well (``AMBIGUITY_MARGIN``), the
+    uncertainty check lands more than ``DISTINCT_SHARE`` of the field of view away, or the fixed
+    image's centre moves by more than ``MAX_SHIFT_SHARE`` of the field of view along one of its axes."""
     problems = []
     before, after = registration.metric_before, registration.metric_after
     if after < before - METRIC_TOLERANCE * abs(before):
@@ -400,9 +540,14 @@ def implausibilities(registration: Registration, fixed: Image) -> list[str]:
         problems.append(f"a rotation of {angle:.1f} degrees (more than {limit:g})")
     if registration.rivals and registration.rivals[0][1] > 1 - AMBIGUITY_MARGIN:
         apart, share = registration.rivals[0]
-        problems.append(f"another start, {apart:.0f} degrees away, fits about as well ({share:.1%} of the "
+        unit = "mm" if isinstance(fixed, Volume) else "pixels"
+        problems.append(f"another start, landing {apart:.0f} {unit} away, fits about as well ({share:.1%} of the "
                         "mutual information): the alignment is ambiguous")
     centre, axes, extents = field_of_view(fixed)
+    if registration.uncertainty and registration.uncertainty[0] > DISTINCT_SHARE * extents.max():
+        unit = "mm" if isinstance(fixed, Volume) else "pixels"
+        problems.append(f"knocked off by {CHECK_DEGREES:g} degrees, it lands {registration.uncertainty[0]:.1f} "
+                        f"{unit} away (more than {DISTINCT_SHARE:.0%} of the field of view): the optimum is not stable")
     shift = registration.transform.apply(centre[None])[0] - centre
     along = np.abs(axes.T @ shift)
     for axis, (moved, extent) in enumerate(zip(along, extents)):

@@ -7,7 +7,7 @@ The two defaults live here, importable without torch (the command line's help sh
 """
 
 DEFAULT_RULE = "sfnn-pyramid"
-"""The fusion rule used unless told otherwise (see :func:`medfuse.dran.rules.sfnn_pyramid`)."""
+"""The fusion rule used unless told otherwise (see :func:`medfuse.dran.rules.pyramid_blend`)."""
 
 DEFAULT_MODEL = "dran-havard"
 """The shipped model used unless told otherwise (``weights/MODEL_CARD.md``)."""

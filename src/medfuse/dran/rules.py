@@ -44,11 +44,14 @@ class SourceWeighting:
 
 @dataclass(frozen=True)
 class SourceFusion:
-    """A rule that fuses the source images, guided by their features:
-    ``fuse(image_a, image_b, features_a, features_b)`` gives the fused image (N, 1, H, W) in
-    [0, 1] from the images (N, 1, H, W) and their features (N, C, H, W)."""
+    """A rule that fuses the source images, guided by their features: ``weights(features_a,
+    features_b)`` gives A's weight at every pixel, (N, 1, H, W) in [0, 1], from the features
+    (N, C, H, W); ``blend(image_a, image_b, w_a)`` gives the fused image (N, 1, H, W) in [0, 1]
+    from the images (N, 1, H, W) and that weight map, in its own way (``sfnn-pyramid``: level by
+    level of the images' pyramids)."""
 
-    fuse: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    blend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 FusionRule = Union[FeatureRule, SourceWeighting, SourceFusion]
@@ -192,15 +195,19 @@ SFNN_MAP = register_rule("sfnn-map")(SourceWeighting(sfnn_spatial_weights))
 SFNN_MAP_E4 = register_rule("sfnn-map-e4")(SourceWeighting(sharp_evidence_weights))
 
 
-def sfnn_pyramid(image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
-                 features_b: torch.Tensor) -> torch.Tensor:
+def base_weights(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """``sfnn-pyramid``'s weight map: the nuclear-norm activity of :func:`sfnn_spatial_weights`
+    without the per-image term, ``w_A = a_A^2 / (a_A^2 + a_B^2)`` (evidence power 0)."""
+    return sfnn_spatial_weights(features_a, features_b, evidence_power=0)
+
+
+def pyramid_blend(image_a: torch.Tensor, image_b: torch.Tensor, w_a: torch.Tensor) -> torch.Tensor:
     """Fuse the sources level by level of their Laplacian pyramids (:mod:`medfuse.dran.pyramid`),
     so that what either source shows at the scale of a lesion is kept whole:
 
-    - base (the sources reduced ``PYRAMID_LEVELS`` = 5 times): blended by the network's weight
-      map, the nuclear-norm activity of :func:`sfnn_spatial_weights` without the per-image term
-      (``w_A = a_A^2 / (a_A^2 + a_B^2)``, evidence power 0), reduced to the base's size: the
-      features decide which source's brightness shows where; then scaled by ``BASE_GAIN``
+    - base (the sources reduced ``PYRAMID_LEVELS`` = 5 times): blended by the weight map
+      ``w_a`` (:func:`base_weights`, from the network's features) reduced to the base's size:
+      the features decide which source's brightness shows where; then scaled by ``BASE_GAIN``
       (0.8), which leaves room in [0, 1] for the details of both sources, as tone mapping
       compresses a base layer and keeps its details;
     - middle levels 1 to 4: both sources' detail coefficients added,
@@ -210,24 +217,23 @@ def sfnn_pyramid(image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch
       ``w_A = (G * |L_A|)^4 / ((G * |L_A|)^4 + (G * |L_B|)^4)`` with ``G`` the 5-tap binomial
       blur, so that the sharper source's edges are kept and noise is not added twice.
 
-    The collapsed pyramid is clipped to [0, 1]. Images and features (N, 1, H, W) and
-    (N, C, H, W); any size (small images get fewer levels)."""
+    The collapsed pyramid is clipped to [0, 1]. Images and weights (N, 1, H, W); any size (small
+    images get fewer levels)."""
     pyramid_a, pyramid_b = (laplacian_pyramid(image, PYRAMID_LEVELS) for image in (image_a, image_b))
     fused = []
     for level, (detail_a, detail_b) in enumerate(zip(pyramid_a[:-1], pyramid_b[:-1])):
         if level == 0:
             magnitudes = (binomial_blur(detail.abs()) ** FINEST_POWER for detail in (detail_a, detail_b))
-            w_a = _ratio(*magnitudes)
-            fused.append(w_a * detail_a + (1 - w_a) * detail_b)
+            w_finest = _ratio(*magnitudes)
+            fused.append(w_finest * detail_a + (1 - w_finest) * detail_b)
         else:
             fused.append(detail_a + detail_b)
-    weights = sfnn_spatial_weights(features_a, features_b, evidence_power=0)
-    w_base = gaussian_pyramid(weights, PYRAMID_LEVELS)[-1]
+    w_base = gaussian_pyramid(w_a, PYRAMID_LEVELS)[-1]
     fused.append(BASE_GAIN * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
     return collapse_pyramid(fused).clamp(0, 1)
 
 
-SFNN_PYRAMID = register_rule("sfnn-pyramid")(SourceFusion(sfnn_pyramid))
+SFNN_PYRAMID = register_rule("sfnn-pyramid")(SourceFusion(base_weights, pyramid_blend))
 
 
 @register_rule("sfnn-pixel")

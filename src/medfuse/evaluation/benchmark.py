@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from medfuse._shared.checks import check_output_folder
 from medfuse._shared.errors import InputError, MedfuseError, OutputError
 from medfuse._shared.files import file_digest, write_atomically
 from medfuse.dran import DEFAULT_MODEL
@@ -121,14 +122,25 @@ class BenchmarkResult:
         return mean_ranks(means, metrics)
 
 
+FEW_PAIRS = 10
+"""A ranking on fewer pairs than this carries a caution (in table.md and on the command line)."""
+
+
+def few_pairs_caution(pairs: int) -> str:
+    """The caution for a ranking on only ``pairs`` pairs."""
+    return (f"Caution: ranked on {pairs} pair{'s' if pairs != 1 else ''} only (fewer than {FEW_PAIRS}): the "
+            "ranks may change with more pairs, and metrics that average over both sources can be won by copying "
+            "one; look at montage.png.")
+
+
 def method_identity(name: str, function: Callable, weights: str | os.PathLike | None = None) -> str:
     """What made a method's cached images: its name, the SHA-256 of the source of its rule
-    or baseline ``function`` (of its ``weights`` or ``fuse`` function for a source weighting or
-    source fusion) and of its
-    weights file (if any). Changes elsewhere (helpers the function calls) are not seen:
-    delete ``OUT/fused/METHOD`` to fuse again after them."""
+    or baseline ``function`` (of its ``weights`` function, and ``blend`` for a source fusion,
+    for the rules that blend the sources) and of its weights file (if any). Changes elsewhere
+    (helpers the function calls) are not seen: delete ``OUT/fused/METHOD`` to fuse again after them."""
+    parts = [getattr(function, part) for part in ("weights", "blend") if hasattr(function, part)] or [function]
     try:
-        source = inspect.getsource(getattr(function, "weights", getattr(function, "fuse", function)))
+        source = "".join(inspect.getsource(part) for part in parts)
     except (OSError, TypeError):
         source = getattr(function, "__qualname__", repr(function))
     identity = f"{name} code-sha256={hashlib.sha256(source.encode()).hexdigest()}"
@@ -222,7 +234,7 @@ def run_benchmark(dataset: Dataset, methods: Mapping[str, Method | str | os.Path
                 raise ImageFileError(f"method {name}: {method} has no fused image for {len(missing)} pair(s), "
                                      f"e.g. {', '.join(missing[:3])}")
     check_sizes(dataset, external)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     caches = {name: _Cache(out, name, identities.get(name, name)) for name in methods if name not in external}
     result = BenchmarkResult(list(methods), metrics, {name: {} for name in methods})
     try:
@@ -390,8 +402,7 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
     if montage_pairs < 0:
         raise InputError("the montage needs 0 or more pairs")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {out} is a file; give a folder")
+    check_output_folder(out, "output")
     dataset = find_pairs(data, modality_a, modality_b)
     for path in dataset.unpaired:
         warnings.warn(f"{path} has no partner of the same name; skipped", stacklevel=2)
@@ -417,6 +428,8 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
     heading = (f"{len(dataset.pairs)} pairs {dataset.modality_a}/{dataset.modality_b}, "
                f"{len(result.methods)} methods, mean ± standard deviation; fused and scored in "
                f"{seconds:.0f} s ({machine})\n\n")
+    if len(dataset.pairs) < FEW_PAIRS:
+        heading += few_pairs_caution(len(dataset.pairs)) + "\n\n"
     table = markdown_table(result)
     write_atomically(out / "table.md", lambda temporary: temporary.write_text(heading + table))
     write_scores_csv(result, out / "scores.csv")

@@ -144,17 +144,30 @@ def _write_text(path: str | os.PathLike, text: str) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
-def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:
-    """One row per image, then ``mean`` and ``std`` rows."""
+def summary_path(path: str | os.PathLike) -> Path:
+    """Where :func:`write_csv` puts the summary of the scores it writes to ``path``:
+    ``NAME.summary.csv`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.name.removesuffix(path.suffix)}.summary{path.suffix or '.csv'}")
+
+
+def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> Path:
+    """One row per image (``image, METRIC...``) at ``path``, nothing else, so that every row is an
+    image; the summary, one row per metric (``metric, mean, std, infinite``), at
+    :func:`summary_path`. Returns the summary's path."""
     buffer = text_io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["image", *evaluation.metrics])
     for name, row in evaluation.scores.items():
         writer.writerow([name, *(repr(row[m]) for m in evaluation.metrics)])
-    summary = evaluation.summary()
-    for statistic in ("mean", "std"):
-        writer.writerow([statistic, *(repr(summary[m][statistic]) for m in evaluation.metrics)])
+    summary_buffer = text_io.StringIO()
+    summary_writer = csv.writer(summary_buffer)
+    summary_writer.writerow(["metric", "mean", "std", "infinite"])
+    for metric, values in evaluation.summary().items():
+        summary_writer.writerow([metric, repr(values["mean"]), repr(values["std"]), values["infinite"]])
     _write_text(path, buffer.getvalue())
+    _write_text(summary_path(path), summary_buffer.getvalue())
+    return summary_path(path)
 
 
 def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:

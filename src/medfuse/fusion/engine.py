@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from medfuse._shared.errors import InputError
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import load_model, weights_digest, weights_path
-from medfuse.dran.rules import FusionRule, SourceFusion, SourceWeighting, get_rule
+from medfuse.dran.rules import FusionRule, SourceFusion, SourceWeighting, get_rule, list_rules
 from medfuse.fusion.memory import plan_batch
 from medfuse.image.composition import compose, grey_pair
 
@@ -28,21 +29,42 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
                  rule: FusionRule) -> torch.Tensor:
     """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
     for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
-    :class:`~medfuse.dran.rules.SourceWeighting`; ``rule.fuse(a, b, E(a), E(b))`` for a
-    :class:`~medfuse.dran.rules.SourceFusion`."""
-    return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)
+    :class:`~medfuse.dran.rules.SourceWeighting`; ``rule.blend(a, b, rule.weights(E(a), E(b)))``
+    for a :class:`~medfuse.dran.rules.SourceFusion`."""
+    return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)[0]
 
 
+@torch.no_grad()
 def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
-                 features_b: torch.Tensor, rule: FusionRule) -> torch.Tensor:
+                 features_b: torch.Tensor, rule: FusionRule) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`fuse_tensors` from the images' features ``E(a)``, ``E(b)`` already computed (to try
-    several rules on one encoding)."""
+    several rules on one encoding), and A's weight map (N, 1, H, W) for a rule that has one
+    (:func:`has_weight_map`), else None."""
     if isinstance(rule, SourceWeighting):
         w_a = rule.weights(features_a, features_b)
-        return w_a * image_a + (1 - w_a) * image_b
+        return w_a * image_a + (1 - w_a) * image_b, w_a
     if isinstance(rule, SourceFusion):
-        return rule.fuse(image_a, image_b, features_a, features_b)
-    return model.decode(rule(features_a, features_b))
+        w_a = rule.weights(features_a, features_b)
+        return rule.blend(image_a, image_b, w_a), w_a
+    return model.decode(rule(features_a, features_b)), None
+
+
+def has_weight_map(rule: str | FusionRule) -> bool:
+    """Whether ``rule`` weighs the sources pixel by pixel (a :class:`~medfuse.dran.rules.SourceWeighting`
+    or :class:`~medfuse.dran.rules.SourceFusion`). A feature rule mixes the network's features,
+    which the decoder turns into an image: no pixel of the result comes from A or B in a share."""
+    rule_function = get_rule(rule) if isinstance(rule, str) else rule
+    return isinstance(rule_function, (SourceWeighting, SourceFusion))
+
+
+def check_weight_map(rule: str | FusionRule) -> None:
+    """An :class:`~medfuse._shared.errors.InputError` naming the rules that have a weight map,
+    if ``rule`` has none."""
+    if not has_weight_map(rule):
+        name = rule if isinstance(rule, str) else getattr(rule, "__name__", "this rule")
+        with_maps = ", ".join(candidate for candidate in list_rules() if has_weight_map(candidate))
+        raise InputError(f"rule {name!r} mixes the network's features, so no pixel has a weight of A: it has no "
+                         f"weight map; rules with one: {with_maps}")
 
 
 @lru_cache(maxsize=4)
@@ -66,11 +88,12 @@ def _model_on(model: nn.Module | str | None, device: str | torch.device | None) 
 
 
 def _fuse_grey_batch(model: nn.Module, greys_a: list[np.ndarray], greys_b: list[np.ndarray],
-                     rule: FusionRule) -> np.ndarray:
+                     rule: FusionRule) -> tuple[np.ndarray, np.ndarray | None]:
     device = next(model.parameters()).device
     batch_a = torch.from_numpy(np.stack(greys_a)).float()[:, None].to(device)
     batch_b = torch.from_numpy(np.stack(greys_b)).float()[:, None].to(device)
-    return fuse_tensors(model, batch_a, batch_b, rule)[:, 0].double().cpu().numpy()
+    fused, w_a = fuse_encoded(model, batch_a, batch_b, model.encode(batch_a), model.encode(batch_b), rule)
+    return fused[:, 0].double().cpu().numpy(), None if w_a is None else w_a[:, 0].double().cpu().numpy()
 
 
 def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
@@ -94,11 +117,31 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
         NotEnoughMemoryError: before any work, if the pair would not fit in the device's
             free memory (see :func:`fusion_memory`).
     """
+    return fuse_with_weights(image_a, image_b, rule, model, device)[0]
+
+
+def fuse_with_weights(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
+                      model: nn.Module | str | None = None,
+                      device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`fuse`, and A's weight map from the same network pass: float64 (H, W) in [0, 1], the
+    share of A at every pixel (for ``sfnn-pyramid``, A's weight in the brightness it blends:
+    :func:`~medfuse.dran.rules.base_weights`), or None for a rule without one
+    (:func:`has_weight_map`)."""
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     model = _model_on(model, device)
     plan_batch(next(model.parameters()).device, *np.shape(image_a)[:2], 1)  # before any float copy
     grey_a, grey_b = grey_pair(image_a, image_b)
-    return compose(_fuse_grey_batch(model, [grey_a], [grey_b], rule_function)[0], image_a, image_b)
+    lumas, weights = _fuse_grey_batch(model, [grey_a], [grey_b], rule_function)
+    return compose(lumas[0], image_a, image_b), None if weights is None else weights[0]
+
+
+def weight_map(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
+               model: nn.Module | str | None = None, device: str | torch.device | None = None) -> np.ndarray:
+    """A's weight at every pixel of the fusion of ``image_a`` and ``image_b`` (arguments as
+    :func:`fuse`): float64 (H, W) in [0, 1]; B's is one minus it. Raises
+    :class:`~medfuse._shared.errors.InputError` for a rule without one (a feature rule)."""
+    check_weight_map(rule)
+    return fuse_with_weights(image_a, image_b, rule, model, device)[1]
 
 
 def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | FusionRule = DEFAULT_RULE,
@@ -120,7 +163,7 @@ def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | 
     greys_b: list[np.ndarray] = []
 
     def flush() -> Iterator[tuple[Key, np.ndarray]]:
-        lumas = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
+        lumas, _ = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
         for (key, image_a, image_b), luma in zip(waiting, lumas):
             yield key, compose(luma, image_a, image_b)
         for batch in (waiting, greys_a, greys_b):

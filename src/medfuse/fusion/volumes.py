@@ -11,7 +11,7 @@ from torch import nn
 from medfuse._shared.checks import check_same_shape
 from medfuse._shared.errors import InputError
 from medfuse.dran.rules import FusionRule, get_rule
-from medfuse.fusion.engine import fuse_tensors
+from medfuse.fusion.engine import check_weight_map, fuse_encoded
 from medfuse.fusion.memory import plan_batch
 from medfuse.image.grid import volume_slices
 
@@ -19,14 +19,16 @@ from medfuse.image.grid import volume_slices
 @torch.no_grad()
 def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
                  rule: str | FusionRule, batch_size: int | None = None,
-                 progress: Callable[[int], object] | None = None) -> np.ndarray:
+                 progress: Callable[[int], object] | None = None, weights_out: np.ndarray | None = None) -> np.ndarray:
     """Fuse two (I, J, K) volumes in [0, 1] on one grid, slice by slice along k.
 
     ``batch_size`` slices at a time (default :func:`medfuse.fusion.memory.default_batch_size`: 1 on
     the CPU, as many as fit in the free memory on CUDA) go through
-    :func:`medfuse.fusion.engine.fuse_tensors` as one (N, 1, J, I) batch (the rules act per item of
+    :func:`medfuse.fusion.engine.fuse_encoded` as one (N, 1, J, I) batch (the rules act per item of
     the batch, so this equals fusing the slices one by one).
-    ``progress(n)`` is called after each batch with its number of slices. Returns float32
+    ``progress(n)`` is called after each batch with its number of slices. ``weights_out``, a
+    float32 (I, J, K) array, is filled with A's weight at every voxel (the rule must have a weight
+    map: :func:`~medfuse.fusion.engine.check_weight_map`). Returns float32
     (I, J, K) in [0, 1] (the fused slices, clipped). Raises
     :class:`~medfuse._shared.errors.NotEnoughMemoryError` before any work if one batch would not fit.
     """
@@ -35,6 +37,10 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     if min(volume_a.shape[:2]) < 2:
         raise InputError(f"slices must be at least 2 x 2 voxels, got {volume_a.shape[0]} x {volume_a.shape[1]}")
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
+    if weights_out is not None:
+        check_weight_map(rule_function)
+        check_same_shape("weight map", {"volume_a": volume_a.shape, "weights_out": weights_out.shape}, "(I, J, K)")
+        weights_slices = volume_slices(weights_out)
     device = next(model.parameters()).device
     width, height = volume_a.shape[:2]
     batch_size = plan_batch(device, height, width, batch_size)
@@ -44,8 +50,11 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
         stop = min(start + batch_size, len(slices_a))
         batch_a = torch.from_numpy(np.ascontiguousarray(slices_a[start:stop], dtype=np.float32))
         batch_b = torch.from_numpy(np.ascontiguousarray(slices_b[start:stop], dtype=np.float32))
-        out = fuse_tensors(model, batch_a[:, None].to(device), batch_b[:, None].to(device), rule_function)
+        batch_a, batch_b = batch_a[:, None].to(device), batch_b[:, None].to(device)
+        out, w_a = fuse_encoded(model, batch_a, batch_b, model.encode(batch_a), model.encode(batch_b), rule_function)
         fused[start:stop] = out[:, 0].float().cpu().numpy()
+        if weights_out is not None:
+            weights_slices[start:stop] = w_a[:, 0].float().cpu().numpy()
         if progress is not None:
             progress(stop - start)
     return np.ascontiguousarray(np.clip(volume_slices(fused), 0.0, 1.0))

@@ -53,3 +53,30 @@ def is_grey(rgb: np.ndarray) -> bool:
     """True when an RGB image carries no colour (its three channels are equal)."""
     rgb = np.asarray(rgb)
     return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
+
+
+def hot(unit: np.ndarray) -> np.ndarray:
+    """The ``hot`` colour map (black, red, yellow, white) of values in [0, 1]:
+    ``R = 3v, G = 3v - 1, B = 3v - 2``, each clipped to [0, 1]; (..., 3)."""
+    unit = np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0)[..., None]
+    return np.clip(3 * unit - np.array([0.0, 1.0, 2.0]), 0.0, 1.0)
+
+
+COLOUR_MAPS = {"hot": hot}
+"""Colour maps by name, for showing uptake (PET, SPECT) as colour: :func:`colour_overlay`."""
+
+
+def colour_overlay(fused: np.ndarray, source: np.ndarray, colour_map: str = "hot") -> np.ndarray:
+    """A colour fusion of a grey source shown through a colour map, as a colour PET or SPECT
+    image is fused: the luminance (Y) of ``fused``, the chroma (Cb, Cr) of ``source`` coloured by
+    ``colour_map`` (see ``COLOUR_MAPS``) with its strength scaled by the source's value
+    (``0.5 + v (C - 0.5)``), so that where the uptake is low the fusion stays grey and the other
+    source's anatomy shows as it is. Inputs in [0, 1] of one shape, RGB (..., 3) in [0, 1] out."""
+    if colour_map not in COLOUR_MAPS:
+        raise InputError(f"colour map {colour_map!r}: choose one of {', '.join(COLOUR_MAPS)}")
+    fused, source = np.asarray(fused, dtype=np.float64), np.asarray(source, dtype=np.float64)
+    if fused.shape != source.shape:
+        raise InputError(f"fusion and source differ in shape: {fused.shape} and {source.shape}")
+    strength = np.clip(source, 0.0, 1.0)[..., None]
+    chroma = 0.5 + strength * (rgb_to_ycbcr(COLOUR_MAPS[colour_map](source))[..., 1:] - 0.5)
+    return np.clip(ycbcr_to_rgb(np.concatenate([fused[..., None], chroma], axis=-1)), 0.0, 1.0)

@@ -7,7 +7,9 @@ Writes atomically: the file appears complete or not at all.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +136,13 @@ def check_writable(path: str | os.PathLike, image: np.ndarray) -> None:
         raise ImageFileError(f"{path}: 16-bit colour images need .tif")
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+def save_image(path: str | os.PathLike, image: np.ndarray, provenance: Mapping[str, str] | None = None) -> Path:
     """Write a grey or RGB uint8/uint16 array; the file appears only when complete.
 
     The format follows the suffix. 16-bit data needs PNG or TIFF (RGB 16-bit: TIFF).
+    ``provenance`` (how the image was made: key -> text) goes into PNG text chunks (``tEXt``,
+    one per key, as ``PIL.Image.open(path).text`` reads them) and into a TIFF's
+    ImageDescription tag as JSON; JPEG and BMP carry none.
     """
     path = Path(path)
     image = np.asarray(image)
@@ -145,12 +150,23 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     suffix = path.suffix.lower()
     if not path.parent.is_dir():
         raise ImageFileError(f"{path}: folder {path.parent} does not exist")
+    provenance = dict(provenance or {})
     if suffix in TIFF_SUFFIXES:
         photometric = "rgb" if image.ndim == 3 else "minisblack"
-        write_atomically(path, lambda temporary: tifffile.imwrite(temporary, image, photometric=photometric))
+        description = json.dumps(provenance) if provenance else None
+        write_atomically(path, lambda temporary: tifffile.imwrite(temporary, image, photometric=photometric,
+                                                                  description=description, metadata=None))
     else:
         pil_format = Image.registered_extensions()[suffix]
-        write_atomically(path, lambda temporary: Image.fromarray(image).save(temporary, format=pil_format))
+        options = {}
+        if pil_format == "PNG" and provenance:
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            for key, value in provenance.items():
+                info.add_text(key, value)
+            options["pnginfo"] = info
+        write_atomically(path, lambda temporary: Image.fromarray(image).save(temporary, format=pil_format, **options))
     return path
 
 

@@ -265,13 +265,15 @@ def nifti_header_text(description: str) -> bytes:
 
 def write_nifti(path: str | os.PathLike, data: np.ndarray, geometry: Geometry,
                 reference: VolumeFile | None = None, summary: str = "", description: str = "") -> Path:
-    """Write float32 ``data`` as NIfTI-1 (``.nii`` or ``.nii.gz``), atomically.
+    """Write float32 ``data`` (I, J, K), or an RGB volume (I, J, K, 3) of uint8 as NIfTI's
+    RGB24, as NIfTI-1 (``.nii`` or ``.nii.gz``), atomically.
 
     The affine is ``geometry.affine``, stored as both sform and qform with code 1 (scanner);
     with a NIfTI ``reference`` its codes and other header fields (e.g. units) are copied, and
     on the reference's own grid its qform and sform are kept as they came, even where they
-    differ (readers that prefer the qform, as ITK may, then see what they saw in the input). ``summary`` goes into ``descrip`` (80 bytes), ``description`` into
-    a comment extension (code 6); cal_min/cal_max are 0 and 1.
+    differ (readers that prefer the qform, as ITK may, then see what they saw in the input).
+    ``summary`` goes into ``descrip`` (80 bytes), ``description`` into a comment extension
+    (code 6); cal_min/cal_max are 0 and 1 (0 and 255 for RGB).
     """
     path = Path(path)
     if not is_nifti_path(path):
@@ -287,13 +289,23 @@ def write_nifti(path: str | os.PathLike, data: np.ndarray, geometry: Geometry,
         header, qform_code, sform_code = nib.Nifti1Header(), 1, 1
         header.set_xyzt_units("mm", "sec")
     header.extensions.clear()
-    image = nib.Nifti1Image(np.asarray(data, dtype=np.float32), geometry.affine, header)
-    image.header.set_data_dtype(np.float32)
-    image.header.set_slope_inter(1.0, 0.0)
+    data = np.asarray(data)
+    rgb = data.ndim == 4
+    if rgb:
+        if data.shape[-1] != 3 or data.dtype != np.uint8:
+            raise VolumeFileError(f"{path}: an RGB volume is (I, J, K, 3) uint8, got {data.shape} {data.dtype}")
+        rgb24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+        data = np.ascontiguousarray(data).view(rgb24)[..., 0]
+    else:
+        data = data.astype(np.float32)
+    image = nib.Nifti1Image(data, geometry.affine, header)
+    image.header.set_data_dtype(data.dtype)
+    if not rgb:
+        image.header.set_slope_inter(1.0, 0.0)
     image.set_qform(qform, int(qform_code))
     image.set_sform(sform, int(sform_code))
     image.header["descrip"] = nifti_header_text(summary)
-    image.header["cal_min"], image.header["cal_max"] = 0.0, 1.0
+    image.header["cal_min"], image.header["cal_max"] = (0.0, 255.0) if rgb else (0.0, 1.0)
     if description:
         image.header.extensions.append(nib.nifti1.Nifti1Extension("comment", description.encode("utf-8")))
     content = image.to_bytes()

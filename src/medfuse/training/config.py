@@ -41,6 +41,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     resume: bool = False
+    init: str | None = None
+    """Start from these weights (a shipped model name or a safetensors path) instead of random
+    ones: fine-tuning. Their architecture and width replace ``architecture`` and ``width``."""
 
     def __post_init__(self) -> None:
         if self.lambda_perc is None:
@@ -62,6 +65,9 @@ class TrainConfig:
 
         if self.architecture not in ARCHITECTURES:
             raise InputError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.init is not None and self.resume:
+            raise InputError("resume continues a run from its checkpoint; init starts a new one from weights: "
+                             "give one of them")
         if self.lambda_perc > 0 and not self.vgg_weights:
             raise InputError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
                              "ImageNet state dict; medfuse never downloads it")

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from medfuse._shared.checks import check_output_folder
 from medfuse._shared.errors import InputError, MissingInputError, OutputError, one_line
 from medfuse._shared.files import check_folder_writable, write_atomically
-from medfuse.dran.models import create_model, save_weights
+from medfuse.dran.models import create_model, load_model, save_weights, weights_metadata, weights_path
 from medfuse.training.config import DEFAULT_LR, TrainConfig
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.distributed import (
@@ -57,15 +58,22 @@ def evaluate(model: torch.nn.Module, loss_fn: torch.nn.Module, images: list[torc
     return float(np.mean(losses)), float(np.mean(psnrs))
 
 
-def plot_curve(log: list[dict], path: Path) -> None:
+TRACE_POINTS = 200
+"""About this many points of the training loss go into the loss plot (``trace`` in log.json),
+whatever the validation interval: a short run's plot is never empty."""
+
+
+def plot_curve(log: list[dict], trace: list[list[float]], path: Path) -> None:
+    """The loss plot: the training loss's running mean at ``trace``'s ``[step, loss]`` points
+    (a line) and the validation loss at each of ``log``'s records (marked)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot([r["step"] for r in log], [r["train_loss"] for r in log], label="train (running mean)")
-    axis.plot([r["step"] for r in log], [r["val_loss"] for r in log], label="validation")
+    axis.plot([step for step, _ in trace], [loss for _, loss in trace], label="train (running mean)")
+    axis.plot([r["step"] for r in log], [r["val_loss"] for r in log], marker="o", label="validation")
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
     axis.set_yscale("log")
@@ -117,6 +125,31 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         return _train(config, progress, ranks, device)
 
 
+def training_split(config: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """The training and validation images of ``config`` (found in its folders, split by file
+    name): what :func:`train` will use, to show before it starts."""
+    train_paths, val_paths = split_by_name(find_images(config.data), config.val_fraction, config.seed)
+    if not train_paths or not val_paths:
+        raise InputError("need at least two distinct file names to hold some out for validation")
+    return train_paths, val_paths
+
+
+def _initial_model(config: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, TrainConfig]:
+    """A random model of ``config``'s architecture, or the weights ``config.init`` names (with
+    their architecture and width, which the returned config then records)."""
+    if config.init is None:
+        return create_model(config.architecture, width=config.width).to(device), config
+    path = weights_path(config.init)
+    metadata = weights_metadata(path)
+    model = load_model(path, device)  # loaded for inference: frozen, in evaluation mode
+    model.train()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    width = json.loads(metadata.get("arguments", "{}")).get("width", config.width)
+    return model, replace(config, init=str(config.init), architecture=metadata.get("architecture", "dran"),
+                          width=width)
+
+
 def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.device) -> dict:
     out = Path(config.out)
     if config.threads:
@@ -126,25 +159,27 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         perceptual = PerceptualLoss(config.vgg_weights).to(device)
     loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
 
+    check_output_folder(out)
+    if config.init is not None:
+        weights_path(config.init)  # a missing file is said before the images are read
     checkpoint_path = out / CHECKPOINT
     if config.resume and not checkpoint_path.is_file():
         raise MissingInputError(f"--resume: no checkpoint at {checkpoint_path}")
     if not config.resume and checkpoint_path.is_file():
         raise OutputError(f"{out} holds a checkpoint already; resume it (--resume) or choose another folder")
-    train_paths, val_paths = split_by_name(find_images(config.data), config.val_fraction, config.seed)
-    if not train_paths or not val_paths:
-        raise InputError("need at least two distinct file names to hold some out for validation")
+    train_paths, val_paths = training_split(config)
     train_images, val_images = load_grey(train_paths), load_grey(val_paths)
     if ranks.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(exist_ok=True)
         check_folder_writable(checkpoint_path)
     wait_for_all(ranks)
 
     torch.manual_seed(config.seed)
-    model = create_model(config.architecture, width=config.width).to(device)
+    model, config = _initial_model(config, device)
     optimiser = torch.optim.Adam(model.parameters(), lr=DEFAULT_LR if config.lr is None else config.lr)
     rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
-    step, log, elapsed, change = 0, [], 0.0, None
+    step, log, trace, elapsed, change = 0, [], [], 0.0, None
+    trace_every = max(1, config.steps // TRACE_POINTS)
     if config.resume:
         state = read_checkpoint(checkpoint_path, device)
         world_size = state.get("world_size", 1)
@@ -165,7 +200,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
                 group["lr"] = config.lr
         rng.bit_generator.state = state["rank_rngs"][ranks.rank] if "rank_rngs" in state else state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        step, log, elapsed = state["step"], state["log"], state["elapsed"]
+        step, log, elapsed, trace = state["step"], state["log"], state["elapsed"], state.get("trace", [])
 
     lr = optimiser.param_groups[0]["lr"]
     settings = {**asdict(replace(config, lr=lr)), "world_size": ranks.world_size,
@@ -186,6 +221,8 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         optimiser.step()
         step += 1
         running, count = running + loss.item(), count + 1
+        if step % trace_every == 0 and ranks.is_main:
+            trace.append([step, running / count])
         bar.update(1)
         bar.set_postfix(loss=f"{running / count:.5f}")
         if step % config.val_every == 0 or step == config.steps:
@@ -200,17 +237,17 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
                 bar.write(json.dumps(record))
                 state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "rank_rngs": rank_rngs, "world_size": ranks.world_size,
-                         "torch_rng": torch.get_rng_state(), "step": step, "log": log,
+                         "torch_rng": torch.get_rng_state(), "step": step, "log": log, "trace": trace,
                          "elapsed": record["elapsed_s"], "config": settings}
                 write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
                 _atomic_json({"config": settings, "train_images": len(train_images),
-                              "val_images": len(val_images), "log": log}, out / LOG)
-                plot_curve(log, out / CURVE)
+                              "val_images": len(val_images), "log": log, "trace": trace}, out / LOG)
+                plot_curve(log, trace, out / CURVE)
     bar.close()
     digests = gather(parameters_digest(model), ranks)
     if ranks.is_main:
         _atomic_json({"config": settings, "train_images": len(train_images), "val_images": len(val_images),
-                      "log": log, "rank_weight_digests": digests}, out / LOG)
+                      "log": log, "trace": trace, "rank_weight_digests": digests}, out / LOG)
         save_weights(model.cpu(), out / WEIGHTS, config.architecture, {"width": config.width},
                      {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
                       "val_loss": f"{log[-1]['val_loss']:.6g}", "world_size": str(ranks.world_size)})

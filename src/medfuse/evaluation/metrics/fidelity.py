@@ -12,6 +12,8 @@ change in one source, or fit the fusion to its sources. Inputs are grey float ar
   1/2 for the pixel average.
 - :func:`source_shares`: the least-squares fit ``F = alpha A + beta B + c`` over a mask, as the
   two shares ``alpha / (alpha + beta)`` and ``beta / (alpha + beta)``.
+- :func:`weight_shares`: the mean of a rule's weight map ``w_A`` (and ``1 - w_A``) over the
+  foreground (:func:`foreground`): the shares the rule itself gives.
 """
 
 from __future__ import annotations
@@ -92,3 +94,28 @@ def source_shares(fused: np.ndarray, image_a: np.ndarray, image_b: np.ndarray,
     if abs(total) < 1e-12:
         raise InputError("the fusion follows neither source on the mask: shares are undefined")
     return float(alpha / total), float(beta / total)
+
+
+FOREGROUND_LEVEL = 0.05
+"""A pixel where either grey source (in [0, 1]) exceeds this belongs to the foreground: the head,
+not the air around it."""
+
+
+def foreground(image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+    """The pixels (or voxels) where either source exceeds ``FOREGROUND_LEVEL``; all of them if
+    none does."""
+    image_a, image_b = np.asarray(image_a), np.asarray(image_b)
+    check_same_shape("sources", {"image_a": image_a.shape, "image_b": image_b.shape})
+    mask = np.maximum(image_a, image_b) > FOREGROUND_LEVEL
+    return mask if mask.any() else np.ones(mask.shape, dtype=bool)
+
+
+def weight_shares(w_a: np.ndarray, image_a: np.ndarray, image_b: np.ndarray) -> tuple[float, float]:
+    """A's and B's shares of the fusion by the rule's own weight map: the mean of ``w_a`` (A's
+    weight, in [0, 1], any shape) and of ``1 - w_a`` over :func:`foreground` of the grey sources
+    ``image_a`` and ``image_b`` (in [0, 1], ``w_a``'s shape). The two add up to 1."""
+    w_a = np.asarray(w_a, dtype=np.float64)
+    check_same_shape("weight map and sources", {"w_a": w_a.shape, "image_a": np.shape(image_a),
+                                                "image_b": np.shape(image_b)})
+    share_a = float(np.mean(w_a[foreground(image_a, image_b)]))
+    return share_a, 1.0 - share_a
