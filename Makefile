@@ -27,6 +27,7 @@ test: install
 # Reproduce the shipped weights (about 20 minutes on 2 CPU cores; runs/dran-havard must not hold an
 # earlier run), then measure them on the test split.
 weights: install
+	mkdir -p runs
 	$(BIN)/medfuse train $(HAVARD)/CT-MRI/train $(HAVARD)/PET-MRI/train $(HAVARD)/SPECT-MRI/train \
 		-o runs/dran-havard --steps 1500 --crop 96 --lr 5e-4 --val-every 250 --seed 0
 	cp runs/dran-havard/weights.safetensors src/medfuse/dran/weights/dran-havard.safetensors
@@ -40,13 +41,14 @@ reconstruction: install
 # from ../shared/anchors/dilran); the splits run side by side, one torch thread each (about 11
 # minutes per split on 2 CPU cores); fused images are cached in out/benchmark/.
 benchmark: install
+	mkdir -p out/authors out/benchmark
 	for set in CT-MRI PET-MRI SPECT-MRI; do \
 		$(BIN)/python benchmarks/authors_fusion.py $(HAVARD)/$$set/test -o out/authors/$$set || exit 1; \
 	done
-	for set in CT-MRI PET-MRI SPECT-MRI; do \
-		OMP_NUM_THREADS=1 $(BIN)/medfuse benchmark $(HAVARD)/$$set/test -o out/benchmark/$$set \
-			--external authors-dran-sfnn=out/authors/$$set & \
-	done; wait
+	pids=""; for set in CT-MRI PET-MRI SPECT-MRI; do \
+		OMP_NUM_THREADS=1 $(BIN)/medfuse benchmark $(HAVARD)/$$set/test -o out/benchmark/$$set --quiet \
+			--external authors-dran-sfnn=out/authors/$$set & pids="$$pids $$!"; \
+	done; status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
 
 figure: install
 	$(BIN)/python scripts/readme_figure.py -o docs/fusion-example.png

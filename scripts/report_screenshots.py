@@ -1,9 +1,9 @@
-"""The report screenshots in docs/ (README, "Look at a fusion"): a pair report, a benchmark
-report and the volume viewer, drawn by headless Chromium.
+"""The report screenshots in docs/ (README, "Look at a fusion"): a pair report, a folder
+report, a benchmark report and the volume viewer, drawn by headless Chromium.
 
     python scripts/report_screenshots.py [--benchmark out/benchmark/CT-MRI] [--out docs]
 
-The pair is the bundled PET-MRI 25015. The volumes are nibabel's bundled T1 (anatomical.nii,
+The pair is the bundled PET-MRI 25015, the folder the two bundled PET-MRI pairs. The volumes are nibabel's bundled T1 (anatomical.nii,
 33 x 41 x 25 at 2 mm) and a synthetic PET made from it: uptake 0.1 in the brain with one
 Gaussian hot spot; they are fused with --weight-map, then shown with --colour-b hot. The
 benchmark report needs a `medfuse benchmark` output folder (`make benchmark` writes them).
@@ -56,6 +56,10 @@ def main() -> None:
         pair = SAMPLES / "PET-MRI/MRI/25015.png", SAMPLES / "PET-MRI/PET/25015.png"
         medfuse("report", *pair, "-o", work / "pair.html")
         screenshot(work / "pair.html", args.out / "report-pair.png", 1120, 900)
+        medfuse("fuse", SAMPLES / "PET-MRI/MRI", SAMPLES / "PET-MRI/PET", "-o", work / "fused")
+        medfuse("report", SAMPLES / "PET-MRI/MRI", SAMPLES / "PET-MRI/PET", "--fused", work / "fused", "-o",
+                work / "folder.html")
+        screenshot(work / "folder.html", args.out / "report-folder.png", 1100, 900)
         t1 = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
         synthetic_pet(t1, work / "pet.nii.gz")
         medfuse("fuse", t1, work / "pet.nii.gz", "-o", work / "f.nii.gz", "--weight-map", work / "w.nii.gz")

@@ -50,6 +50,8 @@ def test_cli_writes_an_rgb_nifti_that_nibabel_and_simpleitk_read_on_the_fusions_
     assert image.GetNumberOfComponentsPerPixel() == 3 and image.GetSize() == (12, 10, 4)
     np.testing.assert_allclose(image.GetSpacing(), (0.9, 1.1, 2.5), atol=1e-5)
     capsys.readouterr()
+    code = main(["fuse", str(colour), str(pet), "-o", str(tmp_path / "y.nii"), "--weights", str(tiny_weights)])
+    assert code == 2 and "an RGB colour volume; medfuse reads grey volumes" in capsys.readouterr().err
     code = main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "x"), "--weights", str(tiny_weights),
                  "--colour-map", "hot"])
     assert code == 2 and "written as RGB NIfTI" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -175,9 +175,16 @@ def test_init_fine_tunes_from_weights_with_their_architecture(image_folder, tmp_
 
 
 def test_cli_says_what_it_trains_on_before_it_starts(image_folder, tmp_path, capsys):
-    code = main(["train", str(image_folder), "-o", str(tmp_path / "run"), "--steps", "1", "--crop", "16",
-                 "--width", "8", "--val-fraction", "0.34", "--init", str(tmp_path / "missing.safetensors")])
+    arguments = ["train", str(image_folder), "--steps", "1", "--crop", "16", "--width", "8", "--val-fraction", "0.34"]
+    code = main([*arguments, "-o", str(tmp_path / "run"), "--init", str(tmp_path / "missing.safetensors")])
     captured = capsys.readouterr()
-    assert code == 2 and "missing.safetensors" in captured.err
-    assert captured.out.startswith("training on 8 images (4 names) in ") and "validating on 4 images (2 names)" \
-        in captured.out and "from " in captured.out
+    assert code == 2 and "missing.safetensors" in captured.err and captured.out == ""  # checks first, then the summary
+    (tmp_path / "not-weights.safetensors").write_bytes(b"\x89PNG not weights")
+    code = main([*arguments, "-o", str(tmp_path / "run"), "--init", str(tmp_path / "not-weights.safetensors")])
+    captured = capsys.readouterr()
+    assert code == 2 and "not a safetensors weights file" in captured.err and "Traceback" not in captured.err
+    assert not (tmp_path / "run").exists()
+    assert main([*arguments, "-o", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("training on 8 images (4 names) in ") and "validating on 4 images (2 names)" in out
+    assert "from random weights" in out

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
     from medfuse.clinical.reports import write_report
 
     report = write_report(args.a, args.b, args.out, fused=args.fused, weight_map=args.weight_map, rule=args.rule,
-                          model=args.weights, metrics=tuple(n.strip() for n in args.metrics.split(",") if n.strip()),
+                          model=args.weights, device=args.device, metrics=tuple(n.strip() for n in args.metrics.split(",") if n.strip()),
                           colour_b=args.colour_b)
     if report.shares is not None:
         print(f"share of the fused foreground ({report.shares_measure}): A {report.shares[0]:.0%}, "

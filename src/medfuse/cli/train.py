@@ -80,7 +80,7 @@ def describe_split(train_paths: list[Path], val_paths: list[Path], config: Train
 def run(args: argparse.Namespace) -> None:
     from medfuse.dran.models import device_named
     from medfuse.training.distributed import ranks_from_environment
-    from medfuse.training.loop import train, training_split
+    from medfuse.training.loop import check_run, train, training_split
 
     if args.lambda_perc and not args.vgg_weights:
         raise InputError("the perceptual loss (--lambda-perc) needs --vgg-weights PATH, a torchvision "
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> None:
     settings = {name: getattr(args, name) for name in DEFAULTS if name not in ("data", "out")}
     config = TrainConfig(data=args.data, out=args.out, **{**settings, "device": str(device_named(args.device))})
     config.validate()
+    check_run(config)
     if ranks_from_environment().is_main:
         print(describe_split(*training_split(config), config))
     last = train(config, progress=show_progress(args))

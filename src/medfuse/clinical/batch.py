@@ -175,11 +175,15 @@ def fuse_row(row: Row, job: BatchJob) -> Outcome:
                 raise InputError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
         window = CtWindow.parse(row.window) if row.window else None
         out.parent.mkdir(parents=True, exist_ok=True)
+        # the record first: a row killed after its output is written then still resumes (a record
+        # without its output is harmless: only an existing output is skipped)
+        write_atomically(record_path(out), lambda temporary: temporary.write_text(json.dumps(settings, indent=1)))
         fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
                    volume=replace(job.options, window=window), batch_size=job.batch_size)
-        write_atomically(record_path(out), lambda temporary: temporary.write_text(json.dumps(settings, indent=1)))
         return "done", ""
     except (MedfuseError, OSError) as error:  # OSError: a folder or file that could not be written
+        if row.out and not row_output(row, job).exists():
+            record_path(row_output(row, job)).unlink(missing_ok=True)  # no record of a result that is not there
         return "failed", error_message(error)
 
 

@@ -103,13 +103,19 @@ class RegistrationRequest:
     check_image: Path | None = None
     force: bool = False
 
-    def check_outputs(self, inputs: tuple[Path, ...]) -> None:
-        """Refuse, before any work, output paths that cannot be written."""
+    def check_outputs(self, inputs: tuple[Path, ...], outputs: dict[str, Path | None] | None = None) -> None:
+        """Refuse, before any work, output paths that cannot be written, that are inputs, or that
+        name one of the job's other ``outputs`` (what -> path)."""
+        taken = {what: path for what, path in (outputs or {}).items() if path is not None}
         for what, path, suffixes in (("transform file", self.save_transform, TRANSFORM_SUFFIXES),
                                      ("check image", self.check_image, CHECK_IMAGE_SUFFIXES)):
             if path is not None:
                 check_suffix(path, suffixes, what)
                 check_new_output(path, inputs, what)
+                for other, other_path in taken.items():
+                    if same_path(path, other_path):
+                        raise OutputError(f"{what} {path} is also the {other}; choose another path")
+                taken[what] = path
 
 
 @dataclass
@@ -217,7 +223,7 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
     check_image_target(out, (path_a, path_b))
     _check_weight_map_target(weight_map, "image", rule, (path_a, path_b, out))
     if register is not None:
-        register.check_outputs((path_a, path_b))
+        register.check_outputs((path_a, path_b), {"output": out, "weight map": weight_map})
     fusion_model, fusion_rule = load_fusion(model, rule, device)
     from medfuse.fusion.engine import fuse_with_weights
 
@@ -415,7 +421,7 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
         raise InputError("register B to A or resample onto one grid: choose one (registration puts B on A's grid)")
     check_volume_target(out, (path_a, path_b))
     if register is not None:
-        register.check_outputs((path_a, path_b))
+        register.check_outputs((path_a, path_b), {"output": out, "weight map": weight_map})
     fusion_model, fusion_rule = load_fusion(model, rule, device)
     files = {"a": read_volume(path_a), "b": read_volume(path_b)}
     unit, mappings = {}, {}

@@ -374,8 +374,10 @@ def _full_resolution_choice(fixed: sitk.Image, moving: sitk.Image, best: sitk.Tr
         apart = _apart(fixed, candidate, winner)
         if candidate is not winner and apart > _distinct(fixed):
             rivals.append((apart, score / top if top > 0 else 1.0))
-    rivals += [(_apart(fixed, transform, winner), share) for _, share, transform in coarse_rivals
-               if not any(transform is other for other in close)]
+    for _, share, transform in coarse_rivals:
+        apart = _apart(fixed, transform, winner)
+        if apart > _distinct(fixed) and not any(transform is other for other in close):
+            rivals.append((apart, share))
     return winner, tuple(sorted(rivals, key=lambda rival: -rival[1]))
 
 

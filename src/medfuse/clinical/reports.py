@@ -4,7 +4,8 @@
 Two 2-D images: the fusion is read from ``fused`` or made here (``rule``, ``model``), with A's
 weight map where the rule has one. Two volumes on one grid: the fusion (and, if given, the
 weight map) are the NIfTI files ``medfuse fuse ... --weight-map`` wrote; the sources are shown
-through the same percentile mapping ``medfuse fuse`` uses.
+through percentile clipping at the default percentiles (not a CT window the fusion may have
+used), and the shares are measured on that foreground.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ UPTAKE_MODALITIES = ("PT", "NM")
 
 @dataclass(frozen=True)
 class Report:
-    """What :func:`write_report` wrote: the page, the kind ("image" or "volume"), each source's
-    share of the fused foreground and how it was measured."""
+    """What :func:`write_report` wrote: the page, the kind ("image", "volume", "folder" or
+    "benchmark"), each source's share of the fused foreground (pairs and volumes) and how it was
+    measured."""
 
     out: Path
     kind: str
@@ -41,7 +43,8 @@ class Report:
 def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, out: str | os.PathLike, *,
                  fused: str | os.PathLike | None = None, weight_map: str | os.PathLike | None = None,
                  rule: str = DEFAULT_RULE, model: str | os.PathLike = DEFAULT_MODEL,
-                 metrics: tuple[str, ...] = RANKED_METRICS, colour_b: str | None = None) -> Report:
+                 device: str | None = None, metrics: tuple[str, ...] = RANKED_METRICS,
+                 colour_b: str | None = None) -> Report:
     """Write the HTML report of fusing ``path_a`` with ``path_b`` to ``out`` (.html).
 
     A ``medfuse benchmark`` output folder (``path_a``, with ``path_b`` None): its scores, ranks
@@ -87,14 +90,14 @@ def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, ou
     else:
         if colour_b is not None:
             raise InputError("a colour map is for volumes: a colour image is shown in its own colours")
-        page, shares, measure = _image_page(path_a, path_b, fused, weight_map, rule, model, metrics)
+        page, shares, measure = _image_page(path_a, path_b, fused, weight_map, rule, model, device, metrics)
         kind = "image"
     write_atomically(out, lambda temporary: temporary.write_text(page, encoding="utf-8"))
     return Report(out, kind, shares, measure)
 
 
 def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, weight_map: str | os.PathLike | None,
-                rule: str, model: str | os.PathLike,
+                rule: str, model: str | os.PathLike, device: str | None,
                 metrics: tuple[str, ...]) -> tuple[str, tuple[float, float] | None, str]:
     from medfuse.clinical.pipeline import load_pair
     from medfuse.evaluation.metrics.fidelity import foreground, source_shares, weight_shares
@@ -109,7 +112,7 @@ def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, wei
         from medfuse.clinical.pipeline import load_fusion
         from medfuse.fusion.engine import fuse_with_weights
 
-        fusion_model, fusion_rule = load_fusion(model, rule)
+        fusion_model, fusion_rule = load_fusion(model, rule, device)
         fused_image, w_a = fuse_with_weights(image_a, image_b, fusion_rule, fusion_model)
         notes.append(f"fused here with rule {rule}, weights {model}")
     else:

@@ -132,6 +132,9 @@ def read_nifti(path: str | os.PathLike) -> VolumeFile:
     path = Path(path)
     try:
         image = nib.load(path)
+        if image.get_data_dtype().names:  # RGB24 (or RGBA32): as medfuse fuse --colour-map writes
+            raise VolumeFileError(f"{path}: an RGB colour volume; medfuse reads grey volumes (for a colour overlay "
+                                  "it wrote, give the grey fusion instead)")
         shape = tuple(image.shape)
         check_decoding(str(path), shape, 12)  # float64 scaling, then the float32 volume
         while len(shape) > 3 and shape[-1] == 1:

@@ -134,14 +134,29 @@ def training_split(config: TrainConfig) -> tuple[list[Path], list[Path]]:
     return train_paths, val_paths
 
 
+def check_run(config: TrainConfig) -> None:
+    """Refuse, before anything is read, a run whose output cannot be written: an output folder in a
+    missing folder, a checkpoint that is there (or not, with ``resume``), ``init`` weights that
+    are not there."""
+    out = Path(config.out)
+    check_output_folder(out)
+    if config.init is not None:
+        weights_path(config.init)
+    checkpoint_path = out / CHECKPOINT
+    if config.resume and not checkpoint_path.is_file():
+        raise MissingInputError(f"--resume: no checkpoint at {checkpoint_path}")
+    if not config.resume and checkpoint_path.is_file():
+        raise OutputError(f"{out} holds a checkpoint already; resume it (--resume) or choose another folder")
+
+
 def _initial_model(config: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, TrainConfig]:
     """A random model of ``config``'s architecture, or the weights ``config.init`` names (with
     their architecture and width, which the returned config then records)."""
     if config.init is None:
         return create_model(config.architecture, width=config.width).to(device), config
     path = weights_path(config.init)
+    model = load_model(path, device)  # one line for a file that is not weights; loaded frozen, for inference
     metadata = weights_metadata(path)
-    model = load_model(path, device)  # loaded for inference: frozen, in evaluation mode
     model.train()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
@@ -159,14 +174,10 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         perceptual = PerceptualLoss(config.vgg_weights).to(device)
     loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
 
-    check_output_folder(out)
-    if config.init is not None:
-        weights_path(config.init)  # a missing file is said before the images are read
+    check_run(config)
     checkpoint_path = out / CHECKPOINT
-    if config.resume and not checkpoint_path.is_file():
-        raise MissingInputError(f"--resume: no checkpoint at {checkpoint_path}")
-    if not config.resume and checkpoint_path.is_file():
-        raise OutputError(f"{out} holds a checkpoint already; resume it (--resume) or choose another folder")
+    torch.manual_seed(config.seed)
+    model, config = _initial_model(config, device)  # before the images: a bad --init is said at once
     train_paths, val_paths = training_split(config)
     train_images, val_images = load_grey(train_paths), load_grey(val_paths)
     if ranks.is_main:
@@ -174,8 +185,6 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         check_folder_writable(checkpoint_path)
     wait_for_all(ranks)
 
-    torch.manual_seed(config.seed)
-    model, config = _initial_model(config, device)
     optimiser = torch.optim.Adam(model.parameters(), lr=DEFAULT_LR if config.lr is None else config.lr)
     rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
     step, log, trace, elapsed, change = 0, [], [], 0.0, None
