@@ -3,10 +3,11 @@ report, a benchmark report and the volume viewer, drawn by headless Chromium.
 
     python scripts/report_screenshots.py [--benchmark out/benchmark/CT-MRI] [--out docs]
 
-The pair is the bundled PET-MRI 25015, the folder the two bundled PET-MRI pairs. The volumes are nibabel's bundled T1 (anatomical.nii,
-33 x 41 x 25 at 2 mm) and a synthetic PET made from it: uptake 0.1 in the brain with one
-Gaussian hot spot; they are fused with --weight-map, then shown with --colour-b hot. The
-benchmark report needs a `medfuse benchmark` output folder (`make benchmark` writes them).
+The pair is the bundled PET-MRI 25015, the folder the two bundled PET-MRI pairs. The volumes
+are nibabel's bundled T1 (anatomical.nii, 33 x 41 x 25 at 2 mm) and a synthetic PET made from
+it: uptake 0.1 in the brain with one Gaussian hot spot; they are fused with --weight-map, then
+shown with --colour-b hot. The benchmark report needs a `medfuse benchmark` output folder
+(`make benchmark` writes them).
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ def test_cli_refuses_a_weight_map_it_cannot_give_before_any_work(tmp_path, capsy
         assert code == 2 and message in capsys.readouterr().err
         assert sorted(path.name for path in tmp_path.iterdir()) == []
     code = main(["fuse", str(mri), str(ct), "-o", str(tmp_path / "f.png"), "--weights", str(tiny_weights),
-                 "--weight-map", str(tmp_path / "w.png"), "--register", "rigid", "--check-image", str(tmp_path / "w.png")])
+                 "--weight-map", str(tmp_path / "w.png"), "--register", "rigid",
+                 "--check-image", str(tmp_path / "w.png")])
     assert code == 2 and f"check image {tmp_path / 'w.png'} is also the weight map" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
     folders = samples / "CT-MRI"

@@ -42,9 +42,9 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
 def run(args: argparse.Namespace) -> None:
     from medfuse.clinical.reports import write_report
 
+    metrics = tuple(name.strip() for name in args.metrics.split(",") if name.strip())
     report = write_report(args.a, args.b, args.out, fused=args.fused, weight_map=args.weight_map, rule=args.rule,
-                          model=args.weights, device=args.device, metrics=tuple(n.strip() for n in args.metrics.split(",") if n.strip()),
-                          colour_b=args.colour_b)
+                          model=args.weights, device=args.device, metrics=metrics, colour_b=args.colour_b)
     if report.shares is not None:
         print(f"share of the fused foreground ({report.shares_measure}): A {report.shares[0]:.0%}, "
               f"B {report.shares[1]:.0%}")
