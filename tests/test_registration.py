@@ -75,7 +75,7 @@ def test_affine_recovers_a_scale_and_a_shear(mri):
     assert found.transform.kind == "affine" and "shear" in found.transform.describe("pixels")
 
 
-@pytest.mark.parametrize("degrees", [30, 60, 90, -90, 180])
+@pytest.mark.parametrize("degrees", [30, 60, 90, -90])
 def test_large_rotations_of_either_sign_are_found_in_2d(mri, degrees):
     true = LinearTransform("rigid", rotation_2d(degrees), np.array([20.0, -15.0]), np.array([127.5, 127.5]))
     found = register(mri, resample_onto(mri, mri, true))
