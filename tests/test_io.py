@@ -60,3 +60,12 @@ def test_images_by_stem(tmp_path):
     save_image(tmp_path / "a.bmp", np.zeros((2, 2), np.uint8))
     with pytest.raises(ImageFileError, match="two images named a"):
         images_by_stem(tmp_path)
+
+
+def test_an_image_without_pixels_is_the_readers_error(tmp_path):
+    """Found by the damaged-file property test: a damaged TIFF decoded to a 0 x 64 array."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 64), dtype=np.uint16))
+    with pytest.raises(ImageFileError, match="holds no pixels"):
+        load_image(tmp_path / "empty.tif")

@@ -40,6 +40,8 @@ def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
         raise ImageFileError(f"{path}: expected a 2-D grey or RGB image, got shape {array.shape}")
+    if array.size == 0:  # a damaged TIFF can decode to 0 rows
+        raise ImageFileError(f"{path}: holds no pixels ({'x'.join(map(str, array.shape))}); the file may be damaged")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     if array.dtype not in (np.uint8, np.uint16):
