@@ -67,8 +67,6 @@ CHECK_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 WEIGHT_MAP_SUFFIXES = {"image": (".png", ".tif", ".tiff"), "volume": (".nii", ".nii.gz")}
 """A weight map is a 16-bit grey image (A's weight times 65535) for two images, a float32 NIfTI
 on the fusion's grid for two volumes."""
-SMALL_SHARE = 0.2
-"""Below this share of the fused foreground a source is reported as nearly absent (:attr:`FusedFiles.warnings`)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +140,8 @@ class FusedFiles:
     @property
     def warnings(self) -> list[str]:
         """A sentence for each source that keeps less than ``SMALL_SHARE`` of the fused foreground."""
+        from medfuse.evaluation.metrics.fidelity import SMALL_SHARE
+
         if self.shares is None:
             return []
         return [f"{name} keeps only {share:.0%} of the fused foreground: the fusion shows mostly the other "
@@ -240,12 +240,14 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
     notes = [] if registration is None else [f"B registered to A ({register.kind}): "
                                              f"{registration.transform.describe('pixels')}"]
     save_image(out, fused, provenance(rule, model, path_a, path_b, notes))
-    shares = _shares(w_a, grey_unit(image_a), grey_unit(image_b), grey_unit(fused))
+    from medfuse.evaluation.metrics.fidelity import fusion_shares
+
+    shares, measure = fusion_shares(w_a, grey_unit(image_a), grey_unit(image_b), grey_unit(fused))
     if weight_map is not None:
         save_image(weight_map, np.round(w_a * 65535).astype(np.uint16))
     if registration is not None:
         write_registration_outputs(register, grey_a, grey_b, registration)
-    return FusedFiles(out, "image", registration=registration, shares=shares, shares_measure=_measure(w_a),
+    return FusedFiles(out, "image", registration=registration, shares=shares, shares_measure=measure,
                       weight_map=weight_map)
 
 
@@ -267,26 +269,6 @@ def provenance(rule: str | FusionRule, model: str | os.PathLike | torch.nn.Modul
     if notes:
         record["Comment"] = "; ".join(notes)
     return record
-
-
-def _shares(w_a: np.ndarray | None, grey_a: np.ndarray, grey_b: np.ndarray,
-            fused: np.ndarray) -> tuple[float, float] | None:
-    """Each source's share of the fused foreground: by the rule's weight map where it has one,
-    else by the least-squares fit of the fusion to the sources (both in
-    :mod:`medfuse.evaluation.metrics.fidelity`); None where the fit follows neither."""
-    from medfuse.evaluation.metrics.fidelity import foreground, source_shares, weight_shares
-
-    if w_a is not None:
-        return weight_shares(w_a, grey_a, grey_b)
-    mask = foreground(grey_a, grey_b)
-    try:
-        return source_shares(*(image[mask][None] for image in (fused, grey_a, grey_b)))
-    except InputError:
-        return None
-
-
-def _measure(w_a: np.ndarray | None) -> str:
-    return "least-squares fit" if w_a is None else "weight map"
 
 
 def _check_weight_map_target(weight_map: Path | None, kind: str, rule: str | FusionRule,
@@ -457,7 +439,9 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     step = (lambda count: progress(count, depth, "slice")) if progress else None
     w_a = np.empty(unit["a"].shape, dtype=np.float32) if has_weight_map(fusion_rule) else None
     fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a)
-    shares = _shares(w_a, unit["a"], unit["b"], fused)
+    from medfuse.evaluation.metrics.fidelity import fusion_shares
+
+    shares, measure = fusion_shares(w_a, unit["a"], unit["b"], fused)
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([
@@ -481,7 +465,7 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     if registration is not None:
         write_registration_outputs(register, volume_a, volume_b, registration)
     return FusedFiles(out, "volume", registration=registration, notes=notes, shares=shares,
-                      shares_measure=_measure(w_a), weight_map=weight_map)
+                      shares_measure=measure, weight_map=weight_map)
 
 
 def _match_grids(files: dict[str, VolumeFile], unit: dict[str, np.ndarray], resample_to: str | None) -> list[str]:

@@ -100,7 +100,7 @@ def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, wei
                 rule: str, model: str | os.PathLike, device: str | None,
                 metrics: tuple[str, ...]) -> tuple[str, tuple[float, float] | None, str]:
     from medfuse.clinical.pipeline import load_pair
-    from medfuse.evaluation.metrics.fidelity import foreground, source_shares, weight_shares
+    from medfuse.evaluation.metrics.fidelity import fusion_shares
     from medfuse.evaluation.report import pair_report
     from medfuse.evaluation.scoring import check_metric_names, score_triple
     from medfuse.io.images import load_image
@@ -123,13 +123,7 @@ def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, wei
         if image is not None and image.shape[:2] != image_a.shape[:2]:
             raise InputError(f"the {name} is {image.shape[1]} x {image.shape[0]}, the sources "
                              f"{image_a.shape[1]} x {image_a.shape[0]}")
-    grey_a, grey_b = grey_unit(image_a), grey_unit(image_b)
-    if w_a is not None:
-        shares, measure = weight_shares(w_a, grey_a, grey_b), "weight map"
-    else:
-        mask = foreground(grey_a, grey_b)
-        shares = source_shares(*(image[mask][None] for image in (grey_unit(fused_image), grey_a, grey_b)))
-        measure = "least-squares fit"
+    shares, measure = fusion_shares(w_a, grey_unit(image_a), grey_unit(image_b), grey_unit(fused_image))
     scores = score_triple(fused_image, image_a, image_b, metrics)
     names = (_name(path_a), _name(path_b))
     page = pair_report(image_a, image_b, fused_image, w_a, scores, names, shares, measure,

@@ -28,6 +28,8 @@ import numpy as np
 
 from medfuse._shared.errors import InputError
 from medfuse.evaluation.metrics import METRICS
+from medfuse.evaluation.metrics.fidelity import SMALL_SHARE
+from medfuse.image.scales import grey_unit
 
 COLOUR_MAPS = ("grey", "hot")
 """How a volume source can be shown: grey, or ``hot`` (black, red, yellow, white) for uptake, with
@@ -68,16 +70,6 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    """A [0, 1] grey version of a source or fusion (BT.601 luma of RGB)."""
-    image = np.asarray(image)
-    scale = 255.0 if image.dtype == np.uint8 else 65535.0 if image.dtype == np.uint16 else 1.0
-    unit = image.astype(np.float64) / scale
-    if unit.ndim == 3:
-        unit = unit @ np.array([0.299, 0.587, 0.114])
-    return unit
-
-
 def metric_rows(scores: Mapping[str, float]) -> str:
     """Table rows: metric, value, which direction is better, and where the formula is."""
     rows = []
@@ -105,7 +97,7 @@ def _shares_text(shares: tuple[float, float] | None, names: Sequence[str], measu
     text = (f"<p>Share of the fused foreground ({html.escape(measure)}): A ({html.escape(names[0])}) "
             f"{shares[0]:.0%}, B ({html.escape(names[1])}) {shares[1]:.0%}.</p>")
     for name, share in zip(names, shares):
-        if share < 0.2:
+        if share < SMALL_SHARE:
             text += (f"<p class=\"warn\">{html.escape(name)} keeps only {share:.0%} of the fused foreground: the "
                      "fusion shows mostly the other source.</p>")
     return text
@@ -118,7 +110,7 @@ def pair_report(image_a: np.ndarray, image_b: np.ndarray, fused: np.ndarray, w_a
     """The HTML page for one fused pair: sources, fusion, weight map of A (white = all A) and
     the absolute differences of the fusion's grey level from each grey source (white = 1), one
     figure each at full size; then the shares and the metrics (``scores``, by name)."""
-    grey_a, grey_b, grey_f = _grey(image_a), _grey(image_b), _grey(fused)
+    grey_a, grey_b, grey_f = grey_unit(image_a), grey_unit(image_b), grey_unit(fused)
     if not grey_a.shape == grey_b.shape == grey_f.shape:
         raise InputError(f"sources and fusion differ in size: {grey_a.shape}, {grey_b.shape}, {grey_f.shape}")
     figures = [(image_a, f"A: {names[0]}"), (image_b, f"B: {names[1]}"), (fused, "fusion")]

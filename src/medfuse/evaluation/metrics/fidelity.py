@@ -119,3 +119,23 @@ def weight_shares(w_a: np.ndarray, image_a: np.ndarray, image_b: np.ndarray) -> 
                                                 "image_b": np.shape(image_b)})
     share_a = float(np.mean(w_a[foreground(image_a, image_b)]))
     return share_a, 1.0 - share_a
+
+
+SMALL_SHARE = 0.2
+"""A source that keeps less than this share of the fused foreground is reported as nearly absent."""
+
+
+def fusion_shares(w_a: np.ndarray | None, image_a: np.ndarray, image_b: np.ndarray,
+                  fused: np.ndarray) -> tuple[tuple[float, float] | None, str]:
+    """Each source's share of the fused foreground and how it was measured: by the rule's weight
+    map ``w_a`` where there is one (:func:`weight_shares`, "weight map"), else by the
+    least-squares fit of the grey ``fused`` to the grey sources over :func:`foreground`
+    (:func:`source_shares`, "least-squares fit"; None where the fit follows neither)."""
+    if w_a is not None:
+        return weight_shares(w_a, image_a, image_b), "weight map"
+    mask = foreground(image_a, image_b)
+    try:
+        return source_shares(*(np.asarray(image)[mask][None] for image in (fused, image_a, image_b))), \
+            "least-squares fit"
+    except InputError:
+        return None, "least-squares fit"
