@@ -12,7 +12,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "medfuse"
 
-LAYERS = ["_shared", "image", "dran", "fusion", "io", "evaluation", "clinical", "training", "scaleout", "cli"]
+LAYERS = ["_shared", "image", "dran", "fusion", "io", "evaluation", "clinical", "training", "scaleout", "integrations",
+          "cli"]
 """From the ground up; a module may import its own layer and those before it."""
 
 CORE = LAYERS[:4]
