@@ -22,7 +22,7 @@ demo: install
 	@echo "demo results are in $(CURDIR)/out/demo/"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 # Reproduce the shipped weights (about 20 minutes on 2 CPU cores; runs/dran-havard must not hold an
 # earlier run), then measure them on the test split.

@@ -216,7 +216,8 @@ def fused_grey(model: torch.nn.Module, name: str, a: torch.Tensor, b: torch.Tens
     return fuse_encoded(model, a, b, *features, RULES[name.removeprefix("dran-")])[0]
 
 
-METRICS_CODE = "".join(path.read_text() for path in sorted(Path(medfuse.evaluation.metrics.__file__).parent.glob("*.py")))
+METRICS_CODE = "".join(path.read_text()
+                       for path in sorted(Path(medfuse.evaluation.metrics.__file__).parent.glob("*.py")))
 """Stored scores are keyed by the metric code too: a changed metric rescores everything."""
 RULES_CODE = Path(medfuse.dran.rules.__file__).read_text()
 """And DRAN methods by the rules' module: a changed helper (nuclear norms, activity) fuses them again."""

@@ -96,6 +96,26 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     return path
 
 
+def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """:func:`write_atomically` for a new folder: ``write(temporary)`` fills a new hidden folder
+    beside ``folder``, which is then renamed to ``folder``. An existing ``folder`` is refused
+    (:class:`OutputError`): a folder is never swapped for another."""
+    folder = Path(folder)
+    if folder.exists():
+        raise OutputError(f"{folder} exists; medfuse writes this folder new")
+    temporary = new_temporary_beside(folder, folder=True)
+    try:
+        write(temporary)
+        finish_atomically(temporary, folder, 0o777)
+    except Exception as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise write_error(folder, error) from error
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return folder
+
+
 def remove_partial_writes(path: str | os.PathLike) -> None:
     """Delete what interrupted atomic writes of ``path`` left beside it: the hidden
     ``.NAME-*.part`` files and folders of a process killed mid-write (a kill can't be caught,

@@ -40,7 +40,8 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean
         raise InputError(f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got "
                          f"{f.shape[1]} x {f.shape[0]}")
     options = {"data_range": 255, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
-    return _reduce(skimage_metrics.structural_similarity(a, f, **options), skimage_metrics.structural_similarity(b, f, **options), reduction)
+    return _reduce(skimage_metrics.structural_similarity(a, f, **options),
+                   skimage_metrics.structural_similarity(b, f, **options), reduction)
 
 
 def psnr(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean") -> float:
