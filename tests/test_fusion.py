@@ -153,7 +153,9 @@ def test_too_large_a_pair_is_refused_before_any_work(monkeypatch, phantom, tiny_
 
     monkeypatch.setattr(memory, "free_memory", lambda device: 10 * 2**20)
     monkeypatch.setattr(tiny_model, "encode", lambda image: pytest.fail("the network ran"))
-    with pytest.raises(memory.NotEnoughMemoryError, match=r"64 x 64 pixels needs about 144 MB on cpu.*10 MB is free"):
+    with pytest.raises(memory.NotEnoughMemoryError,
+                       match=r"64 x 64 pixels needs about 144 MB on cpu.*10 MB is free, of which medfuse plans to "
+                             r"use 80%"):
         medfuse.fuse(phantom, phantom, model=tiny_model)
 
 

@@ -128,8 +128,8 @@ def check_memory(height: int, width: int, count: int, device: str | torch.device
         what = f"{count} pairs" if count > 1 else "a pair"
         raise NotEnoughMemoryError(
             f"fusing {what} of {width} x {height} pixels needs about {_in_units(needed)} on {device}, "
-            f"but only {_in_units(free)} is free (about {BYTES_PER_PIXEL // 1024} kB per pixel of each pair, "
-            f"plus {FUSION_OVERHEAD >> 20} MB)"
+            f"but only {_in_units(free)} is free, of which medfuse plans to use {MEMORY_SHARE:.0%} (about "
+            f"{BYTES_PER_PIXEL // 1024} kB per pixel of each pair, plus {FUSION_OVERHEAD >> 20} MB)"
         )
 
 
@@ -175,7 +175,8 @@ def check_decoding(name: str, shape: tuple[int, ...], bytes_per_value: int) -> N
     free = free_memory("cpu")
     if free is not None and needed > MEMORY_SHARE * free:
         raise NotEnoughMemoryError(f"{name}: declares {' x '.join(map(str, shape))} values; reading them needs "
-                                   f"about {_in_units(needed)}, but only {_in_units(free)} is free")
+                                   f"about {_in_units(needed)}, but only {_in_units(free)} is free, of which medfuse plans to "
+                                   f"use {MEMORY_SHARE:.0%}")
 
 
 def check_batch_size(batch_size: int | None) -> None:
