@@ -6,6 +6,11 @@ relative to the manifest's folder. A row whose output exists is skipped (outputs
 atomically, so an existing one is complete): rerunning resumes. A failing row is reported and
 the others still run. Exit status 0 if every row is done, 1 if any failed, 2 if the manifest
 itself is unusable.
+
+With --bids-derivatives ROOT (a BIDS dataset), the column out is left out: each fusion is named
+after its A and written into the derivative dataset ROOT/derivatives/medfuse, for example
+sub-01/anat/sub-01_T1w.nii.gz fuses into sub-01/anat/sub-01_desc-dranfusion_T1w.nii.gz there,
+with a JSON sidecar listing its sources.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from medfuse._shared.errors import InputError
 from medfuse.cli.common import add_model_arguments, add_volume_arguments, rules_epilog, show_progress, volume_options
 
 if TYPE_CHECKING:
-    from medfuse.clinical.batch import Outcome, Row
+    from medfuse.clinical.batch import BatchJob, Outcome, Row
+    from medfuse.integrations.bids import DerivativePlan
 
 
 def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
@@ -31,7 +37,14 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=rules_epilog,
     )
-    parser.add_argument("manifest", help="CSV file with the columns a, b, out and optionally window")
+    parser.add_argument("manifest", help="CSV file with the columns a, b, out (none with --bids-derivatives) and "
+                        "optionally window")
+    parser.add_argument("--bids-derivatives", metavar="ROOT",
+                        help="write BIDS derivatives of the BIDS dataset ROOT (its NIfTI files, BIDS-named) into "
+                        "ROOT/derivatives/medfuse: each fusion named after A "
+                        "(sub-XX[_ses-YY]_..._desc-dranfusion_<A's suffix>.nii.gz in A's datatype folder) with a "
+                        "JSON sidecar of its Sources and settings, and a dataset_description.json; the manifest "
+                        "then has no out column. Default: the outputs the manifest names")
     add_model_arguments(parser)
     add_volume_arguments(parser, window=False)
     group = parser.add_argument_group(
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from medfuse.clinical.pipeline import load_fusion
 
     manifest = Path(args.manifest)
-    rows = read_manifest(manifest)
+    rows = read_manifest(manifest, outputs=args.bids_derivatives is None)
     options = volume_options(args)
     if args.workers is not None and args.scheduler is not None:
         raise InputError("give --workers (a local Dask cluster) or --scheduler (a running one), not both")
@@ -62,14 +75,32 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_fusion(args.weights, args.rule, args.device)  # refuse a bad rule, device or weights at once
     device = str(next(model.parameters()).device)
     job = BatchJob(manifest.parent.resolve(), args.weights, device, args.rule, options, args.batch_size)
+    plan = None
+    if args.bids_derivatives is not None:
+        from medfuse.integrations.bids import plan_derivatives, start_derivatives
+
+        plan = plan_derivatives(rows, job, args.bids_derivatives)
+        rows = plan.rows
     check_rows(rows, job)
+    if plan is not None:
+        start_derivatives(plan, job)
     if args.workers is None and args.scheduler is None:
-        return report_rows(rows, fuse_rows(rows, job), show_progress(args))
+        return report_rows(rows, _finished(fuse_rows(rows, job), plan, job), show_progress(args))
     from medfuse.scaleout.cluster import dask_client, fuse_rows_on_dask
 
     with dask_client(args.workers, args.scheduler) as client:
-        return report_rows(rows, fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client)),
-                           show_progress(args))
+        outcomes = fuse_rows(rows, job, lambda rows, job: fuse_rows_on_dask(rows, job, client))
+        return report_rows(rows, _finished(outcomes, plan, job), show_progress(args))
+
+
+def _finished(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan | None,
+              job: BatchJob) -> Iterable[tuple[Row, Outcome]]:
+    """The outcomes, with each fused row's BIDS sidecar written on the way when there is a ``plan``."""
+    if plan is None:
+        return outcomes
+    from medfuse.integrations.bids import with_sidecars
+
+    return with_sidecars(outcomes, plan, job)
 
 
 def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, Outcome]], progress: bool = True) -> int:

@@ -63,21 +63,23 @@ class BatchJob:
         check_batch_size(self.batch_size)
 
 
-def read_manifest(path: str | os.PathLike) -> list[Row]:
+def read_manifest(path: str | os.PathLike, outputs: bool = True) -> list[Row]:
     """The rows of a manifest; :class:`~medfuse._shared.errors.MissingInputError` if it is
     missing, :class:`~medfuse._shared.errors.InputError` if it is unreadable, lacks a column or
-    has no rows."""
+    has no rows. With ``outputs=False`` (outputs named by other means, as ``--bids-derivatives``
+    names them) the column ``out`` may be left out."""
     path = Path(path)
+    required = REQUIRED_COLUMNS if outputs else tuple(name for name in REQUIRED_COLUMNS if name != "out")
     if not path.is_file():
         raise MissingInputError(f"{path}: no such file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
             reader = csv.DictReader(file)
             columns = [name.strip() for name in reader.fieldnames or []]
-            missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+            missing = [name for name in required if name not in columns]
             if missing:
-                raise InputError(f"{path}: missing column(s) {', '.join(missing)} (the header must name a, b, out "
-                                 "and optionally window)")
+                raise InputError(f"{path}: missing column(s) {', '.join(missing)} (the header must name "
+                                 f"{', '.join(required)} and optionally {', '.join(OPTIONAL_COLUMNS)})")
             unknown = [name for name in columns if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
             if unknown:
                 raise InputError(f"{path}: unknown column(s) {', '.join(unknown)} (known: a, b, out, window)")
@@ -107,7 +109,7 @@ def check_rows(rows: list[Row], job: BatchJob) -> None:
         if out in first_line:
             problems.append(f"line {row.line} writes {row.out} as line {first_line[out]} does")
         first_line.setdefault(out, row.line)
-        if any(text and _resolve(job.base, text).resolve() == out for text in (row.a, row.b)):
+        if any(text and path.resolve() == out for text, path in zip((row.a, row.b), row_inputs(row, job))):
             problems.append(f"line {row.line}: out {row.out} is one of its inputs")
         elif is_nifti_path(out) and out.is_dir():
             problems.append(f"line {row.line}: out {row.out} is a folder; give a .nii or .nii.gz file name")
@@ -118,6 +120,11 @@ def check_rows(rows: list[Row], job: BatchJob) -> None:
 def row_output(row: Row, job: BatchJob) -> Path:
     """Where ``row`` writes its result."""
     return _resolve(job.base, row.out)
+
+
+def row_inputs(row: Row, job: BatchJob) -> tuple[Path, Path]:
+    """The paths of ``row``'s inputs A and B."""
+    return _resolve(job.base, row.a), _resolve(job.base, row.b)
 
 
 def _resolve(base: Path, text: str) -> Path:
@@ -169,7 +176,7 @@ def fuse_row(row: Row, job: BatchJob) -> Outcome:
         settings = settings_record(row, job)
         if out.exists():
             return _existing_outcome(out, settings)
-        path_a, path_b = _resolve(job.base, row.a), _resolve(job.base, row.b)
+        path_a, path_b = row_inputs(row, job)
         for path in (path_a, path_b):
             if path.exists() and not is_volume_path(path):
                 raise InputError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
