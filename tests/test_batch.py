@@ -45,6 +45,11 @@ def test_batch_runs_good_rows_reports_bad_one_and_resumes(tmp_path, capsys, tiny
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1 and "1 fused, 1 skipped (output exists), 1 failed" in stdout
     assert "f2.nii was made with other settings (window '40/400' there, '' now)" in stderr
+    manifest.write_text("a,b,out,window\nmr1.nii.gz,./mr2.nii.gz,out/f1.nii.gz,brain\n")
+    code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert code == 1 and "f1.nii.gz was made with other settings (inputs ['mr1.nii.gz', 'ct.nii.gz'] there, " \
+        "['mr1.nii.gz', 'mr2.nii.gz'] now)" in stderr  # another B is not skipped as if it were the same result
+    manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\n")
     (tmp_path / "out" / "f1.nii.gz.medfuse.json").unlink()  # an output without its record is not trusted either
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert "f1.nii.gz exists without a readable record of its settings" in stderr

@@ -141,12 +141,13 @@ def record_path(out: Path) -> Path:
 
 
 def settings_record(row: Row, job: BatchJob) -> dict[str, object]:
-    """What makes a row's output what it is, besides its inputs: the rule, the weights (their
-    SHA-256), the row's window and the volume options."""
+    """What makes a row's output what it is: its inputs (as the manifest names them, normalised),
+    the rule, the weights (their SHA-256), the row's window and the volume options."""
     from medfuse.dran.models import weights_digest
 
     options = job.options
-    return {"rule": job.rule, "weights_sha256": weights_digest(job.weights), "window": row.window,
+    return {"inputs": [os.path.normpath(row.a), os.path.normpath(row.b)], "rule": job.rule,
+            "weights_sha256": weights_digest(job.weights), "window": row.window,
             "window_on": options.window_on, "percentiles": list(options.percentiles),
             "resample_to": options.resample_to, "force_window": options.force_window}
 

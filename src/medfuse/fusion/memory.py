@@ -175,8 +175,8 @@ def check_decoding(name: str, shape: tuple[int, ...], bytes_per_value: int) -> N
     free = free_memory("cpu")
     if free is not None and needed > MEMORY_SHARE * free:
         raise NotEnoughMemoryError(f"{name}: declares {' x '.join(map(str, shape))} values; reading them needs "
-                                   f"about {_in_units(needed)}, but only {_in_units(free)} is free, of which medfuse plans to "
-                                   f"use {MEMORY_SHARE:.0%}")
+                                   f"about {_in_units(needed)}, but only {_in_units(free)} is free, of which "
+                                   f"medfuse plans to use {MEMORY_SHARE:.0%}")
 
 
 def check_batch_size(batch_size: int | None) -> None:

@@ -202,42 +202,28 @@ def start_derivatives(plan: DerivativePlan, job: BatchJob) -> None:
 def sidecar(row: Row, job: BatchJob, sources: tuple[str, str]) -> dict[str, object]:
     """The JSON sidecar of a row's fusion: what it is, its ``Sources`` (A, then B, as BIDS URIs),
     the weights' name or path, and the batch's settings record
-    (:func:`medfuse.clinical.batch.settings_record`) with its keys in BIDS's CamelCase."""
+    (:func:`medfuse.clinical.batch.settings_record`, less its inputs, which ``Sources`` names) with
+    its keys in BIDS's CamelCase."""
     record = {"".join(word.capitalize() for word in key.split("_")): value
-              for key, value in settings_record(row, job).items()}
+              for key, value in settings_record(row, job).items() if key != "inputs"}
     return {"Description": "DRAN fusion of the two Sources on the grid of the first, with its affine", "Sources":
             list(sources), "Weights": str(job.weights), **record}
 
 
 def with_sidecars(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan,
                   job: BatchJob) -> Iterator[tuple[Row, Outcome]]:
-    """Pass on each row's outcome, writing the sidecar of every row fused; a skipped row gets
-    its sidecar if it lacks one (a run stopped between the two), and fails if its sidecar names
-    other sources (its output was made from other inputs). A sidecar that cannot be written
+    """Pass on each row's outcome, writing the sidecar of every row fused, and of a skipped row
+    that lacks one (a run stopped between the two; a skipped row was made from the same inputs
+    and settings: :func:`medfuse.clinical.batch.fuse_row`). A sidecar that cannot be written
     fails its row."""
     for row, (status, message) in outcomes:
-        if status in ("done", "skipped"):
-            path, content = sidecar_path(Path(row.out)), sidecar(row, job, plan.sources[row.line])
+        path = sidecar_path(Path(row.out))
+        if status == "done" or (status == "skipped" and not path.exists()):
             try:
-                if status == "skipped" and path.exists():
-                    recorded = _read_sources(path)
-                    if recorded != content["Sources"]:
-                        status, message = "failed", (f"{row.out} was fused from other sources ({recorded} in "
-                                                     f"{path.name}); delete it to fuse it again from these")
-                else:
-                    _write_json(path, content)
+                _write_json(path, sidecar(row, job, plan.sources[row.line]))
             except MedfuseError as error:
                 status, message = "failed", error_message(error)
         yield row, (status, message)
-
-
-def _read_sources(path: Path) -> object:
-    """The ``Sources`` of a sidecar; InputError if it cannot be read."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("Sources")
-    except (OSError, ValueError, AttributeError):
-        raise InputError(f"{path}: not a readable sidecar; delete it and the fusion beside it to fuse it "
-                         "again") from None
 
 
 def _write_json(path: Path, content: dict[str, object]) -> None:
