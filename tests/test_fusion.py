@@ -223,3 +223,44 @@ def test_the_default_keeps_a_lesion_of_either_source(samples):
     assert kept("sfnn-pyramid", mri, mri_lesion) >= 0.8
     assert kept("sfnn-pyramid", ct, ct_lesion) >= 0.7
     assert kept("sfnn-map-e4", mri, mri_lesion) < 0.3
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. "
+                                                                 "DefaultCPUAllocator: can't allocate memory: you "
+                                                                 "tried to allocate 16777216 bytes.")])
+def test_memory_that_runs_out_during_the_work_is_one_error_not_the_allocators(monkeypatch, phantom, tiny_model,
+                                                                              failure):
+    from medfuse.fusion import memory
+
+    def allocator_fails(image):
+        raise failure
+
+    monkeypatch.setattr(tiny_model, "encode", allocator_fails)
+    with pytest.raises(memory.NotEnoughMemoryError, match="ran out of memory while fusing a pair of 64 x 64 pixels"):
+        medfuse.fuse(phantom, phantom, model=tiny_model)
+    volume = np.zeros((8, 6, 3), dtype=np.float32)
+    with pytest.raises(memory.NotEnoughMemoryError, match="ran out of memory while fusing 8 x 6 x 3 volumes"):
+        medfuse.fuse_volumes(tiny_model, volume, volume, "average")
+
+
+def test_other_runtime_errors_pass_through(monkeypatch, phantom, tiny_model):
+    def broken(image):
+        raise RuntimeError("a shape mismatch")
+
+    monkeypatch.setattr(tiny_model, "encode", broken)
+    with pytest.raises(RuntimeError, match="a shape mismatch"):
+        medfuse.fuse(phantom, phantom, model=tiny_model)
+
+
+def test_a_volume_s_arrays_are_planned_with_its_slices(monkeypatch, tiny_model):
+    from medfuse.fusion import memory
+
+    monkeypatch.setattr(memory, "free_memory", lambda device: 200 * 2**20)  # 160 MB to plan with
+    monkeypatch.setattr(tiny_model, "encode", lambda image: pytest.fail("the network ran"))
+    volume = np.zeros((32, 32, 40000), dtype=np.float32)  # 41 M voxels: 8 B each is 312 MB of results
+    with pytest.raises(memory.NotEnoughMemoryError, match="32 x 32 pixels and 312 MB for the volume's arrays needs"):
+        medfuse.fuse_volumes(tiny_model, volume, volume, "average")
+    small = np.zeros((32, 32, 4), dtype=np.float32)
+    monkeypatch.setattr(tiny_model, "encode", lambda image: torch.zeros(len(image), 8, 32, 32))
+    monkeypatch.setattr(tiny_model, "decode", lambda features: torch.zeros(len(features), 1, 32, 32))
+    assert medfuse.fuse_volumes(tiny_model, small, small, "average").shape == small.shape

@@ -65,6 +65,10 @@ items (``unit``: "pair" or "slice") just finished and the total."""
 
 CHECK_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 WEIGHT_MAP_SUFFIXES = {"image": (".png", ".tif", ".tiff"), "volume": (".nii", ".nii.gz")}
+COLOUR_BYTES_PER_VOXEL = 136
+"""Host memory per voxel of a volume's ``--colour-map`` overlay, planned with the fusion: the float64
+intermediates of :func:`medfuse.image.colour.colour_overlay` peak at 112 B per voxel (tracemalloc,
+64^3), and rounding its RGB result takes 24 more."""
 """A weight map is a 16-bit grey image (A's weight times 65535) for two images, a float32 NIfTI
 on the fusion's grid for two volumes."""
 
@@ -432,16 +436,20 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     if min(width, height) < 2:
         raise InputError(f"{reference.path}: slices of {width} x {height} voxels; the network needs at least 2 x 2")
     from medfuse.fusion.engine import has_weight_map
-    from medfuse.fusion.memory import plan_batch
+    from medfuse.fusion.memory import VOLUME_BYTES_PER_VOXEL, plan_batch, running_out_as_error
     from medfuse.fusion.volumes import fuse_volumes
 
-    batch_size = plan_batch(next(fusion_model.parameters()).device, height, width, batch_size)
+    voxels = width * height * depth
+    host_bytes = voxels * (VOLUME_BYTES_PER_VOXEL + 4 * has_weight_map(fusion_rule)
+                           + COLOUR_BYTES_PER_VOXEL * (colour_map is not None))
+    batch_size = plan_batch(next(fusion_model.parameters()).device, height, width, batch_size, host_bytes)
     step = (lambda count: progress(count, depth, "slice")) if progress else None
     w_a = np.empty(unit["a"].shape, dtype=np.float32) if has_weight_map(fusion_rule) else None
     fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a)
     from medfuse.evaluation.metrics.fidelity import fusion_shares
 
-    shares, measure = fusion_shares(w_a, unit["a"], unit["b"], fused)
+    with running_out_as_error("measuring the sources' shares"):
+        shares, measure = fusion_shares(w_a, unit["a"], unit["b"], fused)
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([
@@ -456,7 +464,8 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     else:
         from medfuse.image.colour import colour_overlay
 
-        overlay = np.round(colour_overlay(fused, unit["b"], colour_map) * 255).astype(np.uint8)
+        with running_out_as_error("colouring the fusion"):
+            overlay = np.round(colour_overlay(fused, unit["b"], colour_map) * 255).astype(np.uint8)
         write_nifti(out, overlay, reference.volume.geometry, reference, f"{summary}; RGB, B {colour_map}",
                     f"{description}; RGB: the fusion's brightness in B's colours through the {colour_map} map")
     if weight_map is not None:

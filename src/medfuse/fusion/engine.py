@@ -18,7 +18,7 @@ from medfuse._shared.errors import InputError
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import load_model, weights_digest, weights_path
 from medfuse.dran.rules import FusionRule, SourceFusion, SourceWeighting, get_rule, list_rules
-from medfuse.fusion.memory import plan_batch
+from medfuse.fusion.memory import plan_batch, running_out_as_error
 from medfuse.image.composition import compose, grey_pair
 
 Key = TypeVar("Key", bound=Hashable)
@@ -115,7 +115,8 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
 
     Raises:
         NotEnoughMemoryError: before any work, if the pair would not fit in the device's
-            free memory (see :func:`fusion_memory`).
+            free memory (see :func:`fusion_memory`); and if the memory runs out all the same
+            while it works (one line, not the allocator's traceback).
     """
     return fuse_with_weights(image_a, image_b, rule, model, device)[0]
 
@@ -131,7 +132,8 @@ def fuse_with_weights(image_a: np.ndarray, image_b: np.ndarray, rule: str | Fusi
     model = _model_on(model, device)
     plan_batch(next(model.parameters()).device, *np.shape(image_a)[:2], 1)  # before any float copy
     grey_a, grey_b = grey_pair(image_a, image_b)
-    lumas, weights = _fuse_grey_batch(model, [grey_a], [grey_b], rule_function)
+    with running_out_as_error(f"fusing a pair of {grey_a.shape[1]} x {grey_a.shape[0]} pixels"):
+        lumas, weights = _fuse_grey_batch(model, [grey_a], [grey_b], rule_function)
     return compose(lumas[0], image_a, image_b), None if weights is None else weights[0]
 
 
@@ -163,7 +165,9 @@ def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | 
     greys_b: list[np.ndarray] = []
 
     def flush() -> Iterator[tuple[Key, np.ndarray]]:
-        lumas, _ = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
+        with running_out_as_error(f"fusing {len(greys_a)} pair(s) of {greys_a[0].shape[1]} x {greys_a[0].shape[0]} "
+                                  "pixels"):
+            lumas, _ = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
         for (key, image_a, image_b), luma in zip(waiting, lumas):
             yield key, compose(luma, image_a, image_b)
         for batch in (waiting, greys_a, greys_b):

@@ -8,6 +8,8 @@ torch is imported only to ask a device for its free memory.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,11 @@ on the CPU for a 256 x 256 pair over the per-pixel share."""
 
 MEMORY_SHARE = 0.8
 """The share of the free memory that one fusion may plan to use."""
+
+
+VOLUME_BYTES_PER_VOXEL = 8
+"""Host memory :func:`medfuse.fusion.volumes.fuse_volumes` holds per voxel besides the slices in
+the network: the fused slices and the fused volume returned (float32 each). A 256^3 volume: 128 MB."""
 
 
 CPU_BATCH_SIZE = 1
@@ -119,47 +126,86 @@ def fusion_memory(height: int, width: int, count: int = 1) -> int:
     return BYTES_PER_PIXEL * count * height * width + FUSION_OVERHEAD
 
 
-def check_memory(height: int, width: int, count: int, device: str | torch.device) -> None:
+def check_memory(height: int, width: int, count: int, device: str | torch.device, host_bytes: int = 0) -> None:
     """Raise :class:`NotEnoughMemoryError`, with the numbers, if ``count`` pairs of
-    ``height`` x ``width`` would not fit in ``MEMORY_SHARE`` of the free memory of ``device``."""
+    ``height`` x ``width`` would not fit in ``MEMORY_SHARE`` of the free memory of ``device``, or
+    ``host_bytes`` more (arrays the work holds on the host besides the network's: a volume's
+    result) would not fit in the free RAM (with the pairs, on the CPU)."""
+    on_cpu = str(device) == "cpu" or getattr(device, "type", None) == "cpu"
     free = free_memory(device)
-    needed = fusion_memory(height, width, count)
+    needed = fusion_memory(height, width, count) + (host_bytes if on_cpu else 0)
     if free is not None and needed > MEMORY_SHARE * free:
         what = f"{count} pairs" if count > 1 else "a pair"
+        arrays = f" and {_in_units(host_bytes)} for the volume's arrays" if on_cpu and host_bytes else ""
         raise NotEnoughMemoryError(
-            f"fusing {what} of {width} x {height} pixels needs about {_in_units(needed)} on {device}, "
+            f"fusing {what} of {width} x {height} pixels{arrays} needs about {_in_units(needed)} on {device}, "
             f"but only {_in_units(free)} is free, of which medfuse plans to use {MEMORY_SHARE:.0%} (about "
             f"{BYTES_PER_PIXEL // 1024} kB per pixel of each pair, plus {FUSION_OVERHEAD >> 20} MB)"
         )
+    if not on_cpu and host_bytes:
+        check_host_memory(host_bytes, "holding the volume's arrays")
 
 
-def default_batch_size(device: str | torch.device, height: int, width: int) -> int:
+def check_host_memory(needed: int, what: str) -> None:
+    """Raise :class:`NotEnoughMemoryError` if ``needed`` bytes (for ``what``) would not fit in
+    ``MEMORY_SHARE`` of the free RAM."""
+    free = free_memory("cpu")
+    if free is not None and needed > MEMORY_SHARE * free:
+        raise NotEnoughMemoryError(f"{what} needs about {_in_units(needed)}, but only {_in_units(free)} is free, "
+                                   f"of which medfuse plans to use {MEMORY_SHARE:.0%}")
+
+
+def default_batch_size(device: str | torch.device, height: int, width: int, host_bytes: int = 0) -> int:
     """Pairs (or slices) of ``height`` x ``width`` per network call on ``device``: 1 on the CPU;
     on CUDA as many as fit in ``MEMORY_SHARE`` of the free GPU memory, at most
-    ``MAX_CUDA_BATCH_SIZE``. Raises :class:`NotEnoughMemoryError` if not even one fits."""
+    ``MAX_CUDA_BATCH_SIZE``. Raises :class:`NotEnoughMemoryError` if not even one fits (with
+    ``host_bytes`` more on the host: :func:`check_memory`)."""
     import torch
 
     device = torch.device(device)
-    check_memory(height, width, 1, device)
+    check_memory(height, width, 1, device, host_bytes)
     if device.type != "cuda":
         return CPU_BATCH_SIZE
     fitting = (int(MEMORY_SHARE * free_memory(device)) - FUSION_OVERHEAD) // (BYTES_PER_PIXEL * height * width)
     return max(1, min(MAX_CUDA_BATCH_SIZE, fitting))
 
 
-def plan_batch(device: str | torch.device, height: int, width: int, batch_size: int | None = None) -> int:
+def plan_batch(device: str | torch.device, height: int, width: int, batch_size: int | None = None,
+               host_bytes: int = 0) -> int:
     """The batch size to fuse ``height`` x ``width`` pairs with on ``device``: ``batch_size``
     if given (at least 1, and it must fit: :func:`check_memory`), else :func:`default_batch_size`
-    (which fits by construction). Raises before any work, never during it; a given batch that
-    does not fit says to try a smaller one."""
+    (which fits by construction); ``host_bytes``: what the work holds on the host besides (see
+    :func:`check_memory`). Raises before any work, never during it; a given batch of more than
+    one that does not fit says to try a smaller one."""
     if batch_size is None:
-        return default_batch_size(device, height, width)
+        return default_batch_size(device, height, width, host_bytes)
     check_batch_size(batch_size)
     try:
-        check_memory(height, width, batch_size, device)
+        check_memory(height, width, batch_size, device, host_bytes)
     except NotEnoughMemoryError as error:
+        if batch_size == 1:
+            raise
         raise NotEnoughMemoryError(f"{error}; try a smaller --batch-size (batch_size= in Python)") from None
     return batch_size
+
+
+@contextmanager
+def running_out_as_error(what: str) -> Iterator[None]:
+    """Turn the allocator's failure inside the block (numpy's MemoryError, torch's "can't
+    allocate memory" or CUDA out-of-memory RuntimeError) into one
+    :class:`NotEnoughMemoryError` naming ``what``: the plan is an estimate, and the machine's
+    memory can shrink while the work runs (other processes, ``ulimit -v``)."""
+    try:
+        yield
+    except MemoryError as error:
+        raise NotEnoughMemoryError(f"ran out of memory while {what} ({error or 'MemoryError'}); free some memory "
+                                   "or fuse smaller images") from None
+    except RuntimeError as error:
+        text = str(error)
+        if "can't allocate memory" not in text and "out of memory" not in text.lower():
+            raise
+        raise NotEnoughMemoryError(f"ran out of memory while {what} ({text.splitlines()[0][-160:]}); free some "
+                                   "memory or fuse smaller images") from None
 
 
 def check_decoding(name: str, shape: tuple[int, ...], bytes_per_value: int) -> None:
@@ -171,12 +217,7 @@ def check_decoding(name: str, shape: tuple[int, ...], bytes_per_value: int) -> N
     values = 1
     for length in shape:
         values *= int(length)
-    needed = values * bytes_per_value
-    free = free_memory("cpu")
-    if free is not None and needed > MEMORY_SHARE * free:
-        raise NotEnoughMemoryError(f"{name}: declares {' x '.join(map(str, shape))} values; reading them needs "
-                                   f"about {_in_units(needed)}, but only {_in_units(free)} is free, of which "
-                                   f"medfuse plans to use {MEMORY_SHARE:.0%}")
+    check_host_memory(values * bytes_per_value, f"{name}: declares {' x '.join(map(str, shape))} values; reading them")
 
 
 def check_batch_size(batch_size: int | None) -> None:

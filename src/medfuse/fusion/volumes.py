@@ -12,7 +12,7 @@ from medfuse._shared.checks import check_same_shape
 from medfuse._shared.errors import InputError
 from medfuse.dran.rules import FusionRule, get_rule
 from medfuse.fusion.engine import check_weight_map, fuse_encoded
-from medfuse.fusion.memory import plan_batch
+from medfuse.fusion.memory import VOLUME_BYTES_PER_VOXEL, plan_batch, running_out_as_error
 from medfuse.image.grid import volume_slices
 
 
@@ -30,7 +30,9 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     float32 (I, J, K) array, is filled with A's weight at every voxel (the rule must have a weight
     map: :func:`~medfuse.fusion.engine.check_weight_map`). Returns float32
     (I, J, K) in [0, 1] (the fused slices, clipped). Raises
-    :class:`~medfuse._shared.errors.NotEnoughMemoryError` before any work if one batch would not fit.
+    :class:`~medfuse._shared.errors.NotEnoughMemoryError` before any work if one batch and the
+    result's arrays (``VOLUME_BYTES_PER_VOXEL``) would not fit, and the same error, in one line,
+    if the memory runs out all the same while it works.
     """
     volume_a, volume_b = np.asarray(volume_a), np.asarray(volume_b)
     check_same_shape("volumes", {"volume_a": volume_a.shape, "volume_b": volume_b.shape}, "(I, J, K)")
@@ -40,11 +42,20 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     if weights_out is not None:
         check_weight_map(rule_function)
         check_same_shape("weight map", {"volume_a": volume_a.shape, "weights_out": weights_out.shape}, "(I, J, K)")
-        weights_slices = volume_slices(weights_out)
     device = next(model.parameters()).device
     width, height = volume_a.shape[:2]
-    batch_size = plan_batch(device, height, width, batch_size)
+    batch_size = plan_batch(device, height, width, batch_size, host_bytes=VOLUME_BYTES_PER_VOXEL * volume_a.size)
+    with running_out_as_error(f"fusing {width} x {height} x {volume_a.shape[2]} volumes"):
+        return _fuse_slices(model, volume_a, volume_b, rule_function, batch_size, progress, weights_out)
+
+
+def _fuse_slices(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray, rule_function: FusionRule,
+                 batch_size: int, progress: Callable[[int], object] | None,
+                 weights_out: np.ndarray | None) -> np.ndarray:
+    """The work of :func:`fuse_volumes`, its arguments checked and planned."""
+    device = next(model.parameters()).device
     slices_a, slices_b = volume_slices(volume_a), volume_slices(volume_b)
+    weights_slices = volume_slices(weights_out) if weights_out is not None else None
     fused = np.empty(slices_a.shape, dtype=np.float32)
     for start in range(0, len(slices_a), batch_size):
         stop = min(start + batch_size, len(slices_a))
@@ -57,4 +68,5 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
             weights_slices[start:stop] = w_a[:, 0].float().cpu().numpy()
         if progress is not None:
             progress(stop - start)
-    return np.ascontiguousarray(np.clip(volume_slices(fused), 0.0, 1.0))
+    np.clip(fused, 0.0, 1.0, out=fused)
+    return np.ascontiguousarray(volume_slices(fused))

@@ -114,10 +114,10 @@ def weight_shares(w_a: np.ndarray, image_a: np.ndarray, image_b: np.ndarray) -> 
     """A's and B's shares of the fusion by the rule's own weight map: the mean of ``w_a`` (A's
     weight, in [0, 1], any shape) and of ``1 - w_a`` over :func:`foreground` of the grey sources
     ``image_a`` and ``image_b`` (in [0, 1], ``w_a``'s shape). The two add up to 1."""
-    w_a = np.asarray(w_a, dtype=np.float64)
+    w_a = np.asarray(w_a)
     check_same_shape("weight map and sources", {"w_a": w_a.shape, "image_a": np.shape(image_a),
                                                 "image_b": np.shape(image_b)})
-    share_a = float(np.mean(w_a[foreground(image_a, image_b)]))
+    share_a = float(np.mean(w_a[foreground(image_a, image_b)], dtype=np.float64))  # no float64 copy of a volume
     return share_a, 1.0 - share_a
 
 
