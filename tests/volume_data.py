@@ -45,8 +45,9 @@ def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.9), thickne
                        orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)) -> Path:
     """A DICOM series of ``hu`` (i = column, j = row, k = slice) in LPS: ``orientation`` is
     ImageOrientationPatient (default: along a row +x, down a column +y), slices step along the
-    normal from ``origin``; stored = (hu - intercept) / slope. The slices hold every attribute a
-    CT or MR Image needs (``dciodvfy`` reports no errors for them), with made-up values.
+    normal from ``origin``; stored = (hu - intercept) / slope. The slices hold, with made-up
+    values, the attributes a CT or MR Image needs (``dciodvfy``'s one error is the conditional
+    Laterality, which the derived-DICOM writer adds), so that a derived series can be validated.
 
     ``spacing`` is (row spacing, column spacing) as in PixelSpacing. Slices in ``skip`` are
     left out; files are written in a shuffled order so that sorting is tested.
