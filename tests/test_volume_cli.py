@@ -36,7 +36,7 @@ def test_fuse_two_nifti_volumes(tmp_path, capsys, nifti_pair, tiny_weights, tiny
     unit_a, _ = normalise(reference.volume.data)
     unit_b, _ = normalise(read_volume(nifti_pair[1]).volume.data)
     np.testing.assert_allclose(image.get_fdata(), fuse_volumes(tiny_model, unit_a, unit_b, "average"), atol=1e-6)
-    assert image.header["descrip"].item() == b"medfuse average: A pct 0.5-99.5; B pct 0.5-99.5"
+    assert image.header["descrip"].item() == b"medfuse fusion (rule average): A pct 0.5-99.5; B pct 0.5-99.5"
     assert b"A mr.nii.gz: percentiles 0.5-99.5 (" in image.header.extensions[0].get_content()
 
 

@@ -45,13 +45,15 @@ def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.9), thickne
                        orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)) -> Path:
     """A DICOM series of ``hu`` (i = column, j = row, k = slice) in LPS: ``orientation`` is
     ImageOrientationPatient (default: along a row +x, down a column +y), slices step along the
-    normal from ``origin``; stored = (hu - intercept) / slope.
+    normal from ``origin``; stored = (hu - intercept) / slope. The slices hold, with made-up
+    values, the attributes a CT or MR Image needs (``dciodvfy``'s one error is the conditional
+    Laterality, which the derived-DICOM writer adds), so that a derived series can be validated.
 
     ``spacing`` is (row spacing, column spacing) as in PixelSpacing. Slices in ``skip`` are
     left out; files are written in a shuffled order so that sorting is tested.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    series_uid, study_uid = generate_uid(), generate_uid()
+    series_uid, study_uid, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     order = np.random.default_rng(0).permutation(hu.shape[2]) if shuffle else range(hu.shape[2])
     for number, k in enumerate(order):
@@ -66,6 +68,16 @@ def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.9), thickne
         ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.PatientName, ds.PatientID, ds.Modality = "Phantom^Test", "P001", modality
+        ds.PatientBirthDate, ds.PatientSex, ds.PatientPosition = "19700101", "O", "HFS"
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", ""
+        ds.ReferringPhysicianName, ds.Manufacturer, ds.SeriesNumber = "", "medfuse tests", 3
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_of_reference, ""
+        ds.ImageType, ds.AcquisitionNumber = ["ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "OTHER"], 1
+        if modality == "CT":
+            ds.KVP = 120
+        else:
+            ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "SE", "NONE", "", "2D"
+            ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = 500, 15, 1
         ds.InstanceNumber = number + 1
         normal = np.cross(orientation[:3], orientation[3:])
         ds.ImagePositionPatient = [round(float(v), 6) for v in np.asarray(origin) + k * thickness * normal]

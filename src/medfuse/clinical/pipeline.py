@@ -451,7 +451,7 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     with running_out_as_error("measuring the sources' shares"):
         shares, measure = fusion_shares(w_a, unit["a"], unit["b"], fused)
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
-    summary = f"medfuse {rule_name}: A {mappings['a'].brief()}; B {mappings['b'].brief()}"
+    summary = f"medfuse fusion (rule {rule_name}): A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([
         f"medfuse fuse, rule {rule_name}, output in [0, 1]",
         f"A {files['a'].path.name}: {mappings['a'].describe()}",
@@ -460,7 +460,7 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     ])
     record = "; registered" if registration is not None else "; resampled" if notes else ""
     if colour_map is None:
-        write_volume(out, fused, reference, summary + record, description)
+        write_volume(out, fused, reference, summary + record, description, sources=(files["a"], files["b"]))
     else:
         from medfuse.image.colour import colour_overlay
 
@@ -522,7 +522,8 @@ def register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str
         summary = f"medfuse register {request.kind}: {moving_file.path.name} on {fixed_file.path.name}"
         description = (f"medfuse register, {request.kind}: {moving_file.path.name} registered to and resampled "
                        f"onto {fixed_file.path.name}")
-        write_volume(out, data, fixed_file, summary, description, (low, high if high > low else low + 1))
+        write_volume(out, data, fixed_file, summary, description, (low, high if high > low else low + 1),
+                     sources=(moving_file,), hounsfield=moving_file.modality == "CT")
         write_registration_outputs(request, fixed_file.volume, moving_file.volume, registration)
         return registration
     fixed_image, moving_image = load_image(path_fixed), load_image(path_moving)
