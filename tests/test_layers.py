@@ -122,7 +122,8 @@ def loaded_after(code: str) -> set[str]:
     return {name for name in HEAVY if name in loaded}
 
 
-@pytest.mark.parametrize("command", ["", "fuse", "register", "train", "evaluate", "benchmark", "batch", "export-onnx"])
+@pytest.mark.parametrize("command", ["", "fuse", "register", "train", "evaluate", "benchmark", "batch", "report",
+                                     "export-onnx"])
 def test_help_imports_no_heavy_library(command):
     code = ("from medfuse.cli import main\ntry:\n    main([" + (f"{command!r}, " if command else "")
             + "'--help'])\nexcept SystemExit:\n    pass")
