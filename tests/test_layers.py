@@ -19,7 +19,8 @@ LAYERS = ["_shared", "image", "dran", "fusion", "io", "evaluation", "clinical", 
 CORE = LAYERS[:4]
 FILES_FORMATS_CLUSTERS = ("medfuse.io", "medfuse.clinical", "medfuse.scaleout", "medfuse.cli", "medfuse.training",
                           "PIL", "tifffile", "png", "nibabel", "pydicom", "SimpleITK", "dask", "distributed")
-HEAVY = ("torch", "SimpleITK", "pydicom", "nibabel", "dask", "distributed", "scipy.signal", "pywt", "safetensors")
+HEAVY = ("torch", "SimpleITK", "pydicom", "nibabel", "dask", "distributed", "scipy.signal", "pywt", "safetensors",
+         "onnx", "onnxruntime", "onnxscript")
 
 
 def module_name(path: Path) -> str:
@@ -121,7 +122,8 @@ def loaded_after(code: str) -> set[str]:
     return {name for name in HEAVY if name in loaded}
 
 
-@pytest.mark.parametrize("command", ["", "fuse", "register", "train", "evaluate", "benchmark", "batch"])
+@pytest.mark.parametrize("command", ["", "fuse", "register", "train", "evaluate", "benchmark", "batch", "report",
+                                     "export-onnx"])
 def test_help_imports_no_heavy_library(command):
     code = ("from medfuse.cli import main\ntry:\n    main([" + (f"{command!r}, " if command else "")
             + "'--help'])\nexcept SystemExit:\n    pass")

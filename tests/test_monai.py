@@ -152,3 +152,14 @@ def test_the_bundle_metadata_passes_monai_verify_metadata(tmp_path):
         if schema.exists() and schema.stat().st_size:
             raise
         pytest.skip(f"verify_metadata downloads its schema, which is out of reach here: {error}")
+
+
+def test_without_monai_the_module_says_what_to_install(monkeypatch):
+    import importlib
+
+    from medfuse._shared.errors import MissingDependencyError
+
+    monkeypatch.delitem(sys.modules, "medfuse.integrations.monai")
+    monkeypatch.setitem(sys.modules, "monai", None)
+    with pytest.raises(MissingDependencyError, match=r"monai is not installed; it comes with pip install 'medfuse\[monai\]'"):
+        importlib.import_module("medfuse.integrations.monai")

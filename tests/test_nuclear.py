@@ -10,6 +10,7 @@ from medfuse.dran.nuclear import (
     nuclear_norms_by_eigenvalues,
     nuclear_norms_by_polar_iteration,
     polar_coefficients,
+    polar_iteration_everywhere,
 )
 from medfuse.io.images import load_image
 
@@ -71,6 +72,15 @@ def test_eigenvalue_method_splits_work_over_threads(monkeypatch, softmax_maps):
 
 def test_matrix_nuclear_norms_takes_eigenvalues_on_the_cpu(softmax_maps):
     torch.testing.assert_close(matrix_nuclear_norms(softmax_maps), nuclear_norms_by_eigenvalues(softmax_maps))
+
+
+def test_within_polar_iteration_everywhere_the_cpu_takes_the_polar_iteration(softmax_maps):
+    with polar_iteration_everywhere():
+        polar = matrix_nuclear_norms(softmax_maps)
+    torch.testing.assert_close(polar, nuclear_norms_by_polar_iteration(softmax_maps), rtol=0, atol=0)
+    assert not torch.equal(polar, nuclear_norms_by_eigenvalues(softmax_maps))  # two methods: the test can tell
+    torch.testing.assert_close(matrix_nuclear_norms(softmax_maps), nuclear_norms_by_eigenvalues(softmax_maps),
+                               rtol=0, atol=0)  # and after it, the CPU's own method again
 
 
 def test_polar_coefficients_bring_the_floor_to_one():

@@ -4,7 +4,7 @@ Every error below :class:`MedfuseError` carries a message that names the file or
 fault and says why, in words a user reads without the code; the command line prints it as
 one line (:func:`one_line`) and exits with status 2. Each kind also derives from the
 built-in error it refines (``ValueError``, ``FileNotFoundError``, ``OSError``,
-``MemoryError``), so code that catches those keeps working.
+``MemoryError``, ``ImportError``), so code that catches those keeps working.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ class OutputError(MedfuseError, OSError):
 
 class NotEnoughMemoryError(MedfuseError, MemoryError):
     """Work that would not fit in the device's free memory; raised before the work starts."""
+
+
+class MissingDependencyError(MedfuseError, ImportError):
+    """An optional library that a feature needs and that is not installed; the message names the
+    ``pip install`` line of the optional extra that brings it."""
 
 
 class RegistrationError(MedfuseError, ValueError):

@@ -1,5 +1,5 @@
-"""The command line: ``medfuse COMMAND``. Each command lives in its own module with
-``add_parser(commands)`` and ``run(args)`` (which may return an exit status; None means 0);
+"""The command line: ``medfuse COMMAND``. Each command lives in its own module (``export-onnx`` in
+``export_onnx``) with ``add_parser(commands)`` and ``run(args)`` (which may return an exit status; None means 0);
 they parse arguments, call the function a Python user would call and print what it did.
 Only the chosen command's module is imported, and each imports its heavy libraries only when
 it runs, so that ``--help`` is fast. Every :class:`~medfuse._shared.errors.MedfuseError` and
@@ -27,6 +27,7 @@ COMMANDS = {
     "benchmark": "compare fusion methods on a dataset folder with fusion metrics",
     "batch": "fuse many volume pairs listed in a CSV manifest (resumable)",
     "report": "write an HTML page to look at a fusion: sources, fusion, weight map, metrics, volume viewer",
+    "export-onnx": "write the network and a fusion rule as one ONNX file for onnxruntime",
 }
 
 
@@ -74,7 +75,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary in COMMANDS.items():
         if chosen is None or name == chosen:
-            importlib.import_module(f"medfuse.cli.{name}").add_parser(commands, summary)
+            importlib.import_module(f"medfuse.cli.{name.replace('-', '_')}").add_parser(commands, summary)
             command = commands.choices[name]
             if not any("--threads" in action.option_strings for action in command._actions):
                 command.add_argument("--threads", type=int,

@@ -6,7 +6,8 @@ for the thousands of 256 x 256 matrices a volume brings, and on a GPU its batche
 slower still. Two exact methods, one for each kind of device, chosen by :func:`matrix_nuclear_norms`:
 
 - :func:`nuclear_norms_by_eigenvalues` (the CPU): the eigenvalues of the Gram matrix in float64.
-- :func:`nuclear_norms_by_polar_iteration` (GPUs): matrix products only.
+- :func:`nuclear_norms_by_polar_iteration` (GPUs): matrix products only; also on the CPU within
+  :func:`polar_iteration_everywhere` (what an exported graph such as ONNX can hold).
 
 Both agree with float64 ``svdvals`` within 1e-4 (relative) on DRAN's softmax maps, whose
 singular values reach down to 1e-5 of the largest with a long tail that holds a few percent of
@@ -16,7 +17,10 @@ the norm (``benchmarks/nuclear_norms.py`` measures both, on real features).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -33,6 +37,7 @@ POLAR_MARGIN = 1.01
 """The iteration starts from ``M / (POLAR_MARGIN ||M||_F)``: no singular value sits at 1, which
 the first, steepest step sends to 0, and which float32 rounding could carry below 0 (the
 iteration then takes it to -1: seen on a nearly rank-one softmax map)."""
+_POLAR_EVERYWHERE: ContextVar[bool] = ContextVar("polar_everywhere", default=False)
 
 
 def _check_matrices(matrices: torch.Tensor) -> None:
@@ -119,11 +124,24 @@ def nuclear_norms_by_polar_iteration(matrices: torch.Tensor, iterations: int = P
     return (x * tall).sum(dim=(-2, -1)).reshape(batch_shape)
 
 
+@contextmanager
+def polar_iteration_everywhere() -> Iterator[None]:
+    """Within it (in this thread or task), :func:`matrix_nuclear_norms` takes the polar iteration on
+    every device, the CPU too: matrix products only, which a traced graph (an ONNX export) can
+    record, where the eigenvalue method leaves torch for LAPACK."""
+    token = _POLAR_EVERYWHERE.set(True)
+    try:
+        yield
+    finally:
+        _POLAR_EVERYWHERE.reset(token)
+
+
 def matrix_nuclear_norms(matrices: torch.Tensor) -> torch.Tensor:
     """Nuclear norm of every matrix, (..., h, w) -> (...), by the method that is fast where the
     matrices are: :func:`nuclear_norms_by_eigenvalues` on the CPU (LAPACK), else
     :func:`nuclear_norms_by_polar_iteration` (matrix products, which GPUs do best; their
-    batched eigen and SVD solvers are slow for matrices of this size)."""
-    if matrices.device.type == "cpu":
+    batched eigen and SVD solvers are slow for matrices of this size), and on every device
+    within :func:`polar_iteration_everywhere`."""
+    if matrices.device.type == "cpu" and not _POLAR_EVERYWHERE.get():
         return nuclear_norms_by_eigenvalues(matrices)
     return nuclear_norms_by_polar_iteration(matrices)

@@ -17,7 +17,8 @@ made under :data:`PROVENANCE_KEYS`. :class:`FuseDRANd` is its dictionary form. M
 intensities to [0, 1] (a CT window, percentiles) and bringing B onto A's grid (``Spacingd``,
 ``ResampleToMatchd``) are the pipeline's steps before it, in MONAI's own transforms.
 
-MONAI is imported when this module is; nothing else in medfuse imports this module.
+MONAI is imported when this module is (a missing MONAI is one line naming ``pip install
+'medfuse[monai]'``); nothing else in medfuse imports this module.
 """
 
 from __future__ import annotations
@@ -27,24 +28,28 @@ import shutil
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
-import monai
 import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import MapTransform, Transform
 
-from medfuse import __version__
-from medfuse._shared.checks import check_output_folder
-from medfuse._shared.errors import InputError
-from medfuse._shared.files import write_folder_atomically
-from medfuse.clinical.grids import grid_differences
-from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
-from medfuse.dran.models import weights_digest, weights_path
-from medfuse.dran.rules import get_rule
-from medfuse.fusion.engine import cached_model, check_weight_map
-from medfuse.fusion.volumes import fuse_volumes
-from medfuse.image.grid import Geometry
+from medfuse._shared.lazy import import_optional
+
+monai = import_optional("monai", "monai")
+
+from monai.config import KeysCollection  # noqa: E402 (after the check that MONAI is installed)
+from monai.data import MetaTensor  # noqa: E402
+from monai.transforms import MapTransform, Transform  # noqa: E402
+
+from medfuse import __version__  # noqa: E402
+from medfuse._shared.checks import check_output_folder  # noqa: E402
+from medfuse._shared.errors import InputError  # noqa: E402
+from medfuse._shared.files import write_folder_atomically  # noqa: E402
+from medfuse.clinical.grids import grid_differences  # noqa: E402
+from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE  # noqa: E402
+from medfuse.dran.models import weights_digest, weights_path  # noqa: E402
+from medfuse.dran.rules import get_rule  # noqa: E402
+from medfuse.fusion.engine import cached_model, check_weight_map  # noqa: E402
+from medfuse.fusion.volumes import fuse_volumes  # noqa: E402
+from medfuse.image.grid import Geometry  # noqa: E402
 
 PROVENANCE_KEYS = ("medfuse_version", "medfuse_rule", "medfuse_weights", "medfuse_weights_sha256",
                    "medfuse_source_a", "medfuse_source_b")

@@ -1,0 +1,187 @@
+"""medfuse as an ONNX file: the network and a rule with a weight map, run by onnxruntime.
+
+:func:`export_onnx` records :class:`FusionGraph` (the encoder, the rule's weights and its blend,
+the same functions :func:`medfuse.fuse` runs) with torch's dynamo exporter (``torch.export``, then
+onnxscript) into one ONNX file. The nuclear norms are taken by the polar iteration there
+(:func:`medfuse.dran.nuclear.polar_iteration_everywhere`): matrix products only, which ONNX
+expresses, where the CPU's eigenvalue method is a LAPACK call outside the graph. A feature rule
+is not exported: the graph's second output is A's weight map, which a feature rule has not.
+
+The graph has a fixed image size: the rule's Laplacian pyramid takes as many levels as the size
+allows and the tracer unrolls that loop, so a file is exact for the size it was exported for
+and :class:`OnnxFusion` refuses any other. The file's metadata (``metadata_props``) holds the
+medfuse version, the rule, the weights' name and SHA-256 and that size.
+
+:class:`OnnxFusion` runs such a file on numpy arrays with onnxruntime on the CPU, grey or colour
+and any pixel type, as :func:`medfuse.fuse` takes them (:func:`medfuse.image.composition.grey_pair`
+before, :func:`medfuse.image.composition.compose` after). The libraries come from the ``onnx``
+extra (``pip install 'medfuse[onnx]'``): onnx, onnxscript and torch to export, onnxruntime to run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medfuse import __version__
+from medfuse._shared.checks import check_exists, check_new_output
+from medfuse._shared.errors import InputError, one_line
+from medfuse._shared.files import write_atomically
+from medfuse._shared.lazy import import_optional
+from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
+from medfuse.dran.models import list_models, load_model, weights_digest, weights_path
+from medfuse.dran.nuclear import polar_iteration_everywhere
+from medfuse.dran.rules import SourceFusion, SourceWeighting, get_rule, list_rules
+from medfuse.fusion.engine import fuse_encoded, has_weight_map
+from medfuse.fusion.memory import check_memory
+from medfuse.image.composition import compose, grey_pair
+from medfuse.integrations import ONNX_SIZE
+
+OPSET = 18
+"""The ONNX operator set of the exported graph (the dynamo exporter's own)."""
+INPUTS = ("image_a", "image_b")
+OUTPUTS = ("fused", "weight_a")
+METADATA_KEYS = ("medfuse_version", "rule", "weights", "weights_sha256", "height", "width")
+
+
+class FusionGraph(nn.Module):
+    """What an ONNX export holds: ``image_a``, ``image_b`` (N, 1, H, W) in [0, 1] -> the fused
+    image (N, 1, H, W) and A's weight map (N, 1, H, W), by
+    :func:`medfuse.fusion.engine.fuse_encoded` with ``rule``, the nuclear norms by the polar
+    iteration on every device."""
+
+    def __init__(self, model: nn.Module, rule: SourceWeighting | SourceFusion) -> None:
+        super().__init__()
+        self.model = model
+        self.rule = rule
+
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with polar_iteration_everywhere():
+            return fuse_encoded(self.model, image_a, image_b, self.model.encode(image_a), self.model.encode(image_b),
+                                self.rule)
+
+
+def exportable_rules() -> list[str]:
+    """The registered rules that can be exported: those with a weight map (the graph's second output)."""
+    return [name for name in list_rules() if has_weight_map(name)]
+
+
+def _exportable_rule(rule: str) -> SourceWeighting | SourceFusion:
+    """The rule ``rule``; :class:`InputError` listing the exportable ones for a feature rule."""
+    rule_function = get_rule(rule)
+    if not has_weight_map(rule_function):
+        raise InputError(f"rule {rule!r} mixes the network's features and has no weight map, so it is not exported; "
+                         f"rules that can be: {', '.join(exportable_rules())}")
+    return rule_function
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """``size`` as two ints; :class:`InputError` under 2 x 2, NotEnoughMemoryError past the free memory."""
+    height, width = (int(side) for side in size)
+    if min(height, width) < 2:
+        raise InputError(f"export size {height} x {width}: both sides must be at least 2 pixels")
+    check_memory(height, width, 1, "cpu")  # a size this machine could not fuse, it would export untested
+    return height, width
+
+
+def _traced(graph: FusionGraph, height: int, width: int) -> object:
+    """The ONNX model (an ``onnx.ModelProto``) of ``graph`` at ``height`` x ``width``, with the
+    exporter's progress lines and its notes about libraries it does not need kept quiet."""
+    examples = tuple(torch.full((1, 1, height, width), 0.5) for _ in INPUTS)  # one tensor passed twice: one input
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.export's deprecation notes about its own internals
+            program = torch.onnx.export(graph, examples, dynamo=True, opset_version=OPSET,
+                                        input_names=list(INPUTS), output_names=list(OUTPUTS), verbose=False)
+    finally:
+        exporter_log.setLevel(level)
+    return program.model_proto
+
+
+def export_onnx(path: str | os.PathLike, rule: str = DEFAULT_RULE, weights: str | os.PathLike = DEFAULT_MODEL,
+                size: tuple[int, int] = ONNX_SIZE) -> Path:
+    """Write the network with ``rule`` (one with a weight map: :func:`exportable_rules`) and the
+    ``weights`` (a shipped name or a safetensors path) as one ONNX file at ``path``, for grey
+    images of ``size`` (H, W): inputs ``image_a``, ``image_b`` (1, 1, H, W) float32 in [0, 1],
+    outputs ``fused`` and ``weight_a`` (1, 1, H, W). Written atomically; returns ``path``.
+
+    Raises :class:`InputError` for a feature rule, an unknown rule or a size under 2 x 2,
+    :class:`~medfuse._shared.errors.NotEnoughMemoryError` for a size whose fusion would not fit in
+    the free memory, :class:`~medfuse._shared.errors.MissingInputError` for missing weights,
+    :class:`~medfuse._shared.errors.MissingDependencyError` without onnx or onnxscript, and
+    :class:`~medfuse._shared.errors.OutputError` for a path that cannot be written; all before the export.
+    """
+    onnx = import_optional("onnx", "onnx")
+    import_optional("onnxscript", "onnx")
+    rule_function = _exportable_rule(rule)
+    height, width = _check_size(size)
+    path = check_new_output(path, [weights_path(weights)])
+    graph = FusionGraph(load_model(weights, "cpu"), rule_function).eval()
+    proto = _traced(graph, height, width)
+    weights_name = str(weights) if str(weights) in list_models() else Path(weights).name
+    onnx.helper.set_model_props(proto, {
+        "medfuse_version": __version__,
+        "rule": rule,
+        "weights": weights_name,
+        "weights_sha256": weights_digest(weights),
+        "height": str(height),
+        "width": str(width),
+    })
+    proto.doc_string = (f"medfuse {__version__}: DRAN ({weights_name}) with rule {rule}; inputs image_a, image_b "
+                        f"(1, 1, {height}, {width}) grey in [0, 1]; outputs fused, weight_a (A's weight map)")
+    return write_atomically(path, lambda temporary: onnx.save_model(proto, str(temporary)))
+
+
+class OnnxFusion:
+    """An ONNX file of :func:`export_onnx`, run by onnxruntime on the CPU with ``threads`` threads
+    (None: onnxruntime's default, one per core). ``metadata`` is the file's metadata; ``size``
+    (H, W) the only image size it fuses."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        onnxruntime = import_optional("onnxruntime", "onnx")
+        (self.path,) = check_exists(path)
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise InputError(f"threads must be at least 1, got {threads}")
+            options.intra_op_num_threads = threads
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own error types for what it cannot load
+            raise InputError(f"{self.path}: not an ONNX model onnxruntime can run ({one_line(error)})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if not set(METADATA_KEYS) <= set(self.metadata):
+            raise InputError(f"{self.path}: not written by medfuse export-onnx (its metadata lacks "
+                             f"{', '.join(sorted(set(METADATA_KEYS) - set(self.metadata)))})")
+        self.size = (int(self.metadata["height"]), int(self.metadata["width"]))
+
+    def fuse_with_weights(self, image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fused image (as :func:`medfuse.fuse` gives it: grey or RGB, the inputs' pixel type)
+        and A's weight map, float64 (H, W) in [0, 1]; :class:`InputError` for images of another
+        size than the file's."""
+        grey_a, grey_b = grey_pair(image_a, image_b)
+        if grey_a.shape != self.size:
+            raise InputError(f"{self.path} fuses {self.size[0]} x {self.size[1]} images only, got "
+                             f"{grey_a.shape[0]} x {grey_a.shape[1]}; export one for that size "
+                             f"(medfuse export-onnx OUT.onnx --size {grey_a.shape[0]} {grey_a.shape[1]})")
+        feeds = {name: grey[None, None].astype(np.float32) for name, grey in zip(INPUTS, (grey_a, grey_b))}
+        fused, w_a = self.session.run(list(OUTPUTS), feeds)
+        return compose(fused[0, 0], image_a, image_b), w_a[0, 0].astype(np.float64)
+
+    def fuse(self, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+        """The fused image of ``image_a`` and ``image_b``, as :func:`medfuse.fuse` takes and gives them."""
+        return self.fuse_with_weights(image_a, image_b)[0]
+
+
+def fuse_onnx(path: str | os.PathLike, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+    """Fuse two images with the ONNX file at ``path`` (:class:`OnnxFusion`), as :func:`medfuse.fuse` does."""
+    return OnnxFusion(path).fuse(image_a, image_b)

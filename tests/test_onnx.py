@@ -1,0 +1,131 @@
+"""The ONNX export (``medfuse.integrations.onnx``, ``medfuse export-onnx``): the exported graph,
+run by onnxruntime, fuses every bundled pair as ``medfuse.fuse`` does, within one grey level;
+its metadata; the refusals, each one line with nothing written. The tests that export or run
+a file skip, saying why, where onnx, onnxscript or onnxruntime is missing."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import medfuse
+from medfuse._shared.errors import InputError, MissingDependencyError
+from medfuse._shared.lazy import import_optional
+from medfuse.cli import main
+from medfuse.dran.models import weights_digest
+from medfuse.io.images import load_image
+
+PAIRS = [("CT-MRI", "CT", "41010"), ("PET-MRI", "PET", "25015"), ("PET-MRI", "PET", "25022"),
+         ("SPECT-MRI", "SPECT", "10018")]
+"""Every bundled pair: MRI (grey) with CT (grey), PET and SPECT (colour)."""
+MISSING = "not installed (pip install 'medfuse[onnx]')"
+
+
+@pytest.fixture(scope="module")
+def onnx_tools():
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(name, reason=f"{name} is {MISSING}")
+    from medfuse.integrations import onnx
+
+    return onnx
+
+
+@pytest.fixture(scope="module")
+def shipped_export(onnx_tools, tmp_path_factory):
+    """The default rule and the shipped weights, exported for the bundled pairs' 256 x 256."""
+    return onnx_tools.export_onnx(tmp_path_factory.mktemp("onnx") / "sfnn-pyramid.onnx")
+
+
+@pytest.fixture(scope="module")
+def shipped_fusion(onnx_tools, shipped_export):
+    return onnx_tools.OnnxFusion(shipped_export, threads=1)
+
+
+def test_the_export_holds_what_made_it(shipped_fusion):
+    assert shipped_fusion.metadata == {
+        "medfuse_version": medfuse.__version__, "rule": "sfnn-pyramid", "weights": "dran-havard",
+        "weights_sha256": weights_digest("dran-havard"), "height": "256", "width": "256"}
+    assert shipped_fusion.size == (256, 256)
+
+
+@pytest.mark.parametrize("folder, modality, stem", PAIRS)
+def test_onnxruntime_fuses_every_bundled_pair_as_medfuse_fuse(shipped_fusion, samples, folder, modality, stem):
+    mri = load_image(samples / folder / "MRI" / f"{stem}.png")
+    other = load_image(samples / folder / modality / f"{stem}.png")
+    fused, w_a = shipped_fusion.fuse_with_weights(mri, other)
+    expected, expected_w_a = medfuse.fuse_with_weights(mri, other, "sfnn-pyramid")
+    assert fused.shape == expected.shape and fused.dtype == expected.dtype == np.uint8
+    assert np.abs(fused.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+    assert np.abs(w_a - expected_w_a).max() <= 1 / 255
+    assert fused.std() > 10  # a real fusion, not a blank image that two broken paths could share
+
+
+def test_another_size_is_refused_in_one_line(shipped_fusion, phantom):
+    with pytest.raises(InputError, match=r"fuses 256 x 256 images only, got 64 x 64; .*--size 64 64") as caught:
+        shipped_fusion.fuse(phantom, phantom)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_file_not_written_by_the_export_is_refused(onnx_tools, tmp_path):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not an ONNX model onnxruntime can run"):
+        onnx_tools.OnnxFusion(path)
+
+
+def test_a_feature_rule_is_refused_before_any_work(onnx_tools, tmp_path):
+    with pytest.raises(InputError, match="rules that can be: sfnn-map, sfnn-map-e4, sfnn-pyramid$"):
+        onnx_tools.export_onnx(tmp_path / "sfnn.onnx", rule="sfnn")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_line_exports_a_file_that_fuses_as_medfuse_fuse(onnx_tools, tiny_model, tiny_weights, tmp_path,
+                                                                     capsys):
+    """Another rule, other weights and a size that is not square (the nuclear norms then transpose)."""
+    out = tmp_path / "tiny.onnx"
+    assert main(["export-onnx", str(out), "--rule", "sfnn-map", "--weights", str(tiny_weights),
+                 "--size", "24", "40"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    fusion = onnx_tools.OnnxFusion(out)
+    assert fusion.metadata["rule"] == "sfnn-map" and fusion.metadata["weights"] == "tiny.safetensors"
+    rng = np.random.default_rng(0)
+    grey, colour = rng.random((24, 40)), rng.random((24, 40, 3))
+    expected = medfuse.fuse(grey, colour, "sfnn-map", model=tiny_model)
+    assert np.abs(fusion.fuse(grey, colour) - expected).max() <= 1 / 255
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left beside it
+
+
+def test_the_command_line_refuses_a_feature_rule_in_one_line(tmp_path, capsys):
+    assert main(["export-onnx", str(tmp_path / "f.onnx"), "--rule", "fer"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "medfuse export-onnx: error: rule 'fer'" in error and "sfnn-pyramid" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("library", ["onnx", "onnxscript"])
+def test_without_the_exporter_the_command_line_names_the_extra(monkeypatch, tmp_path, capsys, library):
+    if library == "onnxscript":
+        pytest.importorskip("onnx", reason=f"onnx is {MISSING}: its own message comes first")
+    monkeypatch.setitem(sys.modules, library, None)  # as if not installed: importing it fails
+    assert main(["export-onnx", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err == (f"medfuse export-onnx: error: {library} is not installed; it comes with "
+                                       "pip install 'medfuse[onnx]'\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_onnxruntime_running_a_file_names_the_extra(monkeypatch, tmp_path):
+    from medfuse.integrations.onnx import OnnxFusion
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingDependencyError, match=r"onnxruntime is not installed; .*medfuse\[onnx\]"):
+        OnnxFusion(tmp_path / "m.onnx")
+
+
+def test_a_library_whose_own_import_fails_is_not_called_missing(monkeypatch, tmp_path):
+    (tmp_path / "medfuse_test_broken.py").write_text("import medfuse_test_absent_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="medfuse_test_absent_dependency") as caught:
+        import_optional("medfuse_test_broken", "onnx")
+    assert not isinstance(caught.value, MissingDependencyError)
+    with pytest.raises(MissingDependencyError, match=r"medfuse_test_absent_dependency is not installed"):
+        import_optional("medfuse_test_absent_dependency", "onnx")
