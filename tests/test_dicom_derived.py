@@ -203,6 +203,17 @@ def test_medfuse_register_writes_hounsfield_units_for_a_ct(tmp_path, capsys):
         == read_volume(moving).header[0].SeriesInstanceUID
 
 
+def test_medfuse_register_will_not_label_an_mr_as_the_fixed_ct(tmp_path, capsys):
+    fixed = write_dicom_series(tmp_path / "ct", ct_hu())
+    moving = write_dicom_series(tmp_path / "mr", np.roll(ct_hu(), 1, axis=0) + 1024, modality="MR", slope=1.0,
+                                intercept=0.0)
+    code = main(["register", str(fixed), str(moving), "-o", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "would label the registered MR image CT; write NIfTI" in stderr
+    assert not (tmp_path / "out").exists()
+    assert main(["register", str(fixed), str(moving), "-o", str(tmp_path / "out.nii.gz")]) == 0
+
+
 def test_a_scanner_mr_slice_and_its_jpeg_ls_copy_give_a_valid_derived_mr(tmp_path):
     """pydicom's bundled MR_small.dcm (a scanner's file) and its JPEG-LS copy, as in the README's example."""
     from pydicom.data import get_testdata_file

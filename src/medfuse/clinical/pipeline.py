@@ -45,8 +45,10 @@ from medfuse.io.images import (
 )
 from medfuse.io.volumes import (
     VolumeFile,
+    VolumeFileError,
     check_volume_format,
     check_volume_target,
+    is_nifti_path,
     is_volume_path,
     read_volume,
     write_nifti,
@@ -515,6 +517,10 @@ def register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str
         check_volume_target(out, inputs)
         fixed_file, moving_file = read_volume(path_fixed), read_volume(path_moving)
         check_volume_format(out, fixed_file)
+        if not is_nifti_path(out) and moving_file.modality != fixed_file.modality:
+            raise VolumeFileError(f"{out}: a DICOM series output copies FIXED's {fixed_file.modality} slices, which "
+                                  f"would label the registered {moving_file.modality or 'NIfTI'} image "
+                                  f"{fixed_file.modality}; write NIfTI (.nii or .nii.gz) instead")
         request.check_outputs(inputs)
         registration = registered(fixed_file.volume, moving_file.volume, request)
         data = registration.moved.data
