@@ -110,3 +110,18 @@ def test_rows_that_would_lose_work_are_refused_before_any_fusion(tmp_path, capsy
     assert code == 2 and stderr.count("\n") == 1 and not (tmp_path / "out").exists()
     assert "3 row(s) would lose work" in stderr and "line 3 writes out/f.nii.gz as line 2 does" in stderr
     assert "line 4: out mr1.nii.gz is one of its inputs" in stderr and "line 5: out taken.nii.gz is a folder" in stderr
+
+
+def test_a_record_from_before_inputs_were_recorded_still_resumes(tmp_path, capsys, tiny_weights):
+    import json
+
+    make_inputs(tmp_path)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,f1.nii.gz,brain\n")
+    assert run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")[0] == 0
+    record = tmp_path / "f1.nii.gz.medfuse.json"
+    older = json.loads(record.read_text())
+    del older["inputs"]
+    record.write_text(json.dumps(older))
+    code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
+    assert code == 0 and "0 fused, 1 skipped (output exists), 0 failed" in stdout

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from volume_data import phantom, write_nifti
 
+import medfuse
 from medfuse.cli import main
 from medfuse.integrations.bids import fusion_name, parse_name, sidecar_path
 
@@ -170,3 +171,14 @@ def test_two_rows_with_one_a_are_refused_as_rows_with_one_output(dataset, capsys
     code, _, stderr = batch(capsys, dataset, tiny_weights)
     assert code == 2 and "1 row(s) would lose work" in stderr and "as line 2 does" in stderr
     assert not (dataset / "raw" / "derivatives").exists()
+
+
+def test_a_dataset_reached_through_a_symbolic_link_is_the_same_dataset(dataset, capsys, tiny_weights):
+    (dataset / "link").symlink_to(dataset, target_is_directory=True)
+    code, stdout, stderr = run_cli(capsys, "batch", dataset / "link" / "pairs.csv", "--bids-derivatives",
+                                   dataset / "link" / "raw", "--weights", tiny_weights, "--rule", "average")
+    assert code == 0, stderr
+    assert "2 fused" in stdout and (dataset / FUSED_01).is_file() and (dataset / FUSED_02).is_file()
+    sources = json.loads(sidecar_path(dataset / FUSED_01).read_text())["Sources"]
+    assert sources[0] == "bids:raw:sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz"
+    assert json.loads(sidecar_path(dataset / FUSED_01).read_text())["MedfuseVersion"] == medfuse.__version__

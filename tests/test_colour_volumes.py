@@ -55,3 +55,22 @@ def test_cli_writes_an_rgb_nifti_that_nibabel_and_simpleitk_read_on_the_fusions_
     code = main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "x"), "--weights", str(tiny_weights),
                  "--colour-map", "hot"])
     assert code == 2 and "written as RGB NIfTI" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_colour_overlay_is_planned_with_the_fusion(tmp_path, capsys, tiny_weights, monkeypatch):
+    from medfuse.fusion import memory
+    from medfuse.fusion.memory import MEMORY_SHARE, VOLUME_BYTES_PER_VOXEL, fusion_memory
+
+    shape = (12, 10, 4)
+    mri = write_nifti(tmp_path / "mri.nii.gz", phantom(shape) * 100, oblique_affine())
+    pet = write_nifti(tmp_path / "pet.nii.gz", phantom(shape, inner=0.5, outer=1.0) * 50, oblique_affine())
+    voxels = int(np.prod(shape))
+    grey_needs = fusion_memory(10, 12) + voxels * (VOLUME_BYTES_PER_VOXEL + 4)  # with the weight map
+    monkeypatch.setattr(memory, "free_memory", lambda device: (grey_needs + 40 * voxels) / MEMORY_SHARE)
+    assert main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "grey.nii.gz"), "--weights", str(tiny_weights)]) == 0
+    capsys.readouterr()
+    code = main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "colour.nii.gz"), "--weights", str(tiny_weights),
+                 "--colour-map", "hot"])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "for the volume's arrays needs" in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "colour.nii.gz").exists()

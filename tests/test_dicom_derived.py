@@ -231,3 +231,40 @@ def test_a_scanner_mr_slice_and_its_jpeg_ls_copy_give_a_valid_derived_mr(tmp_pat
         pytest.skip("dciodvfy (Debian's dicom3tools) is not installed; .ci/run installs it")
     result = subprocess.run([dciodvfy, str(written.filename)], capture_output=True, text=True, check=False)
     assert [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")] == []
+
+
+def test_a_reference_without_its_uids_is_refused_before_the_work(tmp_path, capsys):
+    ct = write_dicom_series(tmp_path / "ct", ct_hu())
+    for path in ct.iterdir():
+        dataset = pydicom.dcmread(path)
+        del dataset.StudyInstanceUID
+        dataset.save_as(path)
+    reference = read_volume(ct)
+    with pytest.raises(VolumeFileError, match="lacks one of SOPClassUID, SOPInstanceUID, SeriesInstanceUID"):
+        write_volume(tmp_path / "out", reference.volume.data, reference)
+    code = main(["fuse", str(ct), str(ct), "-o", str(tmp_path / "fused"), "--rule", "average"])
+    assert code == 2 and "write NIfTI instead" in capsys.readouterr().err and not (tmp_path / "fused").exists()
+
+
+def test_a_dicom_series_named_like_nifti_on_a_nifti_reference_is_one_error(tmp_path):
+    from volume_data import oblique_affine, write_nifti
+
+    from medfuse.io.volumes import read_nifti
+    from medfuse.io.volumes import write_dicom_series as write_series
+
+    nifti = read_nifti(write_nifti(tmp_path / "a.nii.gz", phantom(), oblique_affine()))
+    with pytest.raises(VolumeFileError, match="a DICOM series is written only when the reference input is DICOM"):
+        write_series(tmp_path / "x.nii", nifti.volume.data, nifti)
+
+
+def test_a_fusion_of_a_lossy_source_is_marked_lossy(tmp_path, ct_and_mr):
+    ct, mr = ct_and_mr
+    for path in mr.path.iterdir():
+        dataset = pydicom.dcmread(path)
+        dataset.LossyImageCompression = "01"
+        dataset.save_as(path)
+    lossy_mr = read_volume(mr.path)
+    out = write_volume(tmp_path / "fused", np.zeros(ct.volume.shape), ct, sources=(ct, lossy_mr))
+    assert {pydicom.dcmread(path).LossyImageCompression for path in out.iterdir()} == {"01"}
+    plain = write_volume(tmp_path / "plain", np.zeros(ct.volume.shape), ct, sources=(ct,))
+    assert all(pydicom.dcmread(path).get("LossyImageCompression") != "01" for path in plain.iterdir())

@@ -193,5 +193,9 @@ def test_the_real_world_value_mapping_is_read_only_where_the_rescale_is_an_unspe
     rewrite(out, lambda dataset: setattr(dataset, "RescaleType", "OD"))
     np.testing.assert_array_equal(read_volume(out).volume.data, np.round(fused * DICOM_SCALE))
     rewrite(out, lambda dataset: setattr(dataset, "RescaleType", "US"))
+    np.testing.assert_allclose(read_volume(out).volume.data, fused, atol=0.5 / DICOM_SCALE + 1e-7)
+    rewrite(out, lambda dataset: setattr(dataset.RealWorldValueMappingSequence[0], "LUTLabel", "scanner"))
+    np.testing.assert_array_equal(read_volume(out).volume.data, np.round(fused * DICOM_SCALE))  # not medfuse's
+    rewrite(out, lambda dataset: setattr(dataset.RealWorldValueMappingSequence[0], "LUTLabel", "medfuse"))
     rewrite(out, lambda dataset: setattr(dataset.RealWorldValueMappingSequence[0], "RealWorldValueLastValueMapped", 9))
     np.testing.assert_array_equal(read_volume(out).volume.data, np.round(fused * DICOM_SCALE))

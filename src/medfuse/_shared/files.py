@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from medfuse._shared.errors import OutputError, one_line
+from medfuse._shared.errors import MedfuseError, OutputError, one_line
 
 
 def write_error(path: Path, error: BaseException) -> OutputError:
@@ -87,6 +87,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     try:
         write(temporary)
         finish_atomically(temporary, path, 0o666)
+    except MedfuseError:  # the writer's own one-line error (a bad input, say), not a failed write
+        temporary.unlink(missing_ok=True)
+        raise
     except Exception as error:  # whatever the writer raises (OSError, torch's RuntimeError, ...)
         temporary.unlink(missing_ok=True)
         raise write_error(path, error) from error
@@ -107,6 +110,9 @@ def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], o
     try:
         write(temporary)
         finish_atomically(temporary, folder, 0o777)
+    except MedfuseError:  # the writer's own one-line error (a bad input, say), not a failed write
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     except Exception as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise write_error(folder, error) from error

@@ -160,7 +160,7 @@ def _existing_outcome(out: Path, settings: dict[str, object]) -> Outcome:
         return "failed", (f"{out} exists without a readable record of its settings ({record_path(out).name}); "
                           "delete it to fuse it again")
     changed = [f"{key} {recorded.get(key)!r} there, {value!r} now" for key, value in settings.items()
-               if recorded.get(key) != value]
+               if recorded.get(key) != value and not (key == "inputs" and key not in recorded)]  # older records
     if changed:
         return "failed", (f"{out} was made with other settings ({'; '.join(changed)}); delete it and "
                           f"{record_path(out).name} to fuse it again with these")

@@ -67,12 +67,12 @@ items (``unit``: "pair" or "slice") just finished and the total."""
 
 CHECK_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 WEIGHT_MAP_SUFFIXES = {"image": (".png", ".tif", ".tiff"), "volume": (".nii", ".nii.gz")}
+"""A weight map is a 16-bit grey image (A's weight times 65535) for two images, a float32 NIfTI
+on the fusion's grid for two volumes."""
 COLOUR_BYTES_PER_VOXEL = 136
 """Host memory per voxel of a volume's ``--colour-map`` overlay, planned with the fusion: the float64
 intermediates of :func:`medfuse.image.colour.colour_overlay` peak at 112 B per voxel (tracemalloc,
 64^3), and rounding its RGB result takes 24 more."""
-"""A weight map is a 16-bit grey image (A's weight times 65535) for two images, a float32 NIfTI
-on the fusion's grid for two volumes."""
 
 
 @dataclass(frozen=True)

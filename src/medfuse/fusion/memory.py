@@ -197,6 +197,8 @@ def running_out_as_error(what: str) -> Iterator[None]:
     memory can shrink while the work runs (other processes, ``ulimit -v``)."""
     try:
         yield
+    except NotEnoughMemoryError:  # a refusal of the plan's, already one line
+        raise
     except MemoryError as error:
         raise NotEnoughMemoryError(f"ran out of memory while {what} ({error or 'MemoryError'}); free some memory "
                                    "or fuse smaller images") from None

@@ -108,7 +108,7 @@ def plan_derivatives(rows: list[Row], job: BatchJob, raw: str | os.PathLike) -> 
     that is not BIDS-named in its subject's (and session's) datatype folder, a B that is not
     BIDS-named or is of another subject; also a ``raw`` that is not a BIDS dataset, and
     ``resample_to`` B (the fusion would lie on B's grid, not on that of A, whose name it takes)."""
-    raw = Path(os.path.abspath(Path(raw).expanduser()))  # links kept: datalad's files are links into its annex
+    raw = Path(os.path.realpath(Path(raw).expanduser()))  # its folder's links resolved, as the inputs' are
     if not (raw / DESCRIPTION_FILE).is_file():
         raise InputError(f"{raw} is not a BIDS dataset: it has no {DESCRIPTION_FILE}")
     if job.options.resample_to == "B":
@@ -151,7 +151,7 @@ def _inside(path: Path, raw: Path) -> Path:
     """``path`` relative to the raw dataset ``raw``; InputError if it is not a NIfTI file in it."""
     if not is_nifti_path(path):
         raise InputError(f"{path} is not a NIfTI volume (.nii or .nii.gz); BIDS derivatives are made of NIfTI files")
-    path = Path(os.path.abspath(path))
+    path = Path(os.path.realpath(path.parent)) / path.name  # the file's own link kept: datalad's point into its annex
     if not path.is_relative_to(raw):
         raise InputError(f"{path} is not inside the BIDS dataset {raw}")
     return path.relative_to(raw)
@@ -201,13 +201,13 @@ def start_derivatives(plan: DerivativePlan, job: BatchJob) -> None:
 
 def sidecar(row: Row, job: BatchJob, sources: tuple[str, str]) -> dict[str, object]:
     """The JSON sidecar of a row's fusion: what it is, its ``Sources`` (A, then B, as BIDS URIs),
-    the weights' name or path, and the batch's settings record
+    the medfuse version that made it, the weights' name or path, and the batch's settings record
     (:func:`medfuse.clinical.batch.settings_record`, less its inputs, which ``Sources`` names) with
     its keys in BIDS's CamelCase."""
     record = {"".join(word.capitalize() for word in key.split("_")): value
               for key, value in settings_record(row, job).items() if key != "inputs"}
     return {"Description": "DRAN fusion of the two Sources on the grid of the first, with its affine", "Sources":
-            list(sources), "Weights": str(job.weights), **record}
+            list(sources), "MedfuseVersion": __version__, "Weights": str(job.weights), **record}
 
 
 def with_sidecars(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan,

@@ -194,13 +194,14 @@ def write_bundle(folder: str | os.PathLike, weights: str = DEFAULT_MODEL) -> Pat
 
     def write(temporary: Path) -> None:
         for part in ("configs/inference.json", "configs/metadata.json", "docs/README.md"):
-            text = (BUNDLE_TEMPLATE / part).read_text()
+            text = (BUNDLE_TEMPLATE / part).read_text(encoding="utf-8")
             for name, version in versions.items():
                 text = text.replace(name, version)
             if part == "docs/README.md":
-                text += card.read_text() if card.exists() else f"No model card was found beside {source}.\n"
+                text += (card.read_text(encoding="utf-8") if card.exists()
+                         else f"No model card was found beside {source}.\n")
             (temporary / part).parent.mkdir(exist_ok=True)
-            (temporary / part).write_text(text)
+            (temporary / part).write_text(text, encoding="utf-8")
         (temporary / "models").mkdir()
         shutil.copyfile(source, temporary / "models" / "model.safetensors")
 

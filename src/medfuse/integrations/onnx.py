@@ -37,8 +37,8 @@ from medfuse._shared.lazy import import_optional
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import list_models, load_model, weights_digest, weights_path
 from medfuse.dran.nuclear import polar_iteration_everywhere
-from medfuse.dran.rules import SourceFusion, SourceWeighting, get_rule, list_rules
-from medfuse.fusion.engine import fuse_encoded, has_weight_map
+from medfuse.dran.rules import SourceFusion, SourceWeighting, get_rule
+from medfuse.fusion.engine import check_weight_map, fuse_encoded
 from medfuse.fusion.memory import check_memory
 from medfuse.image.composition import compose, grey_pair
 from medfuse.integrations import ONNX_SIZE
@@ -67,20 +67,6 @@ class FusionGraph(nn.Module):
                                 self.rule)
 
 
-def exportable_rules() -> list[str]:
-    """The registered rules that can be exported: those with a weight map (the graph's second output)."""
-    return [name for name in list_rules() if has_weight_map(name)]
-
-
-def _exportable_rule(rule: str) -> SourceWeighting | SourceFusion:
-    """The rule ``rule``; :class:`InputError` listing the exportable ones for a feature rule."""
-    rule_function = get_rule(rule)
-    if not has_weight_map(rule_function):
-        raise InputError(f"rule {rule!r} mixes the network's features and has no weight map, so it is not exported; "
-                         f"rules that can be: {', '.join(exportable_rules())}")
-    return rule_function
-
-
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     """``size`` as two ints; :class:`InputError` under 2 x 2, NotEnoughMemoryError past the free memory."""
     height, width = (int(side) for side in size)
@@ -99,7 +85,8 @@ def _traced(graph: FusionGraph, height: int, width: int) -> object:
     exporter_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.export's deprecation notes about its own internals
+            for category in (DeprecationWarning, FutureWarning):  # torch.export's notes about its own internals
+                warnings.simplefilter("ignore", category)
             program = torch.onnx.export(graph, examples, dynamo=True, opset_version=OPSET,
                                         input_names=list(INPUTS), output_names=list(OUTPUTS), verbose=False)
     finally:
@@ -109,7 +96,8 @@ def _traced(graph: FusionGraph, height: int, width: int) -> object:
 
 def export_onnx(path: str | os.PathLike, rule: str = DEFAULT_RULE, weights: str | os.PathLike = DEFAULT_MODEL,
                 size: tuple[int, int] = ONNX_SIZE) -> Path:
-    """Write the network with ``rule`` (one with a weight map: :func:`exportable_rules`) and the
+    """Write the network with ``rule`` (one with a weight map:
+    :func:`~medfuse.fusion.engine.check_weight_map`) and the
     ``weights`` (a shipped name or a safetensors path) as one ONNX file at ``path``, for grey
     images of ``size`` (H, W): inputs ``image_a``, ``image_b`` (1, 1, H, W) float32 in [0, 1],
     outputs ``fused`` and ``weight_a`` (1, 1, H, W). Written atomically; returns ``path``.
@@ -122,7 +110,8 @@ def export_onnx(path: str | os.PathLike, rule: str = DEFAULT_RULE, weights: str 
     """
     onnx = import_optional("onnx", "onnx")
     import_optional("onnxscript", "onnx")
-    rule_function = _exportable_rule(rule)
+    check_weight_map(rule)
+    rule_function = get_rule(rule)
     height, width = _check_size(size)
     path = check_new_output(path, [weights_path(weights)])
     graph = FusionGraph(load_model(weights, "cpu"), rule_function).eval()
@@ -181,7 +170,3 @@ class OnnxFusion:
         """The fused image of ``image_a`` and ``image_b``, as :func:`medfuse.fuse` takes and gives them."""
         return self.fuse_with_weights(image_a, image_b)[0]
 
-
-def fuse_onnx(path: str | os.PathLike, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
-    """Fuse two images with the ONNX file at ``path`` (:class:`OnnxFusion`), as :func:`medfuse.fuse` does."""
-    return OnnxFusion(path).fuse(image_a, image_b)

@@ -57,6 +57,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIX = ".dcm"
 DICOM_SCALE = 65535
 """Written DICOM stores a value range as the 16-bit integers 0 .. DICOM_SCALE."""
+VALUE_MAPPING_LABEL = "medfuse"
+"""The LUTLabel of the Real World Value Mapping that medfuse writes (and applies when it reads)."""
 SLICE_GAP_TOLERANCE = 0.01
 """Slices of a series are evenly spaced if every gap is within 1 % of the median gap."""
 
@@ -196,17 +198,20 @@ def _decoded(dataset: Dataset, path: Path) -> np.ndarray:
 
 def _rescaled(stored: np.ndarray, dataset: Dataset) -> np.ndarray:
     """The values of ``stored`` pixels as float32: ``stored * RescaleSlope + RescaleIntercept``
-    of ``dataset`` (1 and 0 if absent), or, where that rescale is the identity declared of
-    unspecified units (RescaleType "US") and one linear Real World Value Mapping covers every
-    stored value (PS3.3 C.7.6.16.2.11), that mapping's values: a derived series medfuse wrote
-    reads back as the values it was given (see :func:`_value_mapping`)."""
+    of ``dataset`` (1 and 0 if absent), or, in a derived image medfuse wrote (the rescale the
+    identity of unspecified units, RescaleType "US", and one linear Real World Value Mapping,
+    PS3.3 C.7.6.16.2.11, labelled ``VALUE_MAPPING_LABEL`` over all of 0 .. DICOM_SCALE), that
+    mapping's values: medfuse's output reads back as the values it was given (see
+    :func:`_value_mapping`), and every slice of such a series is read alike. Other producers'
+    mappings are left alone: their meaning is not medfuse's to assume."""
     slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
     mappings = dataset.get("RealWorldValueMappingSequence") or []
     if (str(dataset.get("RescaleType", "")).upper() == "US" and (slope, intercept) == (1.0, 0.0)
-            and len(mappings) == 1 and "RealWorldValueSlope" in mappings[0] and stored.size
-            and mappings[0].get("RealWorldValueFirstValueMapped", 1) <= stored.min()
-            and stored.max() <= mappings[0].get("RealWorldValueLastValueMapped", -1)):
+            and len(mappings) == 1 and "RealWorldValueSlope" in mappings[0]
+            and mappings[0].get("LUTLabel") == VALUE_MAPPING_LABEL
+            and (mappings[0].get("RealWorldValueFirstValueMapped"),
+                 mappings[0].get("RealWorldValueLastValueMapped")) == (0, DICOM_SCALE)):
         slope = float(mappings[0].RealWorldValueSlope)
         intercept = float(mappings[0].get("RealWorldValueIntercept", 0.0) or 0.0)
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
@@ -540,7 +545,8 @@ def _value_mapping(dataset: Dataset, series: _DerivedSeries) -> None:
             else hd.sr.CodedConcept("1", "UCUM", "no units"))
     explanation = f"values {low:.6g} to {high:.6g}" + (" HU" if series.hounsfield else "")
     dataset.RealWorldValueMappingSequence = [
-        hd.pm.RealWorldValueMapping("medfuse", explanation, unit, (0, DICOM_SCALE), slope=step, intercept=low)]
+        hd.pm.RealWorldValueMapping(VALUE_MAPPING_LABEL, explanation, unit, (0, DICOM_SCALE), slope=step,
+                                    intercept=low)]
 
 
 def _fused_slice(reference: Dataset, stored: np.ndarray, k: int, series: _DerivedSeries,
@@ -624,7 +630,7 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
     folder = Path(folder)
     if not value_range[1] > value_range[0]:
         raise ValueError(f"value_range must rise, got {value_range}")
-    check_volume_format(folder, reference)
+    check_dicom_reference(folder, reference)
     slices = reference.header
     if data.shape != reference.volume.shape:
         raise VolumeFileError(f"{folder}: data of shape {data.shape} is not on the reference grid "
@@ -633,7 +639,9 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
         raise VolumeFileError(f"{folder}: already exists; medfuse writes a DICOM series into a new folder")
     first = slices[0]
     now = datetime.now()
-    dicom_sources = tuple(source for source in sources if source.kind == "dicom")
+    dicom_sources = tuple(source for source in sources if source.kind == "dicom" and _identified(source))
+    lossy = any(str(dataset.get("LossyImageCompression", "")) == "01" for source in dicom_sources
+                for dataset in source.header)
     series = _DerivedSeries(generate_uid(), int(first.get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET,
                             str(first.get("FrameOfReferenceUID") or generate_uid()), summary, description,
                             value_range, hounsfield, (now.strftime("%Y%m%d"), now.strftime("%H%M%S")))
@@ -649,6 +657,8 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
             referenced = [(source, [k]) for source in on_grid] + off_grid
             dataset = _fused_slice(reference_slice, stored, k, series, [_source_item(s, k) for s in on_grid],
                                    _instance_references(referenced, str(first.StudyInstanceUID)))
+            if lossy:
+                dataset.LossyImageCompression = "01"  # PS3.3 C.7.6.1.1.5: derived from lossy data stays lossy
             pydicom.dcmwrite(temporary / f"slice_{k + 1:04d}.dcm", dataset, enforce_file_format=True)
 
     write_folder_atomically(folder, write)
@@ -669,11 +679,25 @@ def write_volume(path: str | os.PathLike, data: np.ndarray, reference: VolumeFil
 
 
 def check_volume_format(out: str | os.PathLike, reference: VolumeFile) -> None:
-    """:class:`VolumeFileError` unless ``out`` is a NIfTI name, or ``reference`` is a DICOM series of
-    single-frame images of a class in :data:`DICOM_OUTPUT_CLASSES` (whose slices a DICOM series
-    output copies)."""
-    if is_nifti_path(out):
-        return
+    """:class:`VolumeFileError` unless ``out`` is a NIfTI name, or ``reference`` can carry a DICOM
+    series output (:func:`check_dicom_reference`)."""
+    if not is_nifti_path(out):
+        check_dicom_reference(out, reference)
+
+
+IDENTIFYING_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+"""What every slice of a DICOM reference or source must hold for a derived series to name it."""
+
+
+def _identified(file: VolumeFile) -> bool:
+    """True if every slice of DICOM ``file`` holds the UIDs a derived series refers to it by."""
+    return all(keyword in dataset for dataset in file.header for keyword in IDENTIFYING_KEYWORDS)
+
+
+def check_dicom_reference(out: str | os.PathLike, reference: VolumeFile) -> None:
+    """:class:`VolumeFileError` unless ``reference`` is a DICOM series of single-frame images of a
+    class in :data:`DICOM_OUTPUT_CLASSES`, every slice with its UIDs (whose slices a DICOM
+    series output ``out`` copies): checked before any work."""
     if reference.kind != "dicom":
         raise VolumeFileError(f"{out}: the output must end in .nii or .nii.gz (a DICOM series is written only "
                               "when the reference input is DICOM)")
@@ -685,6 +709,9 @@ def check_volume_format(out: str | os.PathLike, reference: VolumeFile) -> None:
         name = getattr(reference.header[0].get("SOPClassUID"), "name", sop_class or "of no SOP class")
         raise VolumeFileError(f"{out}: a DICOM series output is written on a CT or MR Image Storage reference, and "
                               f"{reference.path} is {name}; write NIfTI (.nii or .nii.gz) instead")
+    if not _identified(reference):
+        raise VolumeFileError(f"{out}: a DICOM series output copies the reference's slices, and some slice of "
+                              f"{reference.path} lacks one of {', '.join(IDENTIFYING_KEYWORDS)}; write NIfTI instead")
 
 
 def check_volume_target(out: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
