@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -97,6 +98,12 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomically(path: str | os.PathLike, content: object) -> Path:
+    """``content`` as indented UTF-8 JSON at ``path``, written atomically (:func:`write_atomically`)."""
+    text = json.dumps(content, indent=1) + "\n"
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], object]) -> Path:

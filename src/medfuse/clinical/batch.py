@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medfuse._shared.errors import InputError, MedfuseError, MissingInputError, error_message
-from medfuse._shared.files import remove_partial_writes, write_atomically
+from medfuse._shared.files import remove_partial_writes, write_json_atomically
 from medfuse.clinical.intensity import CtWindow
 from medfuse.clinical.pipeline import VolumeOptions, fuse_files
 from medfuse.fusion.memory import check_batch_size
@@ -185,7 +185,7 @@ def fuse_row(row: Row, job: BatchJob) -> Outcome:
         out.parent.mkdir(parents=True, exist_ok=True)
         # the record first: a row killed after its output is written then still resumes (a record
         # without its output is harmless: only an existing output is skipped)
-        write_atomically(record_path(out), lambda temporary: temporary.write_text(json.dumps(settings, indent=1)))
+        write_json_atomically(record_path(out), settings)
         fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
                    volume=replace(job.options, window=window), batch_size=job.batch_size)
         return "done", ""

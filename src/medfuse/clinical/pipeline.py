@@ -438,16 +438,15 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     if min(width, height) < 2:
         raise InputError(f"{reference.path}: slices of {width} x {height} voxels; the network needs at least 2 x 2")
     from medfuse.fusion.engine import has_weight_map
-    from medfuse.fusion.memory import VOLUME_BYTES_PER_VOXEL, plan_batch, running_out_as_error
+    from medfuse.fusion.memory import running_out_as_error
     from medfuse.fusion.volumes import fuse_volumes
 
-    voxels = width * height * depth
-    host_bytes = voxels * (VOLUME_BYTES_PER_VOXEL + 4 * has_weight_map(fusion_rule)
-                           + COLOUR_BYTES_PER_VOXEL * (colour_map is not None))
-    batch_size = plan_batch(next(fusion_model.parameters()).device, height, width, batch_size, host_bytes)
+    host_bytes = width * height * depth * (4 * has_weight_map(fusion_rule)
+                                           + COLOUR_BYTES_PER_VOXEL * (colour_map is not None))
     step = (lambda count: progress(count, depth, "slice")) if progress else None
     w_a = np.empty(unit["a"].shape, dtype=np.float32) if has_weight_map(fusion_rule) else None
-    fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a)
+    fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a,
+                         host_bytes=host_bytes)  # planned there, before the first slice
     from medfuse.evaluation.metrics.fidelity import fusion_shares
 
     with running_out_as_error("measuring the sources' shares"):

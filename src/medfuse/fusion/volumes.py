@@ -19,7 +19,8 @@ from medfuse.image.grid import volume_slices
 @torch.no_grad()
 def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
                  rule: str | FusionRule, batch_size: int | None = None,
-                 progress: Callable[[int], object] | None = None, weights_out: np.ndarray | None = None) -> np.ndarray:
+                 progress: Callable[[int], object] | None = None, weights_out: np.ndarray | None = None,
+                 host_bytes: int = 0) -> np.ndarray:
     """Fuse two (I, J, K) volumes in [0, 1] on one grid, slice by slice along k.
 
     ``batch_size`` slices at a time (default :func:`medfuse.fusion.memory.default_batch_size`: 1 on
@@ -28,7 +29,9 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
     the batch, so this equals fusing the slices one by one).
     ``progress(n)`` is called after each batch with its number of slices. ``weights_out``, a
     float32 (I, J, K) array, is filled with A's weight at every voxel (the rule must have a weight
-    map: :func:`~medfuse.fusion.engine.check_weight_map`). Returns float32
+    map: :func:`~medfuse.fusion.engine.check_weight_map`). ``host_bytes``: RAM the caller needs
+    beside the fusion's own (the weight map it passes, an overlay it makes of the result), planned
+    with it. Returns float32
     (I, J, K) in [0, 1] (the fused slices, clipped). Raises
     :class:`~medfuse._shared.errors.NotEnoughMemoryError` before any work if one batch and the
     result's arrays (``VOLUME_BYTES_PER_VOXEL``) would not fit, and the same error, in one line,
@@ -44,7 +47,8 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
         check_same_shape("weight map", {"volume_a": volume_a.shape, "weights_out": weights_out.shape}, "(I, J, K)")
     device = next(model.parameters()).device
     width, height = volume_a.shape[:2]
-    batch_size = plan_batch(device, height, width, batch_size, host_bytes=VOLUME_BYTES_PER_VOXEL * volume_a.size)
+    batch_size = plan_batch(device, height, width, batch_size,
+                            host_bytes=VOLUME_BYTES_PER_VOXEL * volume_a.size + host_bytes)
     with running_out_as_error(f"fusing {width} x {height} x {volume_a.shape[2]} volumes"):
         return _fuse_slices(model, volume_a, volume_b, rule_function, batch_size, progress, weights_out)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from medfuse import __version__
 from medfuse._shared.errors import InputError, MedfuseError, error_message
-from medfuse._shared.files import write_atomically
+from medfuse._shared.files import write_atomically, write_json_atomically
 from medfuse.clinical.batch import RECORD_SUFFIX, BatchJob, Outcome, Row, row_inputs, settings_record
 from medfuse.io.volumes import is_nifti_path
 
@@ -193,7 +193,7 @@ def start_derivatives(plan: DerivativePlan, job: BatchJob) -> None:
             raise InputError(f"{path} holds fusions made otherwise ({made[0].get('Description')!r}), this run's "
                              f"would be {wanted['Description']!r}; use the same rule and weights or another dataset")
     else:
-        _write_json(path, dataset_description(job))
+        write_json_atomically(path, dataset_description(job))
     ignore = plan.root / ".bidsignore"
     if not ignore.exists():
         write_atomically(ignore, lambda temporary: temporary.write_text(f"*{RECORD_SUFFIX}\n", encoding="utf-8"))
@@ -220,12 +220,7 @@ def with_sidecars(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan,
         path = sidecar_path(Path(row.out))
         if status == "done" or (status == "skipped" and not path.exists()):
             try:
-                _write_json(path, sidecar(row, job, plan.sources[row.line]))
+                write_json_atomically(path, sidecar(row, job, plan.sources[row.line]))
             except MedfuseError as error:
                 status, message = "failed", error_message(error)
         yield row, (status, message)
-
-
-def _write_json(path: Path, content: dict[str, object]) -> None:
-    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(content, indent=2) + "\n",
-                                                                  encoding="utf-8"))

@@ -70,18 +70,13 @@ def _spatial(name: str, image: torch.Tensor | np.ndarray) -> np.ndarray:
     if not np.isfinite([low, high]).all() or low < -UNIT_TOLERANCE or high > 1 + UNIT_TOLERANCE:
         raise InputError(f"{name}: values must lie in [0, 1], got [{low:.4g}, {high:.4g}] (scale it first, e.g. "
                          f"ScaleIntensityRanged(..., b_min=0, b_max=1, clip=True))")
-    return np.clip(array, 0, 1) if array.ndim == 3 else np.clip(array, 0, 1)[..., None]
+    array = np.clip(array, 0, 1)
+    return array if array.ndim == 3 else array[..., None]
 
 
 def _affine(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The image's 4 x 4 affine (a 2-D MetaTensor's 3 x 3 one embedded), identity for a plain array."""
-    if not isinstance(image, MetaTensor):
-        return np.eye(4)
-    affine = image.affine.detach().cpu().numpy().astype(np.float64)
-    if affine.shape == (3, 3):
-        affine = np.array([[*affine[0, :2], 0, affine[0, 2]], [*affine[1, :2], 0, affine[1, 2]],
-                           [0, 0, 1, 0], [0, 0, 0, 1]])
-    return affine
+    """The image's 4 x 4 affine (MONAI keeps one for 2-D images too), identity for a plain array."""
+    return image.affine.detach().cpu().numpy().astype(np.float64) if isinstance(image, MetaTensor) else np.eye(4)
 
 
 def _source_name(image: torch.Tensor | np.ndarray) -> str:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from medfuse._shared.checks import check_output_folder
 from medfuse._shared.errors import InputError, MissingInputError, OutputError, one_line
-from medfuse._shared.files import check_folder_writable, write_atomically
+from medfuse._shared.files import check_folder_writable, write_atomically, write_json_atomically
 from medfuse.dran.models import create_model, load_model, save_weights, weights_metadata, weights_path
 from medfuse.training.config import DEFAULT_LR, TrainConfig
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
@@ -83,10 +83,6 @@ def plot_curve(log: list[dict], trace: list[list[float]], path: Path) -> None:
         write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
     finally:
         plt.close(figure)
-
-
-def _atomic_json(payload: object, path: Path) -> None:
-    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=1)))
 
 
 CHECKPOINT_KEYS = ("model", "optimiser", "torch_rng", "step", "log", "elapsed", "config")
@@ -249,14 +245,15 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
                          "torch_rng": torch.get_rng_state(), "step": step, "log": log, "trace": trace,
                          "elapsed": record["elapsed_s"], "config": settings}
                 write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
-                _atomic_json({"config": settings, "train_images": len(train_images),
-                              "val_images": len(val_images), "log": log, "trace": trace}, out / LOG)
+                write_json_atomically(out / LOG, {"config": settings, "train_images": len(train_images),
+                                                  "val_images": len(val_images), "log": log, "trace": trace})
                 plot_curve(log, trace, out / CURVE)
     bar.close()
     digests = gather(parameters_digest(model), ranks)
     if ranks.is_main:
-        _atomic_json({"config": settings, "train_images": len(train_images), "val_images": len(val_images),
-                      "log": log, "trace": trace, "rank_weight_digests": digests}, out / LOG)
+        write_json_atomically(out / LOG, {"config": settings, "train_images": len(train_images),
+                                          "val_images": len(val_images), "log": log, "trace": trace,
+                                          "rank_weight_digests": digests})
         save_weights(model.cpu(), out / WEIGHTS, config.architecture, {"width": config.width},
                      {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
                       "val_loss": f"{log[-1]['val_loss']:.6g}", "world_size": str(ranks.world_size)})
