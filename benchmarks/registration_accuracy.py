@@ -8,8 +8,9 @@ The rotations and shifts of the random transforms are drawn up to the given boun
 degrees and 10 pixels or mm; issue 21's goal: 90 degrees and a quarter of the field of view in
 2-D, 45 degrees in 3-D). A case is silently wrong when its mean residual exceeds 2 pixels or mm and
 it was not refused (for the Havard pairs also measured against where registration puts the
-unmoved pair, since the pairs' own alignment differs from mutual information's by 1 to 3 pixels); each result's reported uncertainty (``Registration.uncertainty``) is
-summarised. Each case also reports the search's margin: the coarse mutual
+unmoved pair, since the pairs' own alignment differs from mutual information's by 1 to 3 pixels,
+and how many unmoved pairs were refused as they came); each result's reported uncertainty
+(``Registration.uncertainty``) is summarised. Each case also reports the search's margin: the coarse mutual
 information of the best start that ended elsewhere, as a share of the best's.
 
 Every case moves an image by a known random rigid transform T (``resample_onto``: the moved
@@ -146,6 +147,7 @@ def cross_modality_trials(data: Path, rng: np.random.Generator, degrees: float, 
     for pair_set in pair_sets:
         modality = pair_set.split("-")[0]
         means, maxima, refused, uncertainties, as_given, margins, consistency = [], [], [], [], [], [], []
+        unmoved_refused = []
         for mri_path in sorted((data / pair_set / "test" / "MRI").glob("*.png")):
             mri = grey_unit(load_image(mri_path))
             other = grey_unit(load_image(data / pair_set / "test" / modality / mri_path.name))
@@ -159,7 +161,9 @@ def cross_modality_trials(data: Path, rng: np.random.Generator, degrees: float, 
             maxima.append(errors.max())
             refused.append(bool(implausibilities(found, mri)))
             uncertainties.append(found.uncertainty[0])
-            unmoved = register(mri, other).transform
+            unmoved_registration = register(mri, other)
+            unmoved = unmoved_registration.transform
+            unmoved_refused.append(bool(implausibilities(unmoved_registration, mri)))
             as_given.append(np.linalg.norm(unmoved.apply(points) - points, axis=1).mean())
             consistency.append(np.linalg.norm(true.apply(found.transform.apply(points)) - unmoved.apply(points),
                                               axis=1).mean())
@@ -167,7 +171,8 @@ def cross_modality_trials(data: Path, rng: np.random.Generator, degrees: float, 
         print(f"  search margin: the best start that ended elsewhere reached {np.nanmedian(margins):.1%} of the "
               f"best's mutual information (median; largest {np.nanmax(margins):.1%})")
         print(f"  the same pairs unmoved: registration moves them by {np.mean(as_given):.2f} pixels on average "
-              f"(median {np.median(as_given):.2f}): the pairs' own alignment is only that certain")
+              f"(median {np.median(as_given):.2f}): the pairs' own alignment is only that certain; refused as they "
+              f"came: {sum(unmoved_refused)} of {len(unmoved_refused)}")
         apart, refused_array = np.array(consistency), np.array(refused)
         print(f"  against the pair's own registration (where the unmoved pair registers): median "
               f"{np.median(apart):.2f} pixels; over 2 pixels and not refused: {(~refused_array & (apart > 2)).sum()} "

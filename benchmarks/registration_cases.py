@@ -10,8 +10,11 @@ Each case moves the pair's CT, PET or SPECT slice by a random rigid transform (a
 mean residual against the known transform (``truth``) and against where the unmoved pair
 registers (``consistency``: the search's own error, without the 1 to 3 pixels by which the
 pairs' alignment differs from mutual information's), the reported uncertainty, the next distinct
-start's share of the mutual information (``margin``), the rotation found and whether the result
-was refused.
+start's share of the mutual information (``margin``), the rotation found, whether the result
+was refused, the share of an image's object that it puts outside the other's field of view
+(``unmatched``), the same share and refusal for the unmoved pair (a refusal of a real pair as it
+came is a false one), and the three transforms (true, found, unmoved; matrix and translation about
+the grid's centre), so that other measures can be computed from the file.
 """
 
 from __future__ import annotations
@@ -50,13 +53,19 @@ def main() -> None:
             true = random_rigid(rng, (np.array(mri.shape[::-1]) - 1) / 2, args.degrees, args.shift)
             start = time.time()
             found = register(mri, resample_onto(other, other, true))
-            unmoved = register(mri, other).transform
+            unmoved_registration = register(mri, other)
+            unmoved = unmoved_registration.transform
             consistency = np.linalg.norm(true.apply(found.transform.apply(points)) - unmoved.apply(points), axis=1)
             print(json.dumps({
                 "set": pair_set, "name": mri_path.name, "truth": float(residuals(true, found.transform, points).mean()),
                 "consistency": float(consistency.mean()), "uncertainty_px": found.uncertainty[0],
                 "margin": found.rivals[0][1] if found.rivals else None,
                 "rotation_found": found.transform.rotation_degrees, "refused": bool(implausibilities(found, mri)),
+                "unmatched": found.unmatched, "unmoved_unmatched": unmoved_registration.unmatched,
+                "unmoved_refused": bool(implausibilities(unmoved_registration, mri)),
+                "true": [true.matrix.tolist(), true.translation.tolist()],
+                "found": [found.transform.matrix.tolist(), found.transform.translation.tolist()],
+                "unmoved": [unmoved.matrix.tolist(), unmoved.translation.tolist()],
                 "seconds": round(time.time() - start, 1)}), flush=True)
 
 

@@ -37,6 +37,8 @@ def test_unreadable_and_missing(tmp_path):
         load_image(tmp_path / "bad.png")
     with pytest.raises(ImageFileError, match="no such file"):
         load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageFileError, match="is a folder, not an image file"):  # was "no such file"
+        load_image(tmp_path)
 
 
 def test_refusals_leave_no_file(tmp_path):

@@ -21,6 +21,7 @@ from medfuse.clinical.registration import (
     register,
     resample_onto,
     to_sitk,
+    unmatched_share,
     write_transform,
 )
 from medfuse.image.grid import Geometry, Volume
@@ -149,6 +150,7 @@ def test_a_volume_is_registered_back_against_another_contrast():
     ras = (t1.geometry.affine @ np.c_[voxels, np.ones(len(voxels))].T).T[:, :3]
     errors = residual(true, found.transform, ras @ RAS_TO_LPS.T)
     assert errors.mean() < 1.0 and errors.max() < 2.0
+    assert found.unmatched is None and 0 < found.shared <= 1  # the cut-edge check is for single slices
 
 
 def test_transform_file_reproduces_the_moved_volume_in_simpleitk(tmp_path):
@@ -198,6 +200,60 @@ def test_implausible_results_are_named_with_their_numbers(mri):
         "knocked off by 3 degrees, it lands 30.0 pixels away (more than 10% of the field of view): the optimum is "
         "not stable"]
     assert implausibilities(replace(unstable, uncertainty=(20.0, 4.0)), mri) == []  # 256 pixels: 25.6 allowed
+
+
+def test_the_inverse_undoes_a_transform():
+    transform = LinearTransform("affine", np.array([[1.1, 0.2], [-0.1, 0.9]]), np.array([4.0, -7.0]),
+                                np.array([10.0, 20.0]))
+    points = np.array([[0.0, 0.0], [31.0, -5.0], [100.0, 64.0]])
+    np.testing.assert_allclose(transform.inverse().apply(transform.apply(points)), points, atol=1e-9)
+    np.testing.assert_allclose(transform.apply(transform.inverse().apply(points)), points, atol=1e-9)
+
+
+def test_the_unmatched_share_counts_an_object_beyond_an_edge_that_cuts_the_other():
+    fixed = np.zeros((64, 64), np.float32)
+    fixed[22:42, 22:42] = 1.0  # a 20 x 20 object
+    centre = np.array([31.5, 31.5])
+    assert unmatched_share(fixed, fixed, LinearTransform("rigid", np.eye(2), np.zeros(2), centre)) == 0.0
+    cut = np.zeros_like(fixed)
+    cut[22:42, 54:] = 1.0  # the object moved 32 columns right: its last 10 columns beyond the edge
+    shifted = LinearTransform("rigid", np.eye(2), np.array([32.0, 0.0]), centre)
+    assert unmatched_share(fixed, cut, shifted) == pytest.approx(0.5)
+    assert unmatched_share(cut, fixed, shifted.inverse()) == pytest.approx(0.5)  # either way round
+    whole = np.zeros_like(fixed)
+    whole[22:42, 54:60] = 1.0  # a smaller object, all inside: beyond its edge lies background
+    assert unmatched_share(fixed, whole, shifted) == 0.0
+
+
+def test_a_2d_result_with_much_of_an_object_unmatched_is_doubted(mri):
+    transform = LinearTransform("rigid", np.eye(2), np.zeros(2), np.array([127.5, 127.5]))
+    cut = Registration(transform, 1.0, 1.2, mri, 0.0, shared=0.3, unmatched=0.08)
+    assert implausibilities(cut, mri) == [
+        "8% of one image's object lands beyond the other's edge, where the other's object is cut, and the two "
+        "share 30% of their information: the mutual information of a part of a single slice of two modalities is "
+        "unreliable"]
+    described = cut.describe("pixels")
+    assert "1.2000 after (30% of the poorer image's own)" in described
+    assert described.endswith("; 8.0% of an image's object beyond the other's cut edge")
+    assert implausibilities(replace(cut, unmatched=0.02), mri) == []
+    assert implausibilities(replace(cut, shared=0.9), mri) == []  # one modality: its own mutual information holds
+
+
+def test_a_cut_slice_of_another_modality_is_doubted_but_one_of_the_same_is_not(samples):
+    """Issue 21: turned by 80 degrees and shifted by a quarter of the field of view, a tenth of the
+    head leaves the moved slice; across modalities that result is doubted, for one modality it is right."""
+    from medfuse.image.scales import grey_unit
+
+    mri = grey_unit(load_image(samples / "CT-MRI" / "MRI" / "41010.png"))
+    ct = grey_unit(load_image(samples / "CT-MRI" / "CT" / "41010.png"))
+    true = LinearTransform("rigid", rotation_2d(-80), np.array([-48.0, 58.0]), np.array([127.5, 127.5]))
+    across, within = (register(mri, resample_onto(source, source, true)) for source in (ct, mri))
+    assert across.unmatched > 0.05 and across.shared < 0.6
+    assert any("beyond the other's edge" in problem for problem in implausibilities(across, mri))
+    rows, columns = np.nonzero(mri > 0.08)
+    points = np.stack([columns, rows], axis=1).astype(float)
+    assert residual(true, within.transform, points).max() < 0.5
+    assert within.unmatched > 0.05 and within.shared == 1.0 and implausibilities(within, mri) == []
 
 
 def test_bad_pairs_are_refused(mri):

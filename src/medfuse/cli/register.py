@@ -30,8 +30,9 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "before and after, the rotation, translation (mm for volumes, pixels for 2-D images) and, for "
         "affine, scale and shear. A multi-start search finds rotations up to 90 degrees (2-D) or 45 (3-D). "
         "A result that looks wrong (the mutual information fell, a rotation over 100 degrees in 2-D or 60 in "
-        "3-D, a shift over a third of the field of view, or another start that fits about as well) is refused "
-        "and nothing is written, "
+        "3-D, a shift over a third of the field of view, another start that fits about as well, an unstable "
+        "optimum, or single slices of two modalities with over 3% of an object beyond the other's edge where "
+        "its object is cut) is refused and nothing is written, "
         "unless --force. In Python: medfuse.register_files(FIXED, MOVING, OUT, ...).",
     )
     parser.add_argument("fixed", help="the image or volume that stays (e.g. the MRI)")

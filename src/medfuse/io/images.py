@@ -55,6 +55,8 @@ def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into a grey (H, W) or RGB (H, W, 3) uint8 or uint16 array."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageFileError(f"{path}: no such file")
     try:
