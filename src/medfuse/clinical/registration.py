@@ -405,18 +405,19 @@ def unmatched_share(fixed: np.ndarray, moving: np.ndarray, transform: LinearTran
     MRI's scalp beyond a PET slice that holds all of the brain) is not counted. Mattes mutual
     information counts only the overlap, so an object cut by one field of view lets a wrong
     alignment of two modalities score higher than the right one."""
+    objects = _object(np.asarray(fixed)), _object(np.asarray(moving))
     shares = []
-    for first, second, mapping in ((fixed, moving, transform), (moving, fixed, transform.inverse())):
-        rows, columns = np.nonzero(_object(first))
+    for first, second, mapping in ((objects[0], objects[1], transform), (objects[1], objects[0], transform.inverse())):
+        rows, columns = np.nonzero(first)
         if not len(rows):
             shares.append(0.0)
             continue
         landed = mapping.apply(np.stack([columns, rows], axis=1).astype(np.float64))  # SimpleITK's (x, y)
-        height, width = np.shape(second)
+        height, width = second.shape
         beyond = np.any((landed < -0.5) | (landed > np.array([width, height]) - 0.5), axis=1)
         nearest_x = np.clip(np.rint(landed[:, 0]), 0, width - 1).astype(int)
         nearest_y = np.clip(np.rint(landed[:, 1]), 0, height - 1).astype(int)
-        shares.append(float(np.mean(beyond & _object(second)[nearest_y, nearest_x])))
+        shares.append(float(np.mean(beyond & second[nearest_y, nearest_x])))
     return max(shares)
 
 
