@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HAVARD ?= ../shared/data/havard
 SAMPLES := src/medfuse/samples
 
-.PHONY: install demo test weights reconstruction figure benchmark clean
+.PHONY: install demo test weights fusion-weights reconstruction figure benchmark clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,18 @@ weights: install
 		-o runs/dran-havard --steps 1500 --crop 96 --lr 5e-4 --val-every 250 --seed 0
 	cp runs/dran-havard/weights.safetensors src/medfuse/dran/weights/dran-havard.safetensors
 	$(MAKE) reconstruction
+
+# Reproduce the shipped fusion stage (weights/MODEL_CARD.md: about 25 minutes on a CPU core;
+# runs/dran-fusion-havard must not hold an earlier run): a head trained on dran-havard's frozen
+# features from the three train splits, then scored on the pairs it held out.
+fusion-weights: install
+	mkdir -p runs
+	$(BIN)/medfuse train-fusion $(HAVARD)/CT-MRI/train $(HAVARD)/PET-MRI/train $(HAVARD)/SPECT-MRI/train \
+		-o runs/dran-fusion-havard --init dran-havard --seed 0 --threads 1
+	cp runs/dran-fusion-havard/weights.safetensors src/medfuse/dran/weights/dran-fusion-havard.safetensors
+	cp runs/dran-fusion-havard/log.json src/medfuse/dran/weights/dran-fusion-havard-log.json
+	cp runs/dran-fusion-havard/loss.png src/medfuse/dran/weights/dran-fusion-havard-loss.png
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/fusion_stage.py --data $(HAVARD) --held-out
 
 reconstruction: install
 	$(BIN)/python benchmarks/reconstruction.py --data $(HAVARD)

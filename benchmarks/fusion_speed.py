@@ -36,6 +36,7 @@ from PIL import Image
 import medfuse
 from medfuse.dran.nuclear import matrix_nuclear_norms
 from medfuse.fusion.memory import default_batch_size
+from medfuse.fusion.methods import create_method
 from medfuse.fusion.volumes import fuse_volumes
 from medfuse.io.images import load_image
 
@@ -99,11 +100,60 @@ def pair_methods(device: str, mri: np.ndarray, ct: np.ndarray) -> dict[str, Call
     methods: dict[str, Callable[[], object]] = {
         rule: (lambda rule=rule: medfuse.fuse(mri, ct, rule=rule, model=model)) for rule in medfuse.list_rules()
     }
+    twin = create_method("pyramid-energy")
+    methods["pyramid-energy (twin)"] = lambda: twin(mri, ct)
     authors = authors_fusion(device)
     if authors is not None:
         grey_mri, grey_ct = (np.float32(image) / np.float32(255) for image in (mri, ct))
         methods[AUTHORS] = lambda: authors(grey_mri, grey_ct)
     return methods
+
+
+def convolution_flops(model: torch.nn.Module, image: torch.Tensor) -> dict[str, float]:
+    """Multiply-adds x 2 of every convolution that fusing one pair with the default rule runs: the
+    encoder on both images and the fusion head (when the model has one), counted by hooks."""
+    counted = {"encoder": 0.0, "fusion head": 0.0}
+    part = {"name": "encoder"}
+
+    def count(module: torch.nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+        kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        counted[part["name"]] += 2.0 * kernel * output.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            features = model.encode(torch.cat([image, image]))
+            if getattr(model, "fusion_head", None) is not None:
+                part["name"] = "fusion head"
+                model.fusion_head(*features.chunk(2))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counted
+
+
+def convolution_rate(repeats: int) -> float:
+    """FLOP/s of this CPU on the encoder's typical layer: a 3 x 3, 64 -> 64 convolution of two
+    256 x 256 maps, channels-last, median of ``repeats``."""
+    layer = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last).eval()
+    maps = torch.randn(2, 64, 256, 256).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        seconds = median_times({"conv": lambda: layer(maps)}, repeats, synchronise=False)["conv"]
+    return 2.0 * 9 * 64 * 64 * 256 * 256 * 2 / seconds
+
+
+def network_floor(mri: np.ndarray, repeats: int, default_seconds: float) -> None:
+    """The default's cost against the network's floor: its convolutions' FLOPs at this CPU's rate."""
+    model = medfuse.load_model()
+    image = torch.from_numpy(np.float32(mri) / np.float32(255))[None, None]
+    flops = convolution_flops(model, image)
+    rate = convolution_rate(repeats)
+    total = sum(flops.values())
+    print(f"
+the network's floor on this CPU: {rate / 1e9:.1f} GFLOP/s (a 3 x 3, 64 -> 64 convolution of two "
+          f"256 x 256 maps); " + ", ".join(f"{name} {value / 1e9:.2f} GFLOP" for name, value in flops.items())
+          + f" per pair: floor {total / rate * 1000:.0f} ms; the default {medfuse.DEFAULT_RULE} takes "
+          f"{default_seconds * 1000:.0f} ms, {default_seconds / (total / rate):.2f}x its floor")
 
 
 def growth_with_side(mri: np.ndarray, ct: np.ndarray, sides: list[int], repeats: int) -> None:
@@ -176,7 +226,9 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}")
     if not (AUTHORS_CODE / "model_v5.py").is_file():
         print(f"(the authors' code is not at {AUTHORS_CODE}: their row is left out)")
-    print_table(median_times(pair_methods("cpu", mri, ct), args.repeats, synchronise=False))
+    times = median_times(pair_methods("cpu", mri, ct), args.repeats, synchronise=False)
+    print_table(times)
+    network_floor(mri, args.repeats, times[medfuse.DEFAULT_RULE])
     if args.sides:
         growth_with_side(mri, ct, args.sides, max(3, args.repeats // 2))
     if torch.cuda.is_available():

@@ -48,6 +48,7 @@ from tqdm import tqdm
 import medfuse.dran.rules
 import medfuse.evaluation.metrics
 from medfuse._shared.files import file_digest
+from medfuse.dran.fusion_head import PyramidWeightHead
 from medfuse.dran.models import load_model, weights_path
 from medfuse.dran.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
 from medfuse.dran.rules import (
@@ -58,6 +59,8 @@ from medfuse.dran.rules import (
     nuclear_activity,
     nuclear_norms,
     sfnn_spatial_weights,
+    trained_maps,
+    trained_pyramid_blend,
 )
 from medfuse.evaluation.benchmark import RANKED_METRICS, Dataset, find_pairs, mean_ranks
 from medfuse.evaluation.metrics import score
@@ -200,6 +203,22 @@ def pyramid_candidate(middle: str, base: str, gain: float) -> Candidate:
 for _middle, _base, _gain in [("sum", "q0", 0.7), ("sum", "q0", 0.8), ("sum", "q0", 1.0), ("sum", "average", 0.7),
                               ("sum", "q2", 0.7), ("oppmax", "q0", 0.7)]:
     CANDIDATES[f"pyramid-{_middle}-{_base}-g{_gain:g}"] = pyramid_candidate(_middle, _base, _gain)
+
+
+@candidate("trained-pyramid-flat")
+def trained_pyramid_flat(model, a, b, features):
+    """Ablation of ``trained-pyramid`` (issue 31): the trained head's maps replaced by their means over
+    the image: the network still says how much of each source's detail and brightness, no longer where."""
+    maps = trained_maps(model, *features)
+    return trained_pyramid_blend(a, b, maps.mean(dim=(2, 3), keepdim=True).expand_as(maps))
+
+
+@candidate("trained-pyramid-untrained")
+def trained_pyramid_untrained(model, a, b, features):
+    """Ablation of ``trained-pyramid``: the same blend with an untrained head's constant maps (every
+    detail of both sources whole, bases half and half, times 0.8): no network at all."""
+    maps = PyramidWeightHead(features[0].shape[1]).to(a)(*features)
+    return trained_pyramid_blend(a, b, maps)
 
 
 @candidate("half-pixel-sfnn-spatial")

@@ -3,8 +3,9 @@
     python scripts/reference_fusions.py -o tests/data/reference_fusions.npz [--keep]
 
 The committed file was written at commit ec680d1 (nuclear norms by ``torch.linalg.svdvals``,
-float32, on the CPU) with the shipped weights, for the rules of that time; ``sfnn-map-e4`` and
-``sfnn-pyramid``, registered later, were added with ``--keep`` (the stored images kept, only
+float32, on the CPU) with the shipped weights, for the rules of that time; ``sfnn-map-e4``,
+``sfnn-pyramid``, ``pyramid-energy`` and ``trained-pyramid`` (with ``dran-fusion-havard``, whose
+encoder and decoder are ``dran-havard``'s), registered later, were added with ``--keep`` (the stored images kept, only
 rules they lack fused). ``tests/test_reference_fusions.py`` checks that every rule still gives those images
 within one grey level (1/255).
 Keys are ``PAIR/RULE`` (PAIR e.g. ``CT-MRI-41010``), values the uint8 fused images.

@@ -22,14 +22,16 @@ def phantom() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> torch.nn.Module:
-    """An untrained, seeded DRAN of width 8: fast, deterministic."""
+    """An untrained, seeded DRAN of width 8 with an (untrained) fusion head of 4 channels, as the
+    shipped default has one: fast, deterministic."""
     torch.manual_seed(0)
-    return medfuse.create_model("dran", width=8).eval().requires_grad_(False)
+    return medfuse.create_model("dran", width=8, fusion_head=4).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tiny_model, tmp_path_factory) -> Path:
-    return save_weights(tiny_model, tmp_path_factory.mktemp("weights") / "tiny.safetensors", "dran", {"width": 8})
+    return save_weights(tiny_model, tmp_path_factory.mktemp("weights") / "tiny.safetensors", "dran",
+                        {"width": 8, "fusion_head": 4})
 
 
 @pytest.fixture(scope="session")

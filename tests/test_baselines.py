@@ -26,10 +26,14 @@ def halves(phantom):
 
 
 def test_registry_names_every_baseline():
-    assert set(BASELINES) == {"pixel-average", "pixel-max", "laplacian", "dwt", "gff"}
+    assert set(BASELINES) == {"pixel-average", "pixel-max", "laplacian", "dwt", "gff", "pyramid-energy"}
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+ADDS_BOTH_DETAILS = {"pyramid-energy"}
+"""Baselines that add both sources' details (a detail both show counts twice) and scale the base."""
+
+
+@pytest.mark.parametrize("name", sorted(set(BASELINES) - ADDS_BOTH_DETAILS))
 def test_fusing_an_image_with_itself_gives_it_back(name, phantom):
     image = phantom / 255.0
     assert np.allclose(BASELINES[name](image, image), image, atol=1e-6)
@@ -95,3 +99,21 @@ def test_a_baseline_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="a baseline named 'gff' exists already"):
         register_baseline("gff")(pixel_average)
     assert BASELINES["gff"] is guided_filtering_fusion
+
+
+def test_pyramid_energy_is_sfnn_pyramids_blend_with_weights_from_local_brightness(phantom):
+    """The network-free twin: the blend of ``sfnn-pyramid`` with ``w_A = e_A^2 / (e_A^2 + e_B^2)``, ``e``
+    the 9 x 9 mean (mirrored borders, 0/0 -> 1/2)."""
+    import torch
+    from scipy import ndimage
+
+    from medfuse.dran.rules import pyramid_blend
+
+    image_a = phantom / 255.0
+    image_b = np.roll(image_a, 9, axis=1) * 0.5
+    energy_a, energy_b = (ndimage.uniform_filter(image, 9, mode="mirror") ** 2 for image in (image_a, image_b))
+    total = energy_a + energy_b
+    w_a = np.where(total > 0, energy_a / np.where(total > 0, total, 1), 0.5)
+    tensors = [torch.from_numpy(array.astype(np.float32))[None, None] for array in (image_a, image_b, w_a)]
+    expected = pyramid_blend(*tensors)[0, 0].numpy()
+    assert np.allclose(BASELINES["pyramid-energy"](image_a, image_b), expected, atol=2e-3)  # float32 means

@@ -78,9 +78,13 @@ def violations() -> list[str]:
         if own is not None and LAYERS[own] in CORE:
             found += [f"{name} (core) imports {target}" for target in MODULES[name]
                       if any(is_within(target, banned) for banned in FILES_FORMATS_CLUSTERS)]
-        if is_within(name, "medfuse.evaluation.metrics") or name == "medfuse.fusion.baselines":
+        if is_within(name, "medfuse.evaluation.metrics"):
             found += [f"{name} imports {target}" for target in MODULES[name]
                       if any(is_within(target, banned) for banned in ("torch", "medfuse.dran", "medfuse.training"))]
+        if name == "medfuse.fusion.baselines":  # the twin may share sfnn-pyramid's blend, never the network
+            found += [f"{name} imports {target}" for target in MODULES[name] if any(
+                is_within(target, banned) for banned in ("medfuse.dran.network", "medfuse.dran.models",
+                                                         "medfuse.dran.fusion_head", "medfuse.training"))]
     return found
 
 

@@ -8,8 +8,9 @@ from medfuse.fusion.methods import create_method, is_dran_method, list_methods
 
 def test_every_rule_and_baseline_is_a_method():
     names = list_methods()
-    assert {f"dran-{rule}" for rule in list_rules()} <= set(names)
-    assert {"pixel-average", "pixel-max", "laplacian", "dwt", "gff"} <= set(names)
+    assert {f"dran-{rule}" for rule in list_rules() if rule != "pyramid-energy"} <= set(names)
+    assert {"pixel-average", "pixel-max", "laplacian", "dwt", "gff", "pyramid-energy"} <= set(names)
+    assert "dran-pyramid-energy" not in names  # the rule that needs no network is the baseline
     assert all(is_dran_method(n) == n.startswith("dran-") for n in names)
 
 

@@ -33,7 +33,7 @@ def onnx_tools():
 @pytest.fixture(scope="module")
 def shipped_export(onnx_tools, tmp_path_factory):
     """The default rule and the shipped weights, exported for the bundled pairs' 256 x 256."""
-    return onnx_tools.export_onnx(tmp_path_factory.mktemp("onnx") / "sfnn-pyramid.onnx")
+    return onnx_tools.export_onnx(tmp_path_factory.mktemp("onnx") / "default.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def shipped_fusion(onnx_tools, shipped_export):
 
 def test_the_export_holds_what_made_it(shipped_fusion):
     assert shipped_fusion.metadata == {
-        "medfuse_version": medfuse.__version__, "rule": "sfnn-pyramid", "weights": "dran-havard",
-        "weights_sha256": weights_digest("dran-havard"), "height": "256", "width": "256"}
+        "medfuse_version": medfuse.__version__, "rule": medfuse.DEFAULT_RULE, "weights": medfuse.DEFAULT_MODEL,
+        "weights_sha256": weights_digest(medfuse.DEFAULT_MODEL), "height": "256", "width": "256"}
     assert shipped_fusion.size == (256, 256)
 
 
@@ -53,7 +53,7 @@ def test_onnxruntime_fuses_every_bundled_pair_as_medfuse_fuse(shipped_fusion, sa
     mri = load_image(samples / folder / "MRI" / f"{stem}.png")
     other = load_image(samples / folder / modality / f"{stem}.png")
     fused, w_a = shipped_fusion.fuse_with_weights(mri, other)
-    expected, expected_w_a = medfuse.fuse_with_weights(mri, other, "sfnn-pyramid")
+    expected, expected_w_a = medfuse.fuse_with_weights(mri, other, medfuse.DEFAULT_RULE)
     assert fused.shape == expected.shape and fused.dtype == expected.dtype == np.uint8
     assert np.abs(fused.astype(np.int16) - expected.astype(np.int16)).max() <= 1
     assert np.abs(w_a - expected_w_a).max() <= 1e-5
@@ -74,7 +74,8 @@ def test_a_file_not_written_by_the_export_is_refused(onnx_tools, tmp_path):
 
 
 def test_a_feature_rule_is_refused_before_any_work(onnx_tools, tmp_path):
-    with pytest.raises(InputError, match="rules with one: sfnn-map, sfnn-map-e4, sfnn-pyramid$"):
+    with pytest.raises(InputError, match="rules with one: pyramid-energy, sfnn-map, sfnn-map-e4, sfnn-pyramid, "
+                                         "trained-pyramid$"):
         onnx_tools.export_onnx(tmp_path / "sfnn.onnx", rule="sfnn")
     assert list(tmp_path.iterdir()) == []
 

@@ -1,6 +1,7 @@
 """Every rule still gives the fused images of the bundled pairs that it gave before the fast
 nuclear norms and the channels-last encoder (``scripts/reference_fusions.py``, commit ec680d1;
-``sfnn-map-e4`` and ``sfnn-pyramid`` added when they were registered):
+``sfnn-map-e4``, ``sfnn-pyramid``, ``pyramid-energy`` (the default) and ``trained-pyramid`` (the
+shipped fusion stage of ``dran-fusion-havard``) added when they were registered):
 within one grey level (1/255) everywhere."""
 
 from pathlib import Path

@@ -23,6 +23,7 @@ COMMANDS = {
     "fuse": "fuse two registered images (or two folders of them, or two volumes)",
     "register": "register MOVING to FIXED (rigid or affine) and resample it onto FIXED's grid",
     "train": "train a DRAN autoencoder (stage 1) on single images",
+    "train-fusion": "train DRAN's fusion stage (stage 2) on registered pairs, on a stage-1 model's features",
     "evaluate": "score fused images against their sources with fusion metrics",
     "benchmark": "compare fusion methods on a dataset folder with fusion metrics",
     "batch": "fuse many volume pairs listed in a CSV manifest (resumable)",
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
-            if args.threads is not None and args.command != "train":  # train passes its own to TrainConfig
+            if args.threads is not None and args.command not in ("train", "train-fusion"):  # passed to TrainConfig
                 limit_threads(args.threads)
             code = run(args)
     except (MedfuseError, OSError) as error:  # OSError: a file that could not be read or written, e.g. a full disk

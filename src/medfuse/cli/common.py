@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from medfuse.clinical.pipeline import VolumeOptions
 
 RULE_HELP = (f"fusion rule (default {DEFAULT_RULE}: both sources' detail kept whole at lesion scales, their "
-             "brightness blended by the network's weights, for grey + grey and grey + colour alike; "
-             "sfnn-map-e4, the previous default, leans to one source; the list is below)")
+             "brightness blended by their local brightness, no network; trained-pyramid: the trained DRAN "
+             "fusion stage; sfnn-pyramid: the network's weights; sfnn-map-e4 leans to one source; the list is below)")
 
 RESAMPLE_HELP = ("resample the other volume onto the grid of A (or B) by trilinear interpolation; the "
                  "output takes that grid. This is NOT registration: it only helps volumes that already "

@@ -25,6 +25,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = dict(zip(ARCHITECTURE_NAMES
 SHIPPED_WEIGHTS = {
     "dran-havard": WEIGHTS_DIR / "dran-havard.safetensors",
     "dran-edge-havard": WEIGHTS_DIR / "dran-edge-havard.safetensors",
+    "dran-fusion-havard": WEIGHTS_DIR / "dran-fusion-havard.safetensors",
 }
 
 

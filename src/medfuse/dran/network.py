@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medfuse._shared.errors import InputError
+from medfuse.dran.fusion_head import PyramidWeightHead
 
 
 def pooled_mask(x: torch.Tensor) -> torch.Tensor:
@@ -164,16 +165,22 @@ class DRAN(nn.Module):
     """The DRAN autoencoder: ``decode(encode(x))`` reconstructs ``x``.
 
     Fusion runs the frozen encoder on both sources, combines the features with a rule
-    from :mod:`medfuse.dran.rules` and decodes the result.
+    from :mod:`medfuse.dran.rules` and decodes the result. With ``fusion_head`` > 0 the model
+    also holds a trained fusion stage of that hidden width
+    (:class:`~medfuse.dran.fusion_head.PyramidWeightHead`, stage 2), which the ``trained-pyramid``
+    rule uses; 0: none.
     """
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, fusion_head: int = 0) -> None:
         super().__init__()
         if width < 2 or width % 2:
             raise InputError(f"width must be an even number >= 2, got {width}")
+        if fusion_head < 0:
+            raise InputError(f"fusion_head must be 0 (none) or a positive width, got {fusion_head}")
         self.width = width
         self.encoder = DRANEncoder(width)
         self.decoder = DRANDecoder(width)
+        self.fusion_head = PyramidWeightHead(width, fusion_head) if fusion_head else None
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         return self.encoder(image)
@@ -188,6 +195,6 @@ class DRAN(nn.Module):
 class EdgeDRAN(DRAN):
     """The edge-enhanced DRAN (arXiv 2411.11799): :class:`EdgeEnhancedEncoder`, DRAN's decoder."""
 
-    def __init__(self, width: int = 64) -> None:
-        super().__init__(width)
+    def __init__(self, width: int = 64, fusion_head: int = 0) -> None:
+        super().__init__(width, fusion_head)
         self.encoder = EdgeEnhancedEncoder(width)

@@ -1,15 +1,21 @@
 """Fusion rules and their registry.
 
-Three kinds of rule, all pure functions of tensors:
+Five kinds of rule, all pure functions of tensors:
 
 - a feature rule returns the fused features, which the decoder turns into the fused image
   (the paper's pipeline; ``sfnn`` is its released rule);
 - a :class:`SourceWeighting` returns A's weight at every pixel, (N, 1, H, W), and the fused
   image is ``w_A A + (1 - w_A) B``: the sources themselves are blended, the decoder is not used;
 - a :class:`SourceFusion` fuses the source images themselves, guided by their features
-  (``sfnn-pyramid``, the default: both sources' Laplacian pyramids, level by level).
+  (``sfnn-pyramid``: both sources' Laplacian pyramids, level by level);
+- a :class:`TrainedFusion` fuses the source images with maps from the model's own trained fusion
+  stage (``trained-pyramid``: :mod:`medfuse.dran.fusion_head`);
+- an :class:`ImageFusion` fuses the source images without the network at all (``pyramid-energy``,
+  the default: ``sfnn-pyramid``'s blend with weights from the sources' local brightness, the
+  network-free twin that no DRAN fusion beat on lesions and metrics together; BENCHMARKS.md).
 
-A rule has no trained parameters, so a new rule needs no retraining. Rules are created by
+A rule itself has no trained parameters (a :class:`TrainedFusion` uses the model's), so a new
+rule needs no retraining. Rules are created by
 name: ``get_rule("sfnn-map")``; ``list_rules()`` names them all; ``register_rule`` adds
 one. ``DEFAULT_RULE`` is what ``medfuse.fuse`` and ``medfuse fuse`` use unless told
 otherwise (chosen on train pairs, see BENCHMARKS.md).
@@ -54,7 +60,27 @@ class SourceFusion:
     blend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-FusionRule = Union[FeatureRule, SourceWeighting, SourceFusion]
+@dataclass(frozen=True)
+class TrainedFusion:
+    """A rule that fuses the source images with the model's trained fusion stage:
+    ``blend(image_a, image_b, maps)`` gives the fused image (N, 1, H, W) in [0, 1] from the images
+    and ``maps = model.fusion_head(features_a, features_b)`` (:func:`trained_maps`), whose channel
+    0 is A's weight at every pixel (see :mod:`medfuse.dran.fusion_head`)."""
+
+    blend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ImageFusion:
+    """A rule that needs no network: ``weights(image_a, image_b)`` gives A's weight at every pixel
+    (N, 1, H, W) from the images themselves, ``blend(image_a, image_b, w_a)`` the fused image, as a
+    :class:`SourceFusion`'s. The engine runs no encoder for it."""
+
+    weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    blend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+FusionRule = Union[FeatureRule, SourceWeighting, SourceFusion, TrainedFusion, ImageFusion]
 RULES: dict[str, FusionRule] = {}
 ACTIVITY_POWER = 2
 ACTIVITY_RADIUS = 1
@@ -234,6 +260,44 @@ def pyramid_blend(image_a: torch.Tensor, image_b: torch.Tensor, w_a: torch.Tenso
 
 
 SFNN_PYRAMID = register_rule("sfnn-pyramid")(SourceFusion(base_weights, pyramid_blend))
+
+
+def trained_maps(model: torch.nn.Module, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """The maps of ``model``'s trained fusion stage for features (N, C, H, W) of both sources;
+    :class:`~medfuse._shared.errors.InputError` if the model has none."""
+    head = getattr(model, "fusion_head", None)
+    if head is None:
+        raise InputError("this model has no trained fusion stage, which rule 'trained-pyramid' needs: use the "
+                         "shipped dran-fusion-havard, train one (medfuse train-fusion), or choose another rule")
+    return head(features_a, features_b)
+
+
+def trained_pyramid_blend(image_a: torch.Tensor, image_b: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """:func:`medfuse.dran.fusion_head.blend_pyramids`, clipped to [0, 1]: the trained stage's
+    per-pixel, per-scale weights of both sources' Laplacian pyramids."""
+    from medfuse.dran.fusion_head import blend_pyramids
+
+    return blend_pyramids(image_a, image_b, maps).clamp(0, 1)
+
+
+TRAINED_PYRAMID = register_rule("trained-pyramid")(TrainedFusion(trained_pyramid_blend))
+
+ENERGY_RADIUS = 4
+"""``pyramid-energy``'s local brightness is the mean over (2 * 4 + 1) = 9 x 9 pixels."""
+
+
+def energy_weights(image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
+    """A's weight from the sources' local brightness, no network: ``w_A = e_A^2 / (e_A^2 + e_B^2)``
+    with ``e`` each image's (N, 1, H, W) mean over 9 x 9 pixels (mirrored borders; 0/0 -> 1/2)."""
+    def local_mean(image: torch.Tensor) -> torch.Tensor:
+        pad = min(ENERGY_RADIUS, image.shape[-2] - 1, image.shape[-1] - 1)
+        padded = F.pad(image, (pad,) * 4, mode="reflect") if pad else image
+        return F.avg_pool2d(padded, 2 * pad + 1, stride=1)
+
+    return _ratio(local_mean(image_a) ** 2, local_mean(image_b) ** 2)
+
+
+PYRAMID_ENERGY = register_rule("pyramid-energy")(ImageFusion(energy_weights, pyramid_blend))
 
 
 @register_rule("sfnn-pixel")

@@ -19,6 +19,7 @@ from medfuse.image.composition import GreyFusion
 
 pywt = lazy_module("pywt")
 ndimage = lazy_module("scipy.ndimage")
+torch = lazy_module("torch")
 
 BASELINES: dict[str, GreyFusion] = {}
 
@@ -158,3 +159,18 @@ def guided_filtering_fusion(image_a: np.ndarray, image_b: np.ndarray) -> np.ndar
         weights = [np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.5) for w in weights]
         fused += weights[0] * layers[layer][0] + weights[1] * layers[layer][1]
     return np.clip(fused, 0.0, 1.0)
+
+
+@register_baseline("pyramid-energy")
+def pyramid_energy(image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+    """The rule ``pyramid-energy`` (:data:`medfuse.dran.rules.PYRAMID_ENERGY`) as a baseline, no
+    network: ``sfnn-pyramid``'s level-by-level blend (:func:`medfuse.dran.rules.pyramid_blend`) with
+    its base weights from the sources themselves, ``w_A = e_A^2 / (e_A^2 + e_B^2)``, ``e`` each
+    source's mean brightness over 9 x 9 pixels (:func:`medfuse.dran.rules.energy_weights`). The
+    network-free twin that a DRAN fusion must beat to earn its cost."""
+    from medfuse.dran.rules import PYRAMID_ENERGY
+
+    image_a, image_b = _check_grey_pair(image_a, image_b)
+    a, b = (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None] for image in (image_a, image_b))
+    with torch.no_grad():
+        return PYRAMID_ENERGY.blend(a, b, PYRAMID_ENERGY.weights(a, b))[0, 0].double().numpy()

@@ -17,7 +17,16 @@ from torch import nn
 from medfuse._shared.errors import InputError
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import load_model, weights_digest, weights_path
-from medfuse.dran.rules import FusionRule, SourceFusion, SourceWeighting, get_rule, list_rules
+from medfuse.dran.rules import (
+    FusionRule,
+    ImageFusion,
+    SourceFusion,
+    SourceWeighting,
+    TrainedFusion,
+    get_rule,
+    list_rules,
+    trained_maps,
+)
 from medfuse.fusion.memory import plan_batch, running_out_as_error
 from medfuse.image.composition import compose, grey_pair
 
@@ -30,31 +39,51 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
     """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
     for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
     :class:`~medfuse.dran.rules.SourceWeighting`; ``rule.blend(a, b, rule.weights(E(a), E(b)))``
-    for a :class:`~medfuse.dran.rules.SourceFusion`."""
-    return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)[0]
+    for a :class:`~medfuse.dran.rules.SourceFusion`; ``rule.blend(a, b, model.fusion_head(E(a), E(b)))``
+    for a :class:`~medfuse.dran.rules.TrainedFusion`; ``rule.blend(a, b, rule.weights(a, b))``, no
+    network, for an :class:`~medfuse.dran.rules.ImageFusion`."""
+    return fuse_images(model, image_a, image_b, rule)[0]
 
 
 @torch.no_grad()
-def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor,
-                 features_b: torch.Tensor, rule: FusionRule) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fuse_images(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
+                rule: FusionRule) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`fuse_encoded` with the features computed here, unless the rule needs none (an
+    :class:`~medfuse.dran.rules.ImageFusion`: the encoder does not run)."""
+    if isinstance(rule, ImageFusion):
+        return fuse_encoded(model, image_a, image_b, None, None, rule)
+    return fuse_encoded(model, image_a, image_b, model.encode(image_a), model.encode(image_b), rule)
+
+
+@torch.no_grad()
+def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor | None,
+                 features_b: torch.Tensor | None, rule: FusionRule) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`fuse_tensors` from the images' features ``E(a)``, ``E(b)`` already computed (to try
     several rules on one encoding), and A's weight map (N, 1, H, W) for a rule that has one
-    (:func:`has_weight_map`), else None."""
+    (:func:`has_weight_map`), else None. The features may be None for an
+    :class:`~medfuse.dran.rules.ImageFusion`, which does not use them."""
+    if isinstance(rule, ImageFusion):
+        w_a = rule.weights(image_a, image_b)
+        return rule.blend(image_a, image_b, w_a), w_a
     if isinstance(rule, SourceWeighting):
         w_a = rule.weights(features_a, features_b)
         return w_a * image_a + (1 - w_a) * image_b, w_a
     if isinstance(rule, SourceFusion):
         w_a = rule.weights(features_a, features_b)
         return rule.blend(image_a, image_b, w_a), w_a
+    if isinstance(rule, TrainedFusion):
+        maps = trained_maps(model, features_a, features_b)
+        return rule.blend(image_a, image_b, maps), maps[:, :1]
     return model.decode(rule(features_a, features_b)), None
 
 
 def has_weight_map(rule: str | FusionRule) -> bool:
-    """Whether ``rule`` weighs the sources pixel by pixel (a :class:`~medfuse.dran.rules.SourceWeighting`
-    or :class:`~medfuse.dran.rules.SourceFusion`). A feature rule mixes the network's features,
+    """Whether ``rule`` weighs the sources pixel by pixel (a :class:`~medfuse.dran.rules.SourceWeighting`,
+    :class:`~medfuse.dran.rules.SourceFusion`, :class:`~medfuse.dran.rules.TrainedFusion` or
+    :class:`~medfuse.dran.rules.ImageFusion`). A feature rule mixes the network's features,
     which the decoder turns into an image: no pixel of the result comes from A or B in a share."""
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
-    return isinstance(rule_function, (SourceWeighting, SourceFusion))
+    return isinstance(rule_function, (SourceWeighting, SourceFusion, TrainedFusion, ImageFusion))
 
 
 def check_weight_map(rule: str | FusionRule) -> None:
@@ -92,7 +121,7 @@ def _fuse_grey_batch(model: nn.Module, greys_a: list[np.ndarray], greys_b: list[
     device = next(model.parameters()).device
     batch_a = torch.from_numpy(np.stack(greys_a)).float()[:, None].to(device)
     batch_b = torch.from_numpy(np.stack(greys_b)).float()[:, None].to(device)
-    fused, w_a = fuse_encoded(model, batch_a, batch_b, model.encode(batch_a), model.encode(batch_b), rule)
+    fused, w_a = fuse_images(model, batch_a, batch_b, rule)
     return fused[:, 0].double().cpu().numpy(), None if w_a is None else w_a[:, 0].double().cpu().numpy()
 
 
@@ -125,8 +154,8 @@ def fuse_with_weights(image_a: np.ndarray, image_b: np.ndarray, rule: str | Fusi
                       model: nn.Module | str | None = None,
                       device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`fuse`, and A's weight map from the same network pass: float64 (H, W) in [0, 1], the
-    share of A at every pixel (for ``sfnn-pyramid``, A's weight in the brightness it blends:
-    :func:`~medfuse.dran.rules.base_weights`), or None for a rule without one
+    share of A at every pixel (for ``sfnn-pyramid`` and ``trained-pyramid``, A's weight in the
+    brightness they blend: :func:`~medfuse.dran.rules.base_weights`, channel 0 of the trained maps), or None for a rule without one
     (:func:`has_weight_map`)."""
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     model = _model_on(model, device)

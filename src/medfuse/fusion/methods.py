@@ -23,8 +23,9 @@ DRAN_PREFIX = "dran-"
 
 
 def list_methods() -> list[str]:
-    """Names of every method: ``dran-RULE`` for each registered rule, then the baselines."""
-    return [DRAN_PREFIX + rule for rule in list_rules()] + sorted(BASELINES)
+    """Names of every method: ``dran-RULE`` for each registered rule that uses the network, then
+    the baselines (``pyramid-energy``, the rule that needs no network, among them)."""
+    return [DRAN_PREFIX + rule for rule in list_rules() if rule not in BASELINES] + sorted(BASELINES)
 
 
 def is_dran_method(name: str) -> bool:
@@ -39,7 +40,7 @@ def create_method(name: str, model: nn.Module | str | None = None,
     if name in BASELINES:
         return partial(fuse_luminance, fuse_grey=BASELINES[name])
     rule = name.removeprefix(DRAN_PREFIX)
-    if is_dran_method(name) and rule in list_rules():
+    if is_dran_method(name) and rule in list_rules() and rule not in BASELINES:
         from medfuse.fusion.engine import fuse
 
         return partial(fuse, rule=rule, model=model, device=device)

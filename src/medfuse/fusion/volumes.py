@@ -11,7 +11,7 @@ from torch import nn
 from medfuse._shared.checks import check_same_shape
 from medfuse._shared.errors import InputError
 from medfuse.dran.rules import FusionRule, get_rule
-from medfuse.fusion.engine import check_weight_map, fuse_encoded
+from medfuse.fusion.engine import check_weight_map, fuse_images
 from medfuse.fusion.memory import VOLUME_BYTES_PER_VOXEL, plan_batch, running_out_as_error
 from medfuse.image.grid import volume_slices
 
@@ -25,7 +25,7 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
 
     ``batch_size`` slices at a time (default :func:`medfuse.fusion.memory.default_batch_size`: 1 on
     the CPU, as many as fit in the free memory on CUDA) go through
-    :func:`medfuse.fusion.engine.fuse_encoded` as one (N, 1, J, I) batch (the rules act per item of
+    :func:`medfuse.fusion.engine.fuse_images` as one (N, 1, J, I) batch (the rules act per item of
     the batch, so this equals fusing the slices one by one).
     ``progress(n)`` is called after each batch with its number of slices. ``weights_out``, a
     float32 (I, J, K) array, is filled with A's weight at every voxel (the rule must have a weight
@@ -66,7 +66,7 @@ def _fuse_slices(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray, r
         batch_a = torch.from_numpy(np.ascontiguousarray(slices_a[start:stop], dtype=np.float32))
         batch_b = torch.from_numpy(np.ascontiguousarray(slices_b[start:stop], dtype=np.float32))
         batch_a, batch_b = batch_a[:, None].to(device), batch_b[:, None].to(device)
-        out, w_a = fuse_encoded(model, batch_a, batch_b, model.encode(batch_a), model.encode(batch_b), rule_function)
+        out, w_a = fuse_images(model, batch_a, batch_b, rule_function)
         fused[start:stop] = out[:, 0].float().cpu().numpy()
         if weights_out is not None:
             weights_slices[start:stop] = w_a[:, 0].float().cpu().numpy()

@@ -37,8 +37,8 @@ from medfuse._shared.lazy import import_optional
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import list_models, load_model, weights_digest, weights_path
 from medfuse.dran.nuclear import polar_iteration_everywhere
-from medfuse.dran.rules import SourceFusion, SourceWeighting, get_rule
-from medfuse.fusion.engine import check_weight_map, fuse_encoded
+from medfuse.dran.rules import ImageFusion, SourceFusion, SourceWeighting, TrainedFusion, get_rule
+from medfuse.fusion.engine import check_weight_map, fuse_images
 from medfuse.fusion.memory import check_memory
 from medfuse.image.composition import compose, grey_pair
 from medfuse.integrations import ONNX_SIZE
@@ -53,18 +53,17 @@ METADATA_KEYS = ("medfuse_version", "rule", "weights", "weights_sha256", "height
 class FusionGraph(nn.Module):
     """What an ONNX export holds: ``image_a``, ``image_b`` (N, 1, H, W) in [0, 1] -> the fused
     image (N, 1, H, W) and A's weight map (N, 1, H, W), by
-    :func:`medfuse.fusion.engine.fuse_encoded` with ``rule``, the nuclear norms by the polar
+    :func:`medfuse.fusion.engine.fuse_images` with ``rule``, the nuclear norms by the polar
     iteration on every device."""
 
-    def __init__(self, model: nn.Module, rule: SourceWeighting | SourceFusion) -> None:
+    def __init__(self, model: nn.Module, rule: SourceWeighting | SourceFusion | TrainedFusion | ImageFusion) -> None:
         super().__init__()
         self.model = model
         self.rule = rule
 
     def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with polar_iteration_everywhere():
-            return fuse_encoded(self.model, image_a, image_b, self.model.encode(image_a), self.model.encode(image_b),
-                                self.rule)
+            return fuse_images(self.model, image_a, image_b, self.rule)
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """The settings of one training run, with their defaults in one place (the command line's
-options take theirs from here). No torch."""
+options take theirs from here): :class:`TrainConfig` for stage 1 (the autoencoder),
+:class:`FusionTrainConfig` for stage 2 (the fusion head). No torch."""
 
 from __future__ import annotations
 
@@ -65,9 +66,52 @@ class TrainConfig:
 
         if self.architecture not in ARCHITECTURES:
             raise InputError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if self.init is not None and self.resume:
+        if self.init is not None and self.resume and not isinstance(self, FusionTrainConfig):
             raise InputError("resume continues a run from its checkpoint; init starts a new one from weights: "
                              "give one of them")
         if self.lambda_perc > 0 and not self.vgg_weights:
             raise InputError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
                              "ImageNet state dict; medfuse never downloads it")
+
+
+DEFAULT_FUSION_INIT = "dran-havard"
+"""The stage-1 model whose frozen features a new fusion stage learns from unless told."""
+
+
+@dataclass
+class FusionTrainConfig(TrainConfig):
+    """Settings of a stage-2 run: a fusion head (:class:`~medfuse.dran.fusion_head.PyramidWeightHead`,
+    hidden width ``fusion_head``) trained on the frozen features of the stage-1 model ``init``
+    (default ``dran-havard``), from registered pairs: ``data`` are folders that each hold two
+    modality folders of images paired by file name. Each source of a crop gets ``lesions``
+    planted lesions; the loss weights are those of
+    :class:`~medfuse.training.fusion.FusionLoss` (the transfer term's is 1). ``val_fraction`` of
+    the pair names is held out. ``architecture`` and ``width`` come from ``init``. The defaults are the
+    recipe of the shipped ``dran-fusion-havard`` (its model card)."""
+
+    steps: int = 700
+    crop: int = 96
+    lr: float | None = 2e-3
+    init: str | None = DEFAULT_FUSION_INIT
+    fusion_head: int = 16
+    lesions: int = 6
+    lambda_structure: float = 0.2
+    lambda_gradient: float = 1.0
+    lambda_intensity: float = 0.25
+    lambda_range: float = 1.0
+    val_every: int = 175
+    val_crops: int = 16
+    """Validation: this many crops of the held-out pairs, with their lesions, drawn once by the seed."""
+
+    def validate(self) -> None:
+        if self.init is None:
+            raise InputError("the fusion stage learns from a trained stage-1 model's features: give init "
+                             "(a shipped model name such as dran-havard, or a safetensors path)")
+        for name in ("fusion_head", "val_crops"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lesions < 0:
+            raise InputError(f"lesions must not be negative, got {self.lesions}")
+        if min(self.lambda_structure, self.lambda_gradient, self.lambda_intensity, self.lambda_range) < 0:
+            raise InputError("loss weights must not be negative")
+        super().validate()

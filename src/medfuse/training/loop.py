@@ -17,7 +17,7 @@ from medfuse._shared.checks import check_output_folder
 from medfuse._shared.errors import InputError, MissingInputError, OutputError, one_line
 from medfuse._shared.files import check_folder_writable, write_atomically, write_json_atomically
 from medfuse.dran.models import create_model, load_model, save_weights, weights_metadata, weights_path
-from medfuse.training.config import DEFAULT_LR, TrainConfig
+from medfuse.training.config import DEFAULT_LR, FusionTrainConfig, TrainConfig
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.distributed import (
     Ranks,
@@ -56,6 +56,45 @@ def evaluate(model: torch.nn.Module, loss_fn: torch.nn.Module, images: list[torc
         psnrs.append(psnr(output, image))
     model.train()
     return float(np.mean(losses)), float(np.mean(psnrs))
+
+
+class AutoencoderStage:
+    """Stage 1, what :func:`train` needs to know of it: the autoencoder learns to rebuild random
+    crops of single images (:class:`~medfuse.training.losses.ReconstructionLoss`), validated on
+    whole held-out images (loss and PSNR). :class:`medfuse.training.fusion.FusionStage` is stage 2."""
+
+    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+        self.config, self.device = config, device
+        perceptual = PerceptualLoss(config.vgg_weights).to(device) if config.lambda_perc > 0 else None
+        self.loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
+
+    def initial_model(self) -> tuple[torch.nn.Module, TrainConfig]:
+        return _initial_model(self.config, self.device)
+
+    def data(self, config: TrainConfig) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, int]]:
+        """Training and validation images, and their counts for the log."""
+        train_paths, val_paths = training_split(config)
+        return load_grey(train_paths), load_grey(val_paths), {"train_images": len(train_paths),
+                                                              "val_images": len(val_paths)}
+
+    def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module whose parameters the optimiser moves and the ranks synchronise."""
+        return model
+
+    def loss(self, trained: torch.nn.Module, data: list[torch.Tensor], rng: np.random.Generator) -> torch.Tensor:
+        batch = random_crops(data, self.config.batch_size, self.config.crop, rng).to(self.device)
+        return self.loss_fn(trained(batch), batch)
+
+    def evaluate(self, model: torch.nn.Module, data: list[torch.Tensor]) -> dict[str, float]:
+        val_loss, val_psnr = evaluate(model, self.loss_fn, data, self.device)
+        return {"val_loss": val_loss, "val_psnr": val_psnr}
+
+    def arguments(self, config: TrainConfig, model: torch.nn.Module) -> dict[str, int]:
+        """The architecture's arguments, as the weights file records them (a fusion stage that
+        ``init`` weights had is kept as it was: this stage does not use it)."""
+        head = getattr(model, "fusion_head", None)
+        return {"width": config.width} if head is None else {"width": config.width,
+                                                              "fusion_head": head.reduce.out_channels}
 
 
 TRACE_POINTS = 200
@@ -105,8 +144,19 @@ def read_checkpoint(path: Path, device: torch.device) -> dict:
     return state
 
 
+def stage_of(config: TrainConfig, device: torch.device) -> AutoencoderStage:
+    """The stage a config trains: :class:`~medfuse.training.fusion.FusionStage` for a
+    :class:`~medfuse.training.config.FusionTrainConfig`, else :class:`AutoencoderStage`."""
+    if isinstance(config, FusionTrainConfig):
+        from medfuse.training.fusion import FusionStage
+
+        return FusionStage(config, device)
+    return AutoencoderStage(config, device)
+
+
 def train(config: TrainConfig, progress: bool = True) -> dict:
-    """Train a DRAN autoencoder; returns the last log record.
+    """Train a DRAN autoencoder (stage 1), or a fusion head on a trained one's frozen features
+    (stage 2, a :class:`~medfuse.training.config.FusionTrainConfig`); returns the last log record.
 
     Writes into ``config.out``: ``checkpoint.pt`` (every ``val_every`` steps, what
     ``resume`` continues from), ``weights.safetensors``, ``log.json`` and ``loss.png``.
@@ -165,23 +215,21 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     out = Path(config.out)
     if config.threads:
         torch.set_num_threads(config.threads)
-    perceptual = None
-    if config.lambda_perc > 0:
-        perceptual = PerceptualLoss(config.vgg_weights).to(device)
-    loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
+    stage = stage_of(config, device)
 
     check_run(config)
     checkpoint_path = out / CHECKPOINT
     torch.manual_seed(config.seed)
-    model, config = _initial_model(config, device)  # before the images: a bad --init is said at once
-    train_paths, val_paths = training_split(config)
-    train_images, val_images = load_grey(train_paths), load_grey(val_paths)
+    model, config = stage.initial_model()  # before the images: a bad --init is said at once
+    train_data, val_data, counts = stage.data(config)
     if ranks.is_main:
         out.mkdir(exist_ok=True)
         check_folder_writable(checkpoint_path)
     wait_for_all(ranks)
 
-    optimiser = torch.optim.Adam(model.parameters(), lr=DEFAULT_LR if config.lr is None else config.lr)
+    module = stage.trainable(model)
+    optimiser = torch.optim.Adam([p for p in module.parameters() if p.requires_grad],
+                                 lr=DEFAULT_LR if config.lr is None else config.lr)
     rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
     step, log, trace, elapsed, change = 0, [], [], 0.0, None
     trace_every = max(1, config.steps // TRACE_POINTS)
@@ -210,7 +258,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     lr = optimiser.param_groups[0]["lr"]
     settings = {**asdict(replace(config, lr=lr)), "world_size": ranks.world_size,
                 "global_batch_size": config.batch_size * ranks.world_size}
-    trained = parallel(model, ranks, device)
+    trained = parallel(module, ranks, device)
     trained.train()
     running, count = 0.0, 0
     started = time.perf_counter() - elapsed
@@ -219,8 +267,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     if change and ranks.is_main:
         bar.write(change)
     while step < config.steps:
-        batch = random_crops(train_images, config.batch_size, config.crop, rng).to(device)
-        loss = loss_fn(trained(batch), batch)
+        loss = stage.loss(trained, train_data, rng)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -231,10 +278,8 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         bar.update(1)
         bar.set_postfix(loss=f"{running / count:.5f}")
         if step % config.val_every == 0 or step == config.steps:
-            val_loss, val_psnr = evaluate(model, loss_fn, val_images, device)
             record = {"step": step, "lr": lr, "train_loss": mean_over_ranks(running / count, ranks, device),
-                      "val_loss": val_loss, "val_psnr": val_psnr,
-                      "elapsed_s": round(time.perf_counter() - started, 1)}
+                      **stage.evaluate(model, val_data), "elapsed_s": round(time.perf_counter() - started, 1)}
             log.append(record)
             running, count = 0.0, 0
             rank_rngs = gather(rng.bit_generator.state, ranks)
@@ -245,16 +290,14 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
                          "torch_rng": torch.get_rng_state(), "step": step, "log": log, "trace": trace,
                          "elapsed": record["elapsed_s"], "config": settings}
                 write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
-                write_json_atomically(out / LOG, {"config": settings, "train_images": len(train_images),
-                                                  "val_images": len(val_images), "log": log, "trace": trace})
+                write_json_atomically(out / LOG, {"config": settings, **counts, "log": log, "trace": trace})
                 plot_curve(log, trace, out / CURVE)
     bar.close()
     digests = gather(parameters_digest(model), ranks)
     if ranks.is_main:
-        write_json_atomically(out / LOG, {"config": settings, "train_images": len(train_images),
-                                          "val_images": len(val_images), "log": log, "trace": trace,
+        write_json_atomically(out / LOG, {"config": settings, **counts, "log": log, "trace": trace,
                                           "rank_weight_digests": digests})
-        save_weights(model.cpu(), out / WEIGHTS, config.architecture, {"width": config.width},
+        save_weights(model.cpu(), out / WEIGHTS, config.architecture, stage.arguments(config, model),
                      {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
                       "val_loss": f"{log[-1]['val_loss']:.6g}", "world_size": str(ranks.world_size)})
     wait_for_all(ranks)
