@@ -1,6 +1,6 @@
 """The README picture: bundled sample pairs, their fusion by the default rule and by another.
 
-    python scripts/readme_figure.py -o docs/fusion-example.png [--rule sfnn-pyramid] [--compare sfnn-map-e4]
+    python scripts/readme_figure.py -o docs/fusion-example.png [--rule pyramid-energy] [--compare trained-pyramid]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--out", required=True)
     parser.add_argument("--rule", default=DEFAULT_RULE)
-    parser.add_argument("--compare", default="sfnn-map-e4", help="a second rule, shown in the last column")
+    parser.add_argument("--compare", default="trained-pyramid", help="a second rule, shown in the last column")
     args = parser.parse_args()
     model = medfuse.load_model()
     figure, axes = plt.subplots(len(PAIRS), 4, figsize=(12, 3 * len(PAIRS)))

@@ -2,6 +2,7 @@ import numpy as np
 from volume_data import oblique_affine, phantom, write_nifti
 
 from medfuse.cli import main
+from medfuse.dran import DEFAULT_RULE
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

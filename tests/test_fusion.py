@@ -237,7 +237,7 @@ def test_memory_that_runs_out_during_the_work_is_one_error_not_the_allocators(mo
 
     monkeypatch.setattr(tiny_model, "encode", allocator_fails)
     with pytest.raises(memory.NotEnoughMemoryError, match="ran out of memory while fusing a pair of 64 x 64 pixels"):
-        medfuse.fuse(phantom, phantom, model=tiny_model)
+        medfuse.fuse(phantom, phantom, rule="sfnn-pyramid", model=tiny_model)  # a rule that runs the network
     volume = np.zeros((8, 6, 3), dtype=np.float32)
     with pytest.raises(memory.NotEnoughMemoryError, match="ran out of memory while fusing 8 x 6 x 3 volumes"):
         medfuse.fuse_volumes(tiny_model, volume, volume, "average")
@@ -249,7 +249,7 @@ def test_other_runtime_errors_pass_through(monkeypatch, phantom, tiny_model):
 
     monkeypatch.setattr(tiny_model, "encode", broken)
     with pytest.raises(RuntimeError, match="a shape mismatch"):
-        medfuse.fuse(phantom, phantom, model=tiny_model)
+        medfuse.fuse(phantom, phantom, rule="sfnn-pyramid", model=tiny_model)
 
 
 def test_a_volume_s_arrays_are_planned_with_its_slices(monkeypatch, tiny_model):

@@ -46,8 +46,8 @@ def test_the_pyramid_rules_map_is_the_activity_weight_of_its_features(tiny_model
 def test_a_feature_rule_has_no_weight_map_and_says_which_do(tiny_model):
     a, b = pair()
     assert fuse_with_weights(a, b, "sfnn", model=tiny_model)[1] is None
-    with pytest.raises(InputError, match="rule 'sfnn' mixes the network's features.*rules with one: sfnn-map, "
-                                         "sfnn-map-e4, sfnn-pyramid"):
+    with pytest.raises(InputError, match="rule 'sfnn' mixes the network's features.*rules with one: pyramid-energy, "
+                                         "sfnn-map, sfnn-map-e4, sfnn-pyramid, trained-pyramid"):
         weight_map(a, b, "sfnn", model=tiny_model)
 
 

@@ -24,6 +24,16 @@ RESAMPLE_HELP = ("resample the other volume onto the grid of A (or B) by triline
                  "lie in one world space (e.g. one scanner session), it cannot correct movement")
 
 
+def defaulted_options(parser: argparse.ArgumentParser,
+                      defaults: dict[str, object]) -> Callable[[str, type, str], None]:
+    """``option(name, kind, text)``: adds ``--NAME`` (underscores as hyphens) of type ``kind``
+    with its default from ``defaults`` (a config dataclass's), said at the end of its help."""
+    def option(name: str, kind: type, text: str) -> None:
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=defaults[name],
+                            help=f"{text} (default {defaults[name]})")
+    return option
+
+
 def rules_epilog() -> str:
     """The registered rules, for a command's epilog."""
     from medfuse.dran.rules import list_rules

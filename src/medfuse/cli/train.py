@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from medfuse._shared.errors import InputError
-from medfuse.cli.common import show_progress
+from medfuse.cli.common import defaulted_options, show_progress
 from medfuse.dran import ARCHITECTURE_NAMES
 from medfuse.training.config import DEFAULT_LAMBDA_PERC, DEFAULT_LR, TrainConfig
 
@@ -30,9 +30,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
     parser.add_argument("-o", "--out", required=True, help="output folder for checkpoints, weights and logs")
 
-    def option(name: str, kind: type, text: str) -> None:
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=DEFAULTS[name],
-                            help=f"{text} (default {DEFAULTS[name]})")
+    option = defaulted_options(parser, DEFAULTS)
 
     option("steps", int, "optimiser steps in all")
     option("batch_size", int, "crops per step, as the paper")

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from medfuse.cli.common import show_progress
+from medfuse.cli.common import defaulted_options, show_progress
 from medfuse.training.config import FusionTrainConfig
 
 DEFAULTS = {field.name: field.default for field in fields(FusionTrainConfig)}
@@ -33,9 +33,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
                         "paired by file name (MRI first, as medfuse benchmark reads them)")
     parser.add_argument("-o", "--out", required=True, help="output folder for checkpoints, weights and logs")
 
-    def option(name: str, kind: type, text: str) -> None:
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=DEFAULTS[name],
-                            help=f"{text} (default {DEFAULTS[name]})")
+    option = defaulted_options(parser, DEFAULTS)
 
     option("init", str, "the stage-1 model whose frozen features the head reads: a shipped name or a "
            "safetensors path")
