@@ -41,7 +41,7 @@ def test_a_pair_report_embeds_sources_fusion_weight_map_and_differences(tmp_path
 def test_a_pair_report_of_a_given_fusion_and_its_weight_map(tmp_path, capsys, samples, tiny_weights):
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
     assert main(["fuse", str(mri), str(ct), "-o", str(tmp_path / "f.png"), "--weights", str(tiny_weights),
-                 "--weight-map", str(tmp_path / "w.png")]) == 0
+                 "--rule", "sfnn-map", "--weight-map", str(tmp_path / "w.png")]) == 0  # a map that is the blend
     fused_share = re.search(r"A (\d+)%", capsys.readouterr().out).group(1)
     code, out, _ = run(capsys, "report", mri, ct, "--fused", tmp_path / "f.png", "--weight-map", tmp_path / "w.png",
                        "-o", tmp_path / "r.html", "--metrics", "ssim")

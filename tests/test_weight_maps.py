@@ -72,7 +72,7 @@ def test_a_source_below_a_fifth_is_warned_about():
 def test_cli_writes_the_weight_map_and_prints_the_shares(tmp_path, capsys, samples, tiny_weights):
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
     code = main(["fuse", str(mri), str(ct), "-o", str(tmp_path / "f.png"), "--weights", str(tiny_weights),
-                 "--weight-map", str(tmp_path / "w.png")])
+                 "--rule", "sfnn-map", "--weight-map", str(tmp_path / "w.png")])
     out = capsys.readouterr().out
     assert code == 0
     written = load_image(tmp_path / "w.png")
@@ -81,6 +81,11 @@ def test_cli_writes_the_weight_map_and_prints_the_shares(tmp_path, capsys, sampl
     grey = [load_image(path) / 255.0 for path in (mri, ct)]
     assert weight_shares(written / 65535.0, *grey)[0] == pytest.approx(share, abs=0.006)
     assert "share of the fused foreground (weight map)" in out and "weight map of A written to" in out
+    # a pyramid rule's map weighs the base alone (both sources' details are added): its shares come from the fit
+    code = main(["fuse", str(mri), str(ct), "-o", str(tmp_path / "p.png"), "--weights", str(tiny_weights),
+                 "--weight-map", str(tmp_path / "pw.png")])
+    out = capsys.readouterr().out
+    assert code == 0 and "share of the fused foreground (least-squares fit)" in out and (tmp_path / "pw.png").is_file()
 
 
 def test_cli_refuses_a_weight_map_it_cannot_give_before_any_work(tmp_path, capsys, samples, tiny_weights):
@@ -112,7 +117,7 @@ def test_a_volume_pair_gives_a_nifti_weight_map_on_the_fusions_grid(tmp_path, ca
     a = write_nifti(tmp_path / "a.nii.gz", phantom((12, 10, 4)) * 100, affine)
     b = write_nifti(tmp_path / "b.nii.gz", phantom((12, 10, 4), inner=0.3, outer=1.0) * 50, affine)
     code = main(["fuse", str(a), str(b), "-o", str(tmp_path / "f.nii.gz"), "--weights", str(tiny_weights),
-                 "--weight-map", str(tmp_path / "w.nii.gz")])
+                 "--rule", "sfnn-map", "--weight-map", str(tmp_path / "w.nii.gz")])
     out = capsys.readouterr().out
     assert code == 0 and "share of the fused foreground (weight map)" in out
     written = nib.load(tmp_path / "w.nii.gz")

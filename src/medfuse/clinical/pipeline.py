@@ -247,8 +247,10 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
                                              f"{registration.transform.describe('pixels')}"]
     save_image(out, fused, provenance(rule, model, path_a, path_b, notes))
     from medfuse.evaluation.metrics.fidelity import fusion_shares
+    from medfuse.fusion.engine import weights_make_the_fusion
 
-    shares, measure = fusion_shares(w_a, grey_unit(image_a), grey_unit(image_b), grey_unit(fused))
+    shares, measure = fusion_shares(w_a if weights_make_the_fusion(fusion_rule) else None, grey_unit(image_a),
+                                    grey_unit(image_b), grey_unit(fused))
     if weight_map is not None:
         save_image(weight_map, np.round(w_a * 65535).astype(np.uint16))
     if registration is not None:
@@ -448,9 +450,11 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a,
                          host_bytes=host_bytes)  # planned there, before the first slice
     from medfuse.evaluation.metrics.fidelity import fusion_shares
+    from medfuse.fusion.engine import weights_make_the_fusion
 
     with running_out_as_error("measuring the sources' shares"):
-        shares, measure = fusion_shares(w_a, unit["a"], unit["b"], fused)
+        shares, measure = fusion_shares(w_a if weights_make_the_fusion(fusion_rule) else None, unit["a"], unit["b"],
+                                        fused)
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     summary = f"medfuse fusion (rule {rule_name}): A {mappings['a'].brief()}; B {mappings['b'].brief()}"
     description = "; ".join([

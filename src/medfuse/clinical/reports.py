@@ -110,20 +110,21 @@ def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, wei
     notes = []
     if fused is None:
         from medfuse.clinical.pipeline import load_fusion
-        from medfuse.fusion.engine import fuse_with_weights
+        from medfuse.fusion.engine import fuse_with_weights, weights_make_the_fusion
 
         fusion_model, fusion_rule = load_fusion(model, rule, device)
         fused_image, w_a = fuse_with_weights(image_a, image_b, fusion_rule, fusion_model)
+        share_map = w_a if weights_make_the_fusion(fusion_rule) else None
         notes.append(f"fused here with rule {rule}, weights {model}")
     else:
         fused_image = load_image(fused)
-        w_a = None if weight_map is None else _weight_image(Path(weight_map))
+        w_a = share_map = None if weight_map is None else _weight_image(Path(weight_map))
         notes.append(f"fusion read from {fused}")
     for name, image in (("fusion", fused_image), ("weight map", w_a)):
         if image is not None and image.shape[:2] != image_a.shape[:2]:
             raise InputError(f"the {name} is {image.shape[1]} x {image.shape[0]}, the sources "
                              f"{image_a.shape[1]} x {image_a.shape[0]}")
-    shares, measure = fusion_shares(w_a, grey_unit(image_a), grey_unit(image_b), grey_unit(fused_image))
+    shares, measure = fusion_shares(share_map, grey_unit(image_a), grey_unit(image_b), grey_unit(fused_image))
     scores = score_triple(fused_image, image_a, image_b, metrics)
     names = (_name(path_a), _name(path_b))
     page = pair_report(image_a, image_b, fused_image, w_a, scores, names, shares, measure,

@@ -86,6 +86,15 @@ def has_weight_map(rule: str | FusionRule) -> bool:
     return isinstance(rule_function, (SourceWeighting, SourceFusion, TrainedFusion, ImageFusion))
 
 
+def weights_make_the_fusion(rule: str | FusionRule) -> bool:
+    """Whether the fusion is its weight map's blend pixel by pixel, ``w_A A + (1 - w_A) B`` (a
+    :class:`~medfuse.dran.rules.SourceWeighting`), so that the map's mean is each source's share. The
+    pyramid rules' maps weigh only the base brightness, both sources' details added on top: their
+    shares are measured by fitting the fusion to its sources instead
+    (:func:`medfuse.evaluation.metrics.fidelity.fusion_shares`)."""
+    return isinstance(get_rule(rule) if isinstance(rule, str) else rule, SourceWeighting)
+
+
 def check_weight_map(rule: str | FusionRule) -> None:
     """An :class:`~medfuse._shared.errors.InputError` naming the rules that have a weight map,
     if ``rule`` has none."""
