@@ -145,18 +145,19 @@ def convolution_rate(repeats: int) -> float:
     return 2.0 * 9 * 64 * 64 * 256 * 256 * 2 / seconds
 
 
-def network_floor(mri: np.ndarray, repeats: int, default_seconds: float) -> None:
-    """The default's cost against the network's floor: its convolutions' FLOPs at this CPU's rate."""
+def network_floor(mri: np.ndarray, repeats: int, times: dict[str, float]) -> None:
+    """The network's floor, its convolutions' FLOPs at this CPU's rate, against what the rules that
+    run it take (the default, which runs none, beside them)."""
     model = medfuse.load_model()
     image = torch.from_numpy(np.float32(mri) / np.float32(255))[None, None]
     flops = convolution_flops(model, image)
     rate = convolution_rate(repeats)
-    total = sum(flops.values())
-    print(f"
-the network's floor on this CPU: {rate / 1e9:.1f} GFLOP/s (a 3 x 3, 64 -> 64 convolution of two "
+    floor = sum(flops.values()) / rate
+    print(f"\nthe network's floor on this CPU: {rate / 1e9:.1f} GFLOP/s (a 3 x 3, 64 -> 64 convolution of two "
           f"256 x 256 maps); " + ", ".join(f"{name} {value / 1e9:.2f} GFLOP" for name, value in flops.items())
-          + f" per pair: floor {total / rate * 1000:.0f} ms; the default {medfuse.DEFAULT_RULE} takes "
-          f"{default_seconds * 1000:.0f} ms, {default_seconds / (total / rate):.2f}x its floor")
+          + f" per pair: {floor * 1000:.0f} ms")
+    for rule in dict.fromkeys((medfuse.DEFAULT_RULE, "trained-pyramid", "sfnn-pyramid", "average")):
+        print(f"  {rule:<18} {times[rule] * 1000:8.1f} ms, {times[rule] / floor:6.2f}x the floor")
 
 
 def growth_with_side(mri: np.ndarray, ct: np.ndarray, sides: list[int], repeats: int) -> None:
