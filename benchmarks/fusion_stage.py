@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lesion_retention import AUTHORS, plant_lesions
-from tune_rule import CANDIDATES, fused_grey
+from tune_rule import fused_grey
 
 from medfuse.dran.models import load_model
 from medfuse.evaluation.benchmark import RANKED_METRICS, find_pairs, mean_ranks
@@ -53,7 +53,8 @@ GROUP = (TRAINED, "pyramid-energy", AUTHORS, "pixel-max", "pixel-average", "lapl
 OTHERS = ("dran-sfnn-pyramid",)
 
 
-def grey_methods(model: torch.nn.Module, with_authors: bool, candidates: dict[str, torch.nn.Module]) -> dict:
+def grey_methods(model: torch.nn.Module, with_authors: bool,
+                 candidates: dict[str, torch.nn.Module]) -> tuple[dict, dict[bytes, torch.Tensor]]:
     """Every method of the table as a function of two grey float arrays; DRAN methods encode each
     image once per pair (``cache``, cleared between methods). ``candidates``: more trained models
     (same encoder), each as ``dran-trained-pyramid[NAME]``."""
@@ -167,7 +168,6 @@ def main() -> None:
     model = load_model(args.weights)
     candidates = {name: load_model(path) for name, path in (spec.split("=", 1) for spec in args.candidate)}
     methods, cache = grey_methods(model, not args.no_authors, candidates)
-    assert set(ABLATIONS) <= set(CANDIDATES)
     data = Path(args.data)
     if args.held_out:
         chosen = held_out_pairs(data, args.val_fraction, args.seed)

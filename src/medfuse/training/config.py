@@ -50,6 +50,12 @@ class TrainConfig:
         if self.lambda_perc is None:
             self.lambda_perc = DEFAULT_LAMBDA_PERC if self.vgg_weights else 0.0
 
+    def check_start(self) -> None:
+        """Stage 1 starts from ``init`` weights or resumes a checkpoint, not both."""
+        if self.init is not None and self.resume:
+            raise InputError("resume continues a run from its checkpoint; init starts a new one from weights: "
+                             "give one of them")
+
     def validate(self) -> None:
         for name in ("steps", "batch_size", "crop", "val_every", "width"):
             if getattr(self, name) < 1:
@@ -66,9 +72,7 @@ class TrainConfig:
 
         if self.architecture not in ARCHITECTURES:
             raise InputError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if self.init is not None and self.resume and not isinstance(self, FusionTrainConfig):
-            raise InputError("resume continues a run from its checkpoint; init starts a new one from weights: "
-                             "give one of them")
+        self.check_start()
         if self.lambda_perc > 0 and not self.vgg_weights:
             raise InputError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
                              "ImageNet state dict; medfuse never downloads it")
@@ -103,10 +107,13 @@ class FusionTrainConfig(TrainConfig):
     val_crops: int = 16
     """Validation: this many crops of the held-out pairs, with their lesions, drawn once by the seed."""
 
-    def validate(self) -> None:
+    def check_start(self) -> None:
+        """Stage 2 always names the stage-1 model it reads (``init``), resumed or not."""
         if self.init is None:
             raise InputError("the fusion stage learns from a trained stage-1 model's features: give init "
                              "(a shipped model name such as dran-havard, or a safetensors path)")
+
+    def validate(self) -> None:
         for name in ("fusion_head", "val_crops"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -25,12 +25,19 @@ def find_images(folders: list[str | os.PathLike]) -> list[Path]:
     return sorted(paths)
 
 
+def held_out_names(names: list[str], val_fraction: float, seed: int) -> set[str]:
+    """A seeded ``val_fraction`` of ``names`` (at least one; none of a single name), drawn by
+    position in the order given: what both training stages hold out for validation."""
+    if len(names) < 2:
+        return set()
+    order = np.random.default_rng(seed).permutation(len(names))
+    return {names[i] for i in order[: max(1, round(val_fraction * len(names)))]}
+
+
 def split_by_name(paths: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     """Hold out a seeded fraction of file names: both images of a registered pair share a
     name, so a pair lands wholly in train or wholly in validation."""
-    names = sorted({p.stem for p in paths})
-    order = np.random.default_rng(seed).permutation(len(names))
-    held = {names[i] for i in order[: max(1, round(val_fraction * len(names)))]} if len(names) > 1 else set()
+    held = held_out_names(sorted({p.stem for p in paths}), val_fraction, seed)
     return [p for p in paths if p.stem not in held], [p for p in paths if p.stem in held]
 
 

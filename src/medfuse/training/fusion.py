@@ -22,7 +22,6 @@ Every term but the range sees the fusion as it is shown, clipped to [0, 1].
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, replace
@@ -40,7 +39,7 @@ from medfuse.dran.pyramid import gaussian_pyramid
 from medfuse.image.scales import grey_unit
 from medfuse.io.images import load_image
 from medfuse.training.config import FusionTrainConfig
-from medfuse.training.data import random_crops
+from medfuse.training.data import held_out_names, random_crops
 from medfuse.training.losses import sobel_gradients
 
 LESION_KINDS = ("blob", "ellipse", "ring", "disc", "texture")
@@ -225,12 +224,12 @@ def find_pair_folders(folders: list[str | os.PathLike]) -> list[tuple[str, Path,
 
 def split_pairs(pairs: list[tuple[str, Path, Path]], val_fraction: float,
                 seed: int) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, Path, Path]]]:
-    """Hold out a seeded fraction of the pairs (at least one)."""
+    """Hold out a seeded fraction of the pairs (at least one), by their ``FOLDER/NAME`` names
+    (:func:`medfuse.training.data.held_out_names`)."""
     if len(pairs) < 2:
         raise InputError(f"need at least two pairs to hold some out for validation, found {len(pairs)}")
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    held = set(order[: max(1, round(val_fraction * len(pairs)))].tolist())
-    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+    held = held_out_names([name for name, _, _ in pairs], val_fraction, seed)
+    return [p for p in pairs if p[0] not in held], [p for p in pairs if p[0] in held]
 
 
 def load_pair(path_a: Path, path_b: Path) -> torch.Tensor:
@@ -266,8 +265,7 @@ class FusionStage:
         head, if it has one of that width: fine-tuning)."""
         path = weights_path(self.config.init)
         model = load_model(path, self.device)
-        metadata = weights_metadata(path)
-        width = json.loads(metadata.get("arguments", "{}")).get("width", model.width)
+        width = model.width
         head = model.fusion_head
         if head is None or head.reduce.out_channels != self.config.fusion_head:
             model.fusion_head = PyramidWeightHead(width, self.config.fusion_head).to(self.device)
@@ -276,7 +274,7 @@ class FusionStage:
                                     self.config.lambda_intensity, self.config.lambda_range)
         self.loss_fn = FusionLoss(model, weights)
         return model, replace(self.config, init=str(self.config.init),
-                              architecture=metadata.get("architecture", "dran"), width=width)
+                              architecture=weights_metadata(path).get("architecture", "dran"), width=width)
 
     def data(self, config: FusionTrainConfig) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, int]]:
         """Training pairs, the fixed validation crops, and the pair counts for the log."""
