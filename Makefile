@@ -1,18 +1,23 @@
 # medfuse: `make demo` fuses bundled sample pairs with the shipped weights; `make test` runs the tests.
-# Both create the virtual environment .venv and install everything into it first.
+# Both create the virtual environment .venv and install everything into it first: medfuse with every
+# extra and the test tools, at the exact versions of requirements/lock.txt (pyproject.toml holds the
+# ranges that users get). `make dist-check` builds the wheel and sdist and tries them outside the
+# repository; `make test-oldest` runs tests at the oldest versions the ranges allow.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HAVARD ?= ../shared/data/havard
 SAMPLES := src/medfuse/samples
+LOCK := requirements/lock.txt
+OLDEST_VENV ?= out/venv-oldest
 
-.PHONY: install demo test weights fusion-weights reconstruction figure benchmark clean
+.PHONY: install demo test dist-check test-oldest weights fusion-weights reconstruction figure benchmark clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[test]'
 	touch $@
 
 demo: install
@@ -23,6 +28,31 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -rs
+
+# The sdist and wheel built, checked by twine, and the wheel installed alone into a fresh environment
+# outside the repository, where medfuse --version, medfuse fuse on the shipped samples and import medfuse
+# must work (scripts/check_dist.sh says each step; about 2 minutes, less with pip's cache warm).
+dist-check:
+	PYTHON=$(PYTHON) bash scripts/check_dist.sh out/dist
+
+# The oldest versions pyproject.toml allows (requirements/oldest.txt: its lower bounds) in their own
+# environment, with the core, [dicom] and [registration]: the tests of what those libraries serve, the
+# metrics (scipy, scikit-image, PyWavelets), images (Pillow, tifffile, pypng), fusion and the network
+# (torch, numpy, safetensors), NIfTI and DICOM reading (nibabel, pydicom and its decoders) and writing
+# (highdicom). Registration (SimpleITK's range) is left out for CI's time (its tests take 2 minutes);
+# the other tests need the newer extras or take long. About 1 minute on 2 cores after the first
+# install (about 2 minutes).
+OLDEST_TESTS := tests/test_metrics.py tests/test_io.py tests/test_io_png16.py tests/test_fusion.py \
+	tests/test_volume_io.py tests/test_dicom_reading.py tests/test_dicom_derived.py
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -m pytest -q -rs -p no:cacheprovider $(OLDEST_TESTS)
+
+$(OLDEST_VENV)/.installed: pyproject.toml requirements/oldest.txt
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements/oldest.txt \
+		-e '.[dicom,registration]' pytest hypothesis
+	touch $@
 
 # Reproduce the shipped weights (about 20 minutes on 2 CPU cores; runs/dran-havard must not hold an
 # earlier run), then measure them on the test split.
@@ -67,3 +97,11 @@ figure: install
 
 clean:
 	rm -rf out
+
+# The documentation site (docs/, Sphinx with MyST pages): the tools of requirements/docs.txt into .venv,
+# then a build into docs/_build/html (ignored) in which every warning is an error.
+.PHONY: docs
+docs: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/docs.txt
+	$(BIN)/python -m sphinx -W --keep-going -E -b html docs docs/_build/html
+	@echo "the site is in $(CURDIR)/docs/_build/html/index.html"

@@ -161,5 +161,5 @@ def test_without_monai_the_module_says_what_to_install(monkeypatch):
 
     monkeypatch.delitem(sys.modules, "medfuse.integrations.monai")
     monkeypatch.setitem(sys.modules, "monai", None)
-    with pytest.raises(MissingDependencyError, match=r"monai is not installed; .* pip install 'medfuse\[monai\]'"):
+    with pytest.raises(MissingDependencyError, match=r'monai is not installed; .* pip install "medfuse\[monai\]"'):
         importlib.import_module("medfuse.integrations.monai")

@@ -6,7 +6,7 @@
 ...     window=medfuse.CtWindow.named("brain")))                   # files in, file out
 
 The names below load on first use, so ``import medfuse`` imports neither torch nor the
-readers of any format. Where each lives (one package per layer) is in the README's Layout.
+readers of any format. Where each lives (one package per layer) is in docs/layout.md.
 """
 
 from __future__ import annotations

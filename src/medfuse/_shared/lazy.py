@@ -13,8 +13,6 @@ import importlib
 from collections.abc import Callable
 from types import ModuleType
 
-from medfuse._shared.errors import MissingDependencyError
-
 
 class LazyModule:
     """Stands in for the module ``name`` until an attribute is looked up."""
@@ -46,14 +44,3 @@ def lazy_names(package: str, names: dict[str, str]) -> Callable[[str], object]:
 
     return __getattr__
 
-
-def import_optional(name: str, extra: str) -> ModuleType:
-    """The module ``name`` of an optional extra, imported now;
-    :class:`~medfuse._shared.errors.MissingDependencyError` naming ``pip install 'medfuse[EXTRA]'``
-    if it is not installed (a library that is installed but fails to import raises its own error)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
-            raise  # the library is there, but something it imports is not: its own message says what
-        raise MissingDependencyError(f"{name} is not installed; it comes with pip install 'medfuse[{extra}]'") from None

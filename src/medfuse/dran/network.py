@@ -5,6 +5,7 @@ attention block (three dilated branches, merge, pyramid attention, residual).
 Decoder: three 3x3 convolutions back to one channel.
 
 Choices where the paper is silent, made here and kept:
+
 - ReLU after the shallow convolution and after each dilated branch (the released code
   wraps its convolutions with ReLU); the attention paths themselves are linear.
 - The merge of the three branches is a 3x3 convolution, as drawn in the extended paper

@@ -143,8 +143,8 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
             float in [0, 1]. RGB with three equal channels counts as grey.
         rule: a registered rule name (see ``list_rules()``), a feature rule function, a
             :class:`~medfuse.dran.rules.SourceWeighting` or a :class:`~medfuse.dran.rules.SourceFusion`.
-        model: a loaded model, a shipped model name or a weights path; default the
-            shipped ``dran-havard``.
+        model: a loaded model, a shipped model name or a weights path; default
+            :data:`~medfuse.dran.DEFAULT_MODEL` (``dran-fusion-havard``).
         device: torch device to run on; default the model's (CPU for names and paths).
 
     Returns:

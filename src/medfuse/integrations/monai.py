@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medfuse._shared.lazy import import_optional
+from medfuse._shared.optional import import_optional
 
 monai = import_optional("monai", "monai")
 

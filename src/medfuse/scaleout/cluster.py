@@ -7,11 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from distributed import Client, LocalCluster, as_completed
-from distributed.scheduler import KilledWorker
+from medfuse._shared.optional import import_optional
 
-from medfuse._shared.errors import InputError
-from medfuse.clinical.batch import BatchJob, Outcome, Row, fuse_row
+import_optional("distributed", purpose="a Dask cluster (--workers, --scheduler)")
+
+from distributed import Client, LocalCluster, as_completed  # noqa: E402 (after the check that Dask is installed)
+from distributed.scheduler import KilledWorker  # noqa: E402
+
+from medfuse._shared.errors import InputError  # noqa: E402
+from medfuse.clinical.batch import BatchJob, Outcome, Row, fuse_row  # noqa: E402
 
 
 @contextmanager
