@@ -24,6 +24,7 @@ from medfuse.io.images import save_image
 from medfuse.training.config import FusionTrainConfig
 from medfuse.training.fusion import (
     LESION_KINDS,
+    FusionLoss,
     brighter_intensity_loss,
     lesion_profile,
     plant_lesions,
@@ -274,3 +275,22 @@ def test_the_shipped_fusion_stage_decides_where_each_source_shows(shipped_pair):
     for other in (flat, untrained):
         assert (fused - other).abs().mean() > 0.01 and (fused - other).abs().max() > 0.1
     assert min(ssim_map(fused, a).mean(), ssim_map(fused, b).mean()) > 0.5
+
+
+def test_a_fusion_crop_too_small_for_the_loss_is_refused_before_anything(pair_folder, tiny_weights, tmp_path,
+                                                                          capsys):
+    from medfuse._shared.errors import InputError
+    from medfuse.cli import main
+
+    code = main(["train-fusion", str(pair_folder), "-o", str(tmp_path / "run"), "--init", str(tiny_weights),
+                 "--crop", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "crop must be at least 6 px" in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(InputError, match="crop must be at least 6 px"):
+        train(fusion_config(pair_folder, tiny_weights, tmp_path / "five", crop=5), progress=False)
+    train(fusion_config(pair_folder, tiny_weights, tmp_path / "six", crop=6, steps=1, val_every=1),
+          progress=False)  # the real minimum
+    loss = FusionLoss(load_model(tiny_weights))
+    with pytest.raises(RuntimeError):  # one pixel less fails inside torch
+        loss(torch.rand(1, 4, 5, 5))

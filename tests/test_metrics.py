@@ -312,3 +312,17 @@ def test_values_off_the_8bit_scale_are_refused():
         metrics.sd(A - 300)
     with pytest.raises(ValueError, match="unit scale"):
         metrics.ssim(F / 255, A, B)
+
+
+@pytest.mark.parametrize("form", ["import medfuse.metrics as m", "from medfuse import metrics as m",
+                                  "import medfuse.metrics; import medfuse; m = medfuse.metrics",
+                                  "from medfuse.metrics import ssim; from medfuse import metrics as m"])
+def test_both_import_forms_give_the_one_metrics_module(form):
+    import subprocess
+    import sys
+
+    check = ("import medfuse.evaluation.metrics as home, sys; "
+             "assert m is home and m.ssim is home.ssim and 'qabf' in m.METRICS; "
+             "assert 'torch' not in sys.modules, 'the metrics never import torch'")
+    finished = subprocess.run([sys.executable, "-c", f"{form}\n{check}"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr[-2000:]

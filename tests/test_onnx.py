@@ -10,7 +10,7 @@ import pytest
 
 import medfuse
 from medfuse._shared.errors import InputError, MissingDependencyError
-from medfuse._shared.lazy import import_optional
+from medfuse._shared.optional import import_optional
 from medfuse.cli import main
 from medfuse.dran.models import weights_digest
 from medfuse.io.images import load_image
@@ -109,8 +109,8 @@ def test_without_the_exporter_the_command_line_names_the_extra(monkeypatch, tmp_
         pytest.importorskip("onnx", reason=f"onnx is {MISSING}: its own message comes first")
     monkeypatch.setitem(sys.modules, library, None)  # as if not installed: importing it fails
     assert main(["export-onnx", str(tmp_path / "m.onnx")]) == 2
-    assert capsys.readouterr().err == (f"medfuse export-onnx: error: {library} is not installed; it comes with "
-                                       "pip install 'medfuse[onnx]'\n")
+    assert capsys.readouterr().err == (f"medfuse export-onnx: error: {library} is not installed; it comes with the [onnx] "
+                                       'extra: pip install "medfuse[onnx]"\n')
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,3 +130,89 @@ def test_a_library_whose_own_import_fails_is_not_called_missing(monkeypatch, tmp
     assert not isinstance(caught.value, MissingDependencyError)
     with pytest.raises(MissingDependencyError, match=r"medfuse_test_absent_dependency is not installed"):
         import_optional("medfuse_test_absent_dependency", "onnx")
+
+
+def handmade_onnx(path, height="8", width="8", shape=(1, 1, 8, 8), inputs=("image_a", "image_b"),
+                  outputs=("fused", "weight_a"), element="FLOAT", drop=()):
+    """A small ONNX file made here, not by the export: each output copies an input (``fused`` is A),
+    with medfuse's metadata (``drop``: keys left out) and the given size, shapes and names."""
+    onnx = pytest.importorskip("onnx", reason=f"onnx is {MISSING}")
+    pytest.importorskip("onnxruntime", reason=f"onnxruntime is {MISSING}")
+    helper, kind = onnx.helper, getattr(onnx.TensorProto, element)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [source], [target]) for source, target in zip(inputs, outputs)],
+        "handmade", [helper.make_tensor_value_info(name, kind, list(shape)) for name in inputs],
+        [helper.make_tensor_value_info(name, kind, list(shape)) for name in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    metadata = {"medfuse_version": medfuse.__version__, "rule": "handmade", "weights": "none",
+                "weights_sha256": "0" * 64, "height": height, "width": width}
+    helper.set_model_props(model, {key: value for key, value in metadata.items() if key not in drop})
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_a_handmade_file_with_medfuses_metadata_and_graph_runs(tmp_path):
+    from medfuse.integrations.onnx import OnnxFusion
+
+    fusion = OnnxFusion(handmade_onnx(tmp_path / "ok.onnx"), threads=1)
+    image_a, image_b = np.full((8, 8), 40, np.uint8), np.full((8, 8), 200, np.uint8)
+    fused, w_a = fusion.fuse_with_weights(image_a, image_b)
+    assert fusion.size == (8, 8) and (fused == 40).all() and np.allclose(w_a, 200 / 255)
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(height="abc"), "its metadata's height is 'abc', not a whole number of pixels of at least 2"),
+    (dict(width=""), "its metadata's width is '', not a whole number"),
+    (dict(height="2.5"), "height is '2.5'"),
+    (dict(height="-8"), "height is '-8'"),
+    (dict(height=" 8"), "height is ' 8'"),
+    (dict(height="1", shape=(1, 1, 1, 8)), "height is '1'"),
+    (dict(height="٨"), "height is '٨'"),  # a digit, but not an ASCII one
+    (dict(drop=("width",)), "its metadata lacks width"),
+    (dict(height="16"), "its graph's image_a is tensor(float) of shape [1, 1, 8, 8], where its metadata's size "
+                        "asks for tensor(float) of shape [1, 1, 16, 8]"),
+    (dict(inputs=("x", "y")), "its graph takes x, y and gives fused, weight_a; a medfuse export takes"),
+    (dict(inputs=("image_a",), outputs=("fused",)), "its graph takes image_a and gives fused;"),
+    (dict(element="DOUBLE"), "its graph's image_a is tensor(double)"),
+    (dict(shape=("n", 1, 8, 8)), "of shape ['n', 1, 8, 8]"),
+])
+def test_a_file_with_malformed_metadata_or_graph_is_refused_in_one_line(tmp_path, changes, words):
+    from medfuse.integrations.onnx import OnnxFusion
+
+    path = handmade_onnx(tmp_path / "odd.onnx", **changes)
+    with pytest.raises(InputError) as caught:
+        OnnxFusion(path)
+    assert str(caught.value).startswith(f"{path}: ") and words in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_threads_that_are_not_a_count_are_refused(tmp_path):
+    from medfuse.integrations.onnx import OnnxFusion
+
+    path = handmade_onnx(tmp_path / "ok.onnx")
+    for threads in ("2", 1.5, 0, True):
+        with pytest.raises(InputError, match="threads must be a whole number of at least 1"):
+            OnnxFusion(path, threads=threads)
+
+
+def test_a_graph_that_fails_or_gives_another_shape_as_it_runs_is_one_line(tmp_path):
+    from medfuse.integrations.onnx import OnnxFusion
+
+    fusion = OnnxFusion(handmade_onnx(tmp_path / "ok.onnx"))
+    image = np.zeros((8, 8), np.uint8)
+
+    class Failing:
+        def run(self, names, feeds):
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION :\nNon-zero status code")
+
+    class Reshaping:
+        def run(self, names, feeds):
+            return [np.zeros((1, 64)), np.zeros((1, 1, 8, 8))]
+
+    for session, words in ((Failing(), "onnxruntime could not run it ([ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : "),
+                           (Reshaping(), "its graph gave fused of shape [1, 64], not [1, 1, 8, 8]")):
+        fusion.session = session
+        with pytest.raises(InputError) as caught:
+            fusion.fuse(image, image)
+        assert words in str(caught.value) and "\n" not in str(caught.value)

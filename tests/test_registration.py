@@ -373,3 +373,34 @@ def test_a_registered_cross_modal_pair_stays_where_it_is(samples, pair_set, moda
     points = np.stack([columns, rows], axis=1).astype(float)
     moved = np.linalg.norm(found.transform.apply(points) - points, axis=1).mean()
     assert moved < 5 and implausibilities(found, mri) == []  # the pairs' own alignment: 2 to 4 px
+
+
+def half_size(path) -> np.ndarray:
+    """A bundled slice at 128 x 128 (every second pixel), grey in [0, 1]: registered in about a second."""
+    from medfuse.image.scales import grey_unit
+
+    return grey_unit(load_image(path))[::2, ::2]
+
+
+def test_single_cross_modal_slices_are_registered_with_a_warning_that_nothing_vouches_for_them(samples, tmp_path,
+                                                                                               capsys):
+    import warnings
+
+    mri, ct = (half_size(samples / "CT-MRI" / modality / "41010.png") for modality in ("MRI", "CT"))
+    true = LinearTransform("rigid", rotation_2d(20), np.array([3.0, -2.0]), np.array([63.5, 63.5]))
+    with pytest.warns(UserWarning, match="single 2-D slices of two modalities have no reliable self-check") as caught:
+        found = register(mri, resample_onto(ct, ct, true))
+    assert found.cross_modal_slice and "look at the alignment" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one modality: the search and its checks vouch for it, no warning
+        same = register(mri, resample_onto(mri, mri, true))
+    assert not same.cross_modal_slice and same.shared > 0.7
+    assert not replace(found, unmatched=None).cross_modal_slice  # volumes have no unmatched share: no warning
+
+    save_image(tmp_path / "mri.png", np.round(mri * 255).astype(np.uint8))
+    save_image(tmp_path / "ct.png", np.round(resample_onto(ct, ct, true) * 255).astype(np.uint8))
+    code, stdout, stderr = run_cli(capsys, "register", tmp_path / "mri.png", tmp_path / "ct.png", "-o",
+                                   tmp_path / "moved.png", "--force")
+    assert code == 0 and "registered (rigid)" in stdout
+    assert stderr.startswith("medfuse register: warning: single 2-D slices of two modalities have no reliable "
+                             "self-check") and stderr.count("\n") == 1, stderr

@@ -125,3 +125,37 @@ def test_strip_plot_and_pages_without_optional_parts():
     page = pair_report(np.zeros((8, 8)), np.ones((8, 8)), np.full((8, 8), 0.5))
     assert embedded_images(page) == 5 and "Metrics" not in page
     assert "Caution" not in benchmark_report({"m": {"psnr": (1.0, 0.0)}}, {"m": 1.0}, pairs=12)
+
+
+SCORES = "method,pair,psnr\nm1,p1,10\nm1,p2,12\nm2,p1,14\nm2,p2,16\n"
+
+
+def test_a_benchmark_folder_with_bytes_that_are_not_utf8(tmp_path, capsys):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    for content, byte in ((SCORES.encode().replace(b"psnr", b"ps\xffnr"), "0xff at offset 14"),  # in the header
+                          (SCORES.encode().replace(b"m2,p2", b"m\xe92,p2"), "0xe9 at offset 45")):  # in a row
+        (bench / "scores.csv").write_bytes(content)
+        code, _, err = run(capsys, "report", bench, "-o", tmp_path / "refused.html")
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"scores.csv: not UTF-8 text (byte {byte})" in err
+        assert not (tmp_path / "refused.html").exists()
+
+    (bench / "scores.csv").write_text(SCORES, encoding="utf-8")
+    (bench / "table.md").write_bytes("2 pairs, mean ± standard deviation\n".encode("latin-1"))  # not UTF-8
+    code, _, err = run(capsys, "report", bench, "-o", tmp_path / "b.html")
+    assert code == 0, err
+    assert "2 pairs, mean \ufffd standard deviation" in (tmp_path / "b.html").read_text(encoding="utf-8")
+
+
+def test_benchmark_tables_are_utf8_whatever_the_locale(tmp_path, samples):
+    import os
+    import subprocess
+    import sys
+
+    ascii_locale = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    finished = subprocess.run([sys.executable, "-m", "medfuse", "benchmark", str(samples / "CT-MRI"), "-o",
+                               str(tmp_path / "bench"), "--methods", "pixel-average", "--metrics", "psnr",
+                               "--montage-pairs", "0", "-q"], env=ascii_locale, capture_output=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "mean ± standard deviation" in (tmp_path / "bench" / "table.md").read_text(encoding="utf-8")

@@ -1,15 +1,17 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import medfuse
 from medfuse.cli import main
 from medfuse.dran.models import load_model
 from medfuse.io.images import save_image
 from medfuse.training.config import TrainConfig
-from medfuse.training.data import split_by_name
+from medfuse.training.data import held_out_names, split_by_name
 from medfuse.training.loop import train
 from medfuse.training.losses import PerceptualLoss, ReconstructionLoss, sobel_gradients, vgg16_bn_blocks
 
@@ -188,3 +190,45 @@ def test_cli_says_what_it_trains_on_before_it_starts(image_folder, tmp_path, cap
     out = capsys.readouterr().out
     assert out.startswith("training on 8 images (4 names) in ") and "validating on 4 images (2 names)" in out
     assert "from random weights" in out
+
+
+def test_a_crop_too_small_for_the_network_is_refused_before_anything(image_folder, tmp_path, capsys):
+    from medfuse._shared.errors import InputError
+
+    code = main(["train", str(image_folder), "-o", str(tmp_path / "run"), "--crop", "1", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "crop must be at least 2 px" in err
+    assert not (tmp_path / "run").exists()
+    train(config(image_folder, tmp_path / "two", crop=2, steps=1, val_every=1), progress=False)  # the real minimum
+
+    torch.manual_seed(0)
+    vgg = tmp_path / "vgg16_bn.pth"
+    torch.save({f"features.{key}": value for key, value in vgg16_bn_blocks().state_dict().items()}, vgg)
+    with pytest.raises(InputError, match=r"crop must be at least 4 px \(the perceptual loss"):
+        train(config(image_folder, tmp_path / "three", crop=3, vgg_weights=str(vgg)), progress=False)
+    train(config(image_folder, tmp_path / "four", crop=4, steps=1, val_every=1, vgg_weights=str(vgg)),
+          progress=False)
+    model = medfuse.create_model("dran", width=8)
+    with pytest.raises(RuntimeError):  # one pixel less than each minimum fails inside torch
+        model(torch.rand(1, 1, 1, 1))
+    with pytest.raises(RuntimeError):
+        ReconstructionLoss(0.2, 0.2, PerceptualLoss(vgg))(model(torch.rand(1, 1, 3, 3)), torch.rand(1, 1, 3, 3))
+
+
+def test_an_image_too_small_held_out_for_validation_is_named_before_the_first_step(image_folder, tmp_path,
+                                                                                   capsys):
+    from medfuse._shared.errors import InputError
+
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    save_image(data / "A" / "tiny.png", np.full((1, 1), 90, np.uint8))
+    names = sorted({path.stem for path in data.rglob("*.png")})
+    seed = next(seed for seed in range(100) if "tiny" in held_out_names(names, 0.34, seed))
+    with pytest.raises(InputError, match=r"tiny\.png: 1 x 1 px is held out for validation.*at least 2 px"):
+        train(config(data, tmp_path / "run", seed=seed, val_every=500, steps=1000), progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    code = main(["train", str(data), "-o", str(tmp_path / "cli"), "--seed", str(seed), "--val-fraction", "0.34",
+                 "--crop", "16", "--width", "8", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "tiny.png: 1 x 1 px" in err
+    assert not (tmp_path / "cli" / "checkpoint.pt").exists()

@@ -72,3 +72,21 @@ def check_same_shape(kind: str, shapes: Mapping[str, tuple[int, ...]], layout: s
         raise InputError(f"{kind} must have {axes} axes, got {listed} ({wanted})")
     if len({tuple(shape) for shape in shapes.values()}) > 1:
         raise InputError(f"{kind} differ in size: {listed} ({wanted})")
+
+
+def check_result(values: object, what: str, low: float | None = None, high: float | None = None) -> None:
+    """Refuse to write a result that is not what it claims (:class:`OutputError`): NaN or infinite
+    values, or values outside ``[low, high]`` where given. Writers call it last, so that a fault
+    upstream never reaches a file as a plausible image."""
+    import numpy as np
+
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise OutputError(f"{what}: the result holds {int((~finite).sum())} NaN or infinite value(s); nothing was "
+                          "written (please report this with the inputs)")
+    if values.size and ((low is not None and values.min() < low) or (high is not None and values.max() > high)):
+        raise OutputError(f"{what}: the result runs from {values.min():g} to {values.max():g}, outside "
+                          f"[{low:g}, {high:g}]; nothing was written (please report this with the inputs)")

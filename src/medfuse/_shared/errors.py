@@ -48,8 +48,13 @@ class RegistrationError(MedfuseError, ValueError):
 
 
 def one_line(error: BaseException | str) -> str:
-    """An error's text on one line (libraries' messages may span several), whitespace collapsed."""
-    return " ".join(str(error).split())
+    """An error's text on one line (libraries' messages may span several), whitespace collapsed,
+    and bytes of file names that are not UTF-8 (lone surrogates in Python) shown as ``\\xNN``."""
+    text = " ".join(str(error).split())
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name's byte made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_message(error: BaseException) -> str:

@@ -2,16 +2,28 @@
 
 :func:`write_atomically` writes beside the target and renames, so a reader never sees half a
 file; a failed write leaves nothing and raises :class:`~medfuse._shared.errors.OutputError`.
+Three guards make this hold when several runs and hostile folders meet:
+
+- :func:`output_lock` (and :func:`output_locks`): one run at a time writes an output; a second
+  is refused in one line. Every atomic write takes it, and a job takes the locks of all its
+  outputs before its work, so temporary files and records of two runs never mix.
+- :func:`inside`: an output path resolved (links included) and checked to lie in the folder the
+  user named, before anything is written.
+- :func:`written_together`: the outputs of one job appear together or not at all.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -19,9 +31,30 @@ from medfuse._shared.errors import MedfuseError, OutputError, one_line
 
 
 def write_error(path: Path, error: BaseException) -> OutputError:
-    """The :class:`OutputError` for ``path`` from the error that stopped the write."""
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else one_line(error)
-    return OutputError(f"cannot write {path}: {reason}")
+    """The :class:`OutputError` for ``path`` from the error that stopped the write: the system's
+    reason where a failed file operation lies under it (a library may wrap one in its own error,
+    as pydicom wraps a full disk in a message holding the whole traceback), else its one line."""
+    cause = system_error(error)
+    reason = cause.strerror if cause is not None else one_line(error)
+    return OutputError(f"cannot write {printable(path)}: {reason}")
+
+
+def system_error(error: BaseException) -> OSError | None:
+    """The first failed file operation (an ``OSError`` with the system's reason) in ``error``'s
+    chain of causes, itself included; None if there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and not isinstance(error, MedfuseError) and error.strerror:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def printable(path: str | os.PathLike) -> str:
+    """A path as text that can be printed and stored anywhere: bytes of its name that are not
+    UTF-8 (kept by Python as lone surrogates) shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -38,19 +71,18 @@ def current_umask() -> int:
 
 NAME_LIMIT = 255
 """Bytes in a file name on the usual file systems (ext4, XFS, APFS, NTFS)."""
-TEMPORARY_EXTRA = 16
-"""Bytes a temporary name adds to its target's: the dot, the dash, 8 random characters, ``.part``
-and a spare."""
+TEMPORARY_EXTRA = 28
+"""Bytes a temporary name adds to its target's: the dot, the dash, the process id (up to 10
+digits) and a dash, 8 random characters, ``.part`` and a spare."""
 
 
 def partial_prefix(path: Path) -> str:
     """The start of the hidden temporary names beside ``path`` (``.NAME-``); a name too long to
     take the extra bytes is cut and tagged with its digest, so the temporary name still fits."""
-    name = path.name
-    if len(name.encode()) + TEMPORARY_EXTRA > NAME_LIMIT:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-        cut = name.encode()[:NAME_LIMIT - TEMPORARY_EXTRA - 13].decode(errors="ignore")
-        name = f"{cut}~{digest}"
+    name, stored = path.name, os.fsencode(path.name)  # the name's bytes on disk, UTF-8 or not
+    if len(stored) + TEMPORARY_EXTRA > NAME_LIMIT:
+        digest = hashlib.sha256(stored).hexdigest()[:12]
+        name = f"{os.fsdecode(stored[:NAME_LIMIT - TEMPORARY_EXTRA - 13])}~{digest}"
     return f".{name}-"
 
 
@@ -58,9 +90,10 @@ def new_temporary_beside(path: Path, suffix: str = ".part", folder: bool = False
     """A new empty hidden file (or folder) beside ``path`` for writing it atomically;
     :class:`OutputError` naming ``path`` if none can be made."""
     try:
+        prefix = f"{partial_prefix(path)}{os.getpid()}-"  # whose it is, for a reader of the folder
         if folder:
-            return Path(tempfile.mkdtemp(prefix=partial_prefix(path), suffix=suffix, dir=path.parent))
-        handle, name = tempfile.mkstemp(prefix=partial_prefix(path), suffix=suffix, dir=path.parent)
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     except OSError as error:
         raise write_error(path, error) from None
     os.close(handle)
@@ -75,7 +108,7 @@ def finish_atomically(temporary: Path, path: Path, mode: int) -> None:
         os.rename(temporary, path)  # a folder is never swapped for another: its target must be new
     else:
         os.replace(temporary, path)
-    remove_partial_writes(path)
+    _remove_leftovers(path)  # the caller holds the output's lock: no other run is writing it
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
@@ -84,10 +117,16 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     raises :class:`OutputError`. Leftovers of earlier writes of ``path`` that were killed are
     deleted once it is written."""
     path = Path(path)
+    with output_lock(path):
+        return _write_file(path, write)
+
+
+def _write_file(path: Path, write: Callable[[Path], object]) -> Path:
     temporary = new_temporary_beside(path)
     try:
         write(temporary)
         finish_atomically(temporary, path, 0o666)
+        _record_output(path)
     except MedfuseError:  # the writer's own one-line error (a bad input, say), not a failed write
         temporary.unlink(missing_ok=True)
         raise
@@ -111,12 +150,18 @@ def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], o
     beside ``folder``, which is then renamed to ``folder``. An existing ``folder`` is refused
     (:class:`OutputError`): a folder is never swapped for another."""
     folder = Path(folder)
+    with output_lock(folder):
+        return _write_folder(folder, write)
+
+
+def _write_folder(folder: Path, write: Callable[[Path], object]) -> Path:
     if folder.exists():
         raise OutputError(f"{folder} exists; medfuse writes this folder new")
     temporary = new_temporary_beside(folder, folder=True)
     try:
         write(temporary)
         finish_atomically(temporary, folder, 0o777)
+        _record_output(folder)
     except MedfuseError:  # the writer's own one-line error (a bad input, say), not a failed write
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -132,9 +177,17 @@ def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], o
 def remove_partial_writes(path: str | os.PathLike) -> None:
     """Delete what interrupted atomic writes of ``path`` left beside it: the hidden
     ``.NAME-*.part`` files and folders of a process killed mid-write (a kill can't be caught,
-    so :func:`write_atomically` can't tidy up). Call it only while nothing is writing ``path``;
-    what can't be deleted stays."""
+    so :func:`write_atomically` can't tidy up). Only while no other run holds the output's lock
+    (:func:`output_lock`), so a live writer's files stay; what can't be deleted stays."""
     path = Path(path)
+    try:
+        with output_lock(path):
+            _remove_leftovers(path)
+    except OutputError:  # another run writes it (its own leftovers are its business), or no lock can be made
+        return
+
+
+def _remove_leftovers(path: Path) -> None:
     for leftover in path.parent.glob(f"{glob.escape(partial_prefix(path))}*.part"):
         try:
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
@@ -146,3 +199,160 @@ def check_folder_writable(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless a file can be created beside ``path`` (in its folder):
     a cheap test before long work whose result would go there."""
     new_temporary_beside(Path(path), ".probe").unlink()
+
+
+LOCK_SUFFIX = "lock"
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The hidden lock file of the output ``path``, beside it: ``.NAME-lock``."""
+    path = Path(path)
+    return path.parent / f"{partial_prefix(path)}{LOCK_SUFFIX}"
+
+
+_held: dict[tuple[str, int], tuple[int, int]] = {}
+"""The locks this process holds: (lock file, thread) -> (descriptor, depth), so that a job's
+writers take again the lock that the job took first."""
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the lock of the output ``path`` (an exclusive ``flock`` on :func:`lock_path`) while the
+    block runs; :class:`OutputError` at once if another run (or thread) holds it. The same thread
+    may take it again inside (a job, then its writers). The lock file is deleted on release; the
+    kernel releases the lock of a killed process, so a lock is never stale."""
+    path = Path(path)
+    key = (str(lock_path(path).absolute()), threading.get_ident())
+    with _held_guard:
+        descriptor, depth = _held.get(key, (-1, 0))
+        if depth:
+            _held[key] = (descriptor, depth + 1)
+    if not depth:
+        descriptor = _acquire(path)
+        with _held_guard:
+            _held[key] = (descriptor, 1)
+    try:
+        yield path
+    finally:
+        with _held_guard:
+            descriptor, depth = _held.pop(key)
+            if depth > 1:
+                _held[key] = (descriptor, depth - 1)
+        if depth == 1:
+            lock = lock_path(path)
+            try:
+                lock.unlink(missing_ok=True)  # before the release: whoever opens it next makes a new one
+            except OSError:
+                pass
+            os.close(descriptor)
+
+
+def _acquire(path: Path) -> int:
+    """A descriptor of the output's lock file holding its exclusive lock."""
+    lock = lock_path(path)
+    while True:
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise write_error(path, error) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise OutputError(f"{path} is being written by another medfuse run; wait for it to finish, or "
+                              "choose another output") from None
+        except OSError as error:
+            os.close(descriptor)
+            raise write_error(path, error) from None
+        try:
+            same = os.path.samestat(os.fstat(descriptor), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return descriptor
+        os.close(descriptor)  # a run released and deleted the file between our open and lock: again
+
+
+@contextmanager
+def output_locks(*paths: str | os.PathLike | None) -> Iterator[None]:
+    """:func:`output_lock` of every path given (None skipped; a path in a folder that does not
+    exist yet is skipped too: the job's own checks refuse it, or its writer locks it)."""
+    with ExitStack() as stack:
+        for path in paths:
+            if path is not None and Path(path).absolute().parent.is_dir():
+                stack.enter_context(output_lock(path))
+        yield
+
+
+def inside(path: str | os.PathLike, root: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` with its links resolved, checked to lie in the folder ``root`` (links resolved
+    too); :class:`OutputError` if a link (or a ``..``) leads it out, before anything is written."""
+    resolved, folder = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    if not resolved.is_relative_to(folder):
+        raise OutputError(f"{what} {path} leads to {resolved}, outside {root} (a symbolic link?); nothing was "
+                          "written there")
+    return resolved
+
+
+class _Job:
+    """What one :func:`written_together` block has written so far."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Path] = []
+        self.folders: list[Path] = []
+
+
+_jobs = threading.local()
+
+
+def _record_output(path: Path) -> None:
+    for job in getattr(_jobs, "stack", []):
+        job.outputs.append(path)
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """The outputs of one job appear together or not at all: every file or folder that an atomic
+    write (:func:`write_atomically`, :func:`write_folder_atomically`) finishes while the block
+    runs, in this thread, is deleted if the block fails, and so is every folder that
+    :func:`make_folders` made for it, if it is then empty."""
+    job = _Job()
+    stack = _jobs.__dict__.setdefault("stack", [])
+    stack.append(job)
+    try:
+        yield
+    except BaseException:
+        for path in reversed(job.outputs):
+            try:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+            except OSError:
+                continue
+        for folder in reversed(job.folders):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (someone else's files), or gone
+                continue
+        raise
+    finally:
+        stack.remove(job)
+
+
+def make_folders(folder: str | os.PathLike) -> None:
+    """``folder`` and the folders above it that are missing, made now; :class:`OutputError` if
+    one cannot be. Inside :func:`written_together` those new folders go if the job fails."""
+    folder = Path(folder)
+    missing = []
+    for parent in (folder, *folder.parents):
+        if parent.exists() or parent.is_symlink():
+            break
+        missing.append(parent)
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            continue  # another run made it meanwhile: not ours to remove
+        except OSError as error:
+            raise write_error(new, error) from None
+        for job in getattr(_jobs, "stack", []):
+            job.folders.append(new)

@@ -96,6 +96,9 @@ def _chosen_command(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
+    for stream in (sys.stdout, sys.stderr):  # a file name whose bytes are not UTF-8 is printed, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     chosen = _chosen_command(argv)
     args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
     run: Callable[[argparse.Namespace], int | None] = args.run

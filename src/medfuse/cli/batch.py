@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
         plan = plan_derivatives(rows, job, args.bids_derivatives)
         rows = plan.rows
+        job = replace(job, output_root=plan.root)
     check_rows(rows, job)
     if plan is not None:
         start_derivatives(plan, job)

@@ -33,7 +33,9 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "3-D, a shift over a third of the field of view, another start that fits about as well, an unstable "
         "optimum, or single slices of two modalities with over 3% of an object beyond the other's edge where "
         "its object is cut) is refused and nothing is written, "
-        "unless --force. In Python: medfuse.register_files(FIXED, MOVING, OUT, ...).",
+        "unless --force. Single 2-D slices of two modalities have no reliable self-check: their result comes "
+        "with a warning saying so; look at it (--check-image). "
+        "In Python: medfuse.register_files(FIXED, MOVING, OUT, ...).",
     )
     parser.add_argument("fixed", help="the image or volume that stays (e.g. the MRI)")
     parser.add_argument("moving", help="the image or volume that moves onto it (e.g. the CT)")

@@ -23,7 +23,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medfuse._shared.errors import InputError, MedfuseError, MissingInputError, error_message
-from medfuse._shared.files import remove_partial_writes, write_json_atomically
+from medfuse._shared.files import (
+    inside,
+    make_folders,
+    output_lock,
+    remove_partial_writes,
+    write_json_atomically,
+    written_together,
+)
 from medfuse.clinical.intensity import CtWindow
 from medfuse.clinical.pipeline import VolumeOptions, fuse_files
 from medfuse.fusion.memory import check_batch_size
@@ -50,7 +57,8 @@ class Row:
 @dataclass(frozen=True)
 class BatchJob:
     """What every row shares (sent to each cluster worker): the manifest's folder, the model's
-    weights and device, the rule, the volume options and the slices per network batch."""
+    weights and device, the rule, the volume options, the slices per network batch and, when
+    the outputs are named by other means (``--bids-derivatives``), the folder they must lie in."""
 
     base: Path
     weights: str
@@ -58,6 +66,7 @@ class BatchJob:
     rule: str
     options: VolumeOptions
     batch_size: int | None = None
+    output_root: Path | None = None
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
@@ -85,6 +94,10 @@ def read_manifest(path: str | os.PathLike, outputs: bool = True) -> list[Row]:
                 raise InputError(f"{path}: unknown column(s) {', '.join(unknown)} (known: a, b, out, window)")
             rows = []
             for record in reader:
+                if None in record and any(value.strip() for value in record[None]):
+                    raise InputError(f"{path}: line {reader.line_num} has {len(columns) + len(record[None])} "
+                                     f"fields, the header {len(columns)} ({', '.join(columns)}); quote a value "
+                                     "that holds a comma")
                 values = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
                 if not any(values.values()):
                     continue
@@ -132,6 +145,20 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def contained_output(row: Row, job: BatchJob) -> Path:
+    """``row``'s output, checked to lie where it was asked for, links resolved: in the job's
+    ``output_root`` if it has one, else, for an ``out`` relative to the manifest that stays in
+    its folder (no leading ``..``), in that folder; :class:`~medfuse._shared.errors.OutputError`
+    if a symbolic link leads it out. An absolute ``out`` (or one that climbs out with ``..``)
+    goes where it says."""
+    out = row_output(row, job)
+    if job.output_root is not None:
+        inside(out, job.output_root)
+    elif not Path(row.out).expanduser().is_absolute() and not os.path.normpath(row.out).startswith(".."):
+        inside(out, job.base, f"out {row.out} of line {row.line}")
+    return out
+
+
 RECORD_SUFFIX = ".medfuse.json"
 
 
@@ -168,30 +195,34 @@ def _existing_outcome(out: Path, settings: dict[str, object]) -> Outcome:
 
 
 def fuse_row(row: Row, job: BatchJob) -> Outcome:
-    """Fuse one manifest row; its outcome (see the module's docstring). Each process loads the
-    model once and keeps it (:func:`medfuse.fusion.engine.cached_model`)."""
+    """Fuse one manifest row; its outcome (see the module's docstring). The row holds its
+    output's lock (:func:`~medfuse._shared.files.output_lock`) from the first look at the output
+    to the last write, so a second run of the same manifest finds the row taken ("failed", one
+    line) rather than mixing its record with this run's; a row that fails leaves neither its
+    record nor the folders it made. Each process loads the model once and keeps it
+    (:func:`medfuse.fusion.engine.cached_model`)."""
     try:
         if not (row.a and row.b and row.out):
             raise InputError("a, b and out must all be given")
-        out = row_output(row, job)
+        out = contained_output(row, job)
         settings = settings_record(row, job)
-        if out.exists():
-            return _existing_outcome(out, settings)
         path_a, path_b = row_inputs(row, job)
         for path in (path_a, path_b):
             if path.exists() and not is_volume_path(path):
                 raise InputError(f"{path}: not a volume (NIfTI or DICOM); batch fuses volumes")
         window = CtWindow.parse(row.window) if row.window else None
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # the record first: a row killed after its output is written then still resumes (a record
-        # without its output is harmless: only an existing output is skipped)
-        write_json_atomically(record_path(out), settings)
-        fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
-                   volume=replace(job.options, window=window), batch_size=job.batch_size)
+        with written_together():
+            make_folders(out.parent)
+            with output_lock(out):
+                if out.exists() or out.is_symlink():
+                    return _existing_outcome(out, settings)
+                # the record first: a row killed after its output is written then still resumes (a
+                # record without its output is harmless: only an existing output is skipped)
+                write_json_atomically(record_path(out), settings)
+                fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
+                           volume=replace(job.options, window=window), batch_size=job.batch_size)
         return "done", ""
     except (MedfuseError, OSError) as error:  # OSError: a folder or file that could not be written
-        if row.out and not row_output(row, job).exists():
-            record_path(row_output(row, job)).unlink(missing_ok=True)  # no record of a result that is not there
         return "failed", error_message(error)
 
 

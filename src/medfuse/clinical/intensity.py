@@ -82,11 +82,22 @@ def _finite(volume: np.ndarray) -> np.ndarray:
     return volume
 
 
+LINEAR_CHUNK = 1 << 22
+"""Voxels mapped at once by :func:`_linear_unit` (in float64: 32 MiB of intermediates)."""
+
+
 def _linear_unit(volume: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``clip((x - low) / (high - low), 0, 1)`` as float32; all zeros when ``high <= low``."""
+    """``clip((x - low) / (high - low), 0, 1)`` as float32; all zeros when ``high <= low``.
+    Computed in float64, chunk by chunk: values near float32's limit (+-3.4e38) would overflow
+    ``x - low`` and ``high - low`` in float32 and give NaN."""
     if not high > low:
         return np.zeros_like(volume)
-    return np.clip((volume - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
+    source = np.ascontiguousarray(volume).reshape(-1)
+    unit = np.empty(source.size, dtype=np.float32)
+    for start in range(0, source.size, LINEAR_CHUNK):
+        chunk = source[start:start + LINEAR_CHUNK].astype(np.float64)
+        unit[start:start + LINEAR_CHUNK] = np.clip((chunk - low) / (high - low), 0.0, 1.0)
+    return unit.reshape(np.shape(volume))
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medfuse._shared.checks import check_exists, check_new_output, check_output_folder, check_suffix, same_path
+from medfuse._shared.checks import (
+    check_exists,
+    check_new_output,
+    check_output_folder,
+    check_result,
+    check_suffix,
+    same_path,
+)
 from medfuse._shared.errors import InputError, OutputError
-from medfuse._shared.files import check_folder_writable
+from medfuse._shared.files import (
+    check_folder_writable,
+    inside,
+    make_folders,
+    output_locks,
+    printable,
+    written_together,
+)
 from medfuse.clinical import FOLDER_SUFFIX
 from medfuse.clinical.intensity import DEFAULT_PERCENTILES, CtWindow, check_percentiles, hounsfield_doubts, normalise
 from medfuse.clinical.registration import TRANSFORM_SUFFIXES
@@ -190,8 +204,20 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
     :data:`~medfuse.image.colour.COLOUR_MAPS`, e.g. "hot") writes an RGB NIfTI instead: the
     fusion's brightness in the colours of B through that map (:func:`~medfuse.image.colour.colour_overlay`),
     as a colour PET or SPECT image is fused in 2-D. Every user error is raised before anything
-    is written; the output appears whole or not at all.
+    is written; the outputs (the result, the weight map, registration's files) appear whole and
+    together or not at all, and a second run writing one of them at the same time is refused
+    (:func:`~medfuse._shared.files.output_lock`).
     """
+    outputs = (out, weight_map, *((register.save_transform, register.check_image) if register else ()))
+    with output_locks(*outputs), written_together():
+        return _fuse_files(path_a, path_b, out, rule, model, device, register, volume, batch_size, suffix,
+                           progress, weight_map, colour_map)
+
+
+def _fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | os.PathLike, rule: str,
+                model: str | os.PathLike | torch.nn.Module, device: str | None, register: RegistrationRequest | None,
+                volume: VolumeOptions | None, batch_size: int | None, suffix: str, progress: Progress | None,
+                weight_map: str | os.PathLike | None, colour_map: str | None) -> FusedFiles:
     path_a, path_b = check_exists(path_a, path_b)
     out = Path(out)
     check_batch_size(batch_size)
@@ -266,7 +292,8 @@ def provenance(rule: str | FusionRule, model: str | os.PathLike | torch.nn.Modul
     from medfuse import __version__
 
     record = {"Software": f"medfuse {__version__}",
-              "Source": f"A {path_a.parent.name}/{path_a.name}; B {path_b.parent.name}/{path_b.name}",
+              "Source": "; ".join(f"{name} {printable(Path(path.parent.name, path.name))}"
+                                  for name, path in (("A", path_a), ("B", path_b))),
               "Fusion rule": rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")}
     if isinstance(model, (str, os.PathLike)):
         from medfuse.dran.models import weights_digest
@@ -361,12 +388,13 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
     first = next(pairs, None)
     if first is not None:
         plan_batch(next(fusion_model.parameters()).device, *first[1].shape[:2], batch_size)
-    out.mkdir(exist_ok=True)
+    make_folders(out)
     check_folder_writable(out / f"{names[0]}{suffix}")
     fused = 0
     for name, image in fuse_pairs(chain([first] if first else [], pairs), fusion_rule, fusion_model,
                                   batch_size=batch_size):
         target = out / f"{name}{suffix}"
+        inside(target, out)  # a link planted in the output folder under a result's name is refused
         try:
             check_writable(target, image)
         except ImageFileError:
@@ -419,6 +447,12 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
         window = options.window if name == options.window_on else None
         doubts = hounsfield_doubts(file.volume.data, file.modality) if window is not None else []
         if doubts and not options.force_window:
+            other = "a" if name == "b" else "b"
+            if not hounsfield_doubts(files[other].volume.data, files[other].modality):
+                raise InputError(f"{file.path}: the CT window applies to input {name.upper()}, which does not look "
+                                 f"like a CT in Hounsfield units ({'; '.join(doubts)}), while input "
+                                 f"{other.upper()} ({files[other].path.name}) does: --window-on {other} (or "
+                                 f"window_on={other!r}) windows it")
             raise InputError(f"{file.path}: a CT window on a volume that does not look like a CT in Hounsfield "
                              f"units: {'; '.join(doubts)} (--force-window, or force_window=True, applies it anyway)")
         try:
@@ -449,6 +483,7 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     w_a = np.empty(unit["a"].shape, dtype=np.float32) if has_weight_map(fusion_rule) else None
     fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a,
                          host_bytes=host_bytes)  # planned there, before the first slice
+    check_result(fused, str(out), 0.0, 1.0)
     from medfuse.evaluation.metrics.fidelity import fusion_shares
     from medfuse.fusion.engine import weights_make_the_fusion
 
@@ -507,7 +542,14 @@ def register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str
     """Register MOVING to FIXED and write MOVING resampled onto FIXED's grid as ``out``, as
     ``medfuse register`` does: two 2-D images (colour kept; any image format) or two volumes
     (NIfTI, or a DICOM series when FIXED is DICOM). A result that looks wrong is refused and
-    nothing is written, unless ``request.force``."""
+    nothing is written, unless ``request.force``. The outputs appear together or not at all,
+    and a second run writing one of them at the same time is refused."""
+    with output_locks(out, request.save_transform, request.check_image), written_together():
+        return _register_files(fixed, moving, out, request)
+
+
+def _register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str | os.PathLike,
+                    request: RegistrationRequest) -> Registration:
     path_fixed, path_moving = check_exists(fixed, moving)
     out = Path(out)
     is_volume = [is_volume_path(path) for path in (path_fixed, path_moving)]

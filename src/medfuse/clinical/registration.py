@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ import numpy as np
 
 from medfuse._shared.errors import InputError, RegistrationError
 from medfuse._shared.files import write_atomically
+from medfuse._shared.optional import import_optional
 from medfuse.image.grid import LPS_TO_RAS, Volume
 
 if TYPE_CHECKING:
@@ -127,6 +129,19 @@ pixels; ``benchmarks/results/registration_cases_train_cut.jsonl``): the four res
 from the pair's own registration that only this check refuses put 3.1 to 16 % of the MRI's head
 beyond the moved slice's cut edge; 7 results that agreed put 4.1 to 8.9 % there and are refused too
 (a refusal, not a silent error); one of 2.0 pixels put 0.2 % there and passes."""
+
+CROSS_MODAL_SLICE_CAVEAT = (
+    "single 2-D slices of two modalities have no reliable self-check: a result accepted here may still be "
+    "several pixels off, with nothing in it to tell; look at the alignment (a check image: medfuse register "
+    "--check-image, or check_picture in Python)")
+"""Said, as a warning, by every :func:`register` of two single slices of two modalities
+(:attr:`Registration.cross_modal_slice`). Measured with ``benchmarks/registration_large_rotations.py``
+(``benchmarks/results/registration_large_rotations.md``): Havard CT-MRI test slices turned by 25 to 60
+degrees and shifted, then registered back (48 cases): 10 ended over 2 pixels from where the unmoved
+pair registers; :func:`implausibilities` refused 3 of them and let 7 through (3.0 to 15.5 pixels off),
+whose mutual information, shares of their images' own, next distinct starts and uncertainty-check
+landings all lie inside the ranges of the 38 right results: no threshold refuses those 7 without
+refusing right results too (the best pair, fitted on these cases, refuses 6 of the 38)."""
 
 Image = Volume | np.ndarray
 
@@ -227,6 +242,12 @@ class Registration:
     doubts: tuple[str, ...] = field(default=())
     """Why the result looks wrong (:func:`implausibilities`), when it was accepted all the same."""
 
+    @property
+    def cross_modal_slice(self) -> bool:
+        """Two 2-D images of two modalities (sharing less than ``ONE_MODALITY_SHARE`` of their
+        information): a result that nothing of its own can vouch for (``CROSS_MODAL_SLICE_CAVEAT``)."""
+        return self.unmatched is not None and self.shared < ONE_MODALITY_SHARE
+
     def describe(self, unit: str) -> str:
         """One line: the mutual information before and after, then the transform (shifts in ``unit``)."""
         spread = (f"; uncertain to about {self.uncertainty[0]:.2f} {unit} and {self.uncertainty[1]:.2f} degrees"
@@ -261,7 +282,7 @@ def _check_pair(fixed: Image, moving: Image) -> int:
 
 def to_sitk(image: Image) -> sitk.Image:
     """A SimpleITK image of a :class:`Volume` (LPS geometry from its RAS affine) or a 2-D array."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     if not isinstance(image, Volume):
         return sitk.GetImageFromArray(np.asarray(image, dtype=np.float32))
@@ -275,7 +296,7 @@ def to_sitk(image: Image) -> sitk.Image:
 
 def from_sitk(image: sitk.Image, like: Image) -> Image:
     """The array of a SimpleITK image on ``like``'s grid, as ``like`` is (Volume or 2-D array)."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     array = sitk.GetArrayFromImage(image)
     if isinstance(like, Volume):
@@ -284,7 +305,7 @@ def from_sitk(image: sitk.Image, like: Image) -> Image:
 
 
 def _method(dimension_sizes: tuple[int, ...], seed: int, levels: bool) -> sitk.ImageRegistrationMethod:
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(HISTOGRAM_BINS)
@@ -324,7 +345,7 @@ def _as_linear(transform: sitk.Transform, kind: str, dimension: int) -> LinearTr
 
 def to_sitk_transform(transform: LinearTransform) -> sitk.Transform:
     """The SimpleITK transform (Euler for rigid, affine for affine) of a :class:`LinearTransform`."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     dimension = len(transform.center)
     if transform.kind == "rigid":
@@ -340,7 +361,7 @@ def to_sitk_transform(transform: LinearTransform) -> sitk.Transform:
 def resample_onto(moving: Image, fixed: Image, transform: LinearTransform, fill: float = 0.0) -> Image:
     """``moving`` resampled onto ``fixed``'s grid through ``transform`` (linear interpolation,
     ``fill`` outside): ``SimpleITK.Resample(moving, fixed, transform)``."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     resampled = sitk.Resample(to_sitk(moving), to_sitk(fixed), to_sitk_transform(transform), sitk.sitkLinear,
                               fill, sitk.sitkFloat32)
@@ -353,9 +374,11 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     ``kind`` is ``"rigid"`` (rotation and translation) or ``"affine"`` (a rigid stage, then
     a full affine one started from it). ``seed`` fixes the random sample of voxels the metric
     uses. Raises :class:`RegistrationError` for a 2-D image with a volume or a constant image.
-    The result is not judged here: see :func:`implausibilities`.
+    The result is not judged here: see :func:`implausibilities`. Two single slices of two
+    modalities are registered with a warning (``CROSS_MODAL_SLICE_CAVEAT``): nothing tells a
+    wrong result of theirs from a right one.
     """
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     if kind not in TRANSFORMS:
         raise InputError(f"unknown transform {kind!r}; choose one of {', '.join(TRANSFORMS)}")
@@ -386,9 +409,13 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     moved = sitk.Resample(moving_image, fixed_image, to_sitk_transform(result), sitk.sitkLinear, 0.0,
                           sitk.sitkFloat32)
     own = min(_mutual_information(image, image, identity, seed) for image in (fixed_image, moving_image))
-    return Registration(result, before, after, from_sitk(moved, fixed), time.perf_counter() - started, rivals,
-                        tuple(uncertainty), min(1.0, after / own) if own > 0 else 0.0,
-                        unmatched_share(fixed, moving, result) if dimension == 2 else None)
+    registration = Registration(result, before, after, from_sitk(moved, fixed), time.perf_counter() - started,
+                                rivals, tuple(uncertainty), min(1.0, after / own) if own > 0 else 0.0,
+                                unmatched_share(fixed, moving, result) if dimension == 2 else None)
+    if registration.cross_modal_slice:
+        warnings.warn(f"{CROSS_MODAL_SLICE_CAVEAT} (the two share {registration.shared:.0%} of their information)",
+                      UserWarning, stacklevel=2)
+    return registration
 
 
 def _object(image: np.ndarray) -> np.ndarray:
@@ -507,7 +534,7 @@ def _uncertainty(fixed: sitk.Image, moving: sitk.Image, result: LinearTransform,
 
 def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
     """The centred rigid transform turned to each start rotation (about its centre)."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     starts = []
     if dimension == 2:
@@ -532,7 +559,7 @@ def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
     """Each start optimised at the coarsest resolution and scored by its mutual information
     there; the best, and the others that land elsewhere: (how far, share of the best's mutual
     information, the transform), as :attr:`Registration.rivals` with their transforms."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     dimension = fixed.GetDimension()
     factor, smoothing = next(((f, s) for f, s in zip(START_SHRINK[dimension], START_SMOOTHING_MM[dimension])
@@ -645,7 +672,7 @@ def implausibilities(registration: Registration, fixed: Image) -> list[str]:
 
 def write_transform(transform: LinearTransform, path: str | os.PathLike) -> Path:
     """Write ``transform`` in ITK's text format (``.tfm`` or ``.txt``), atomically."""
-    import SimpleITK as sitk
+    sitk = import_optional("SimpleITK", purpose="registration")
 
     path = Path(path)
     if path.suffix.lower() not in TRANSFORM_SUFFIXES:

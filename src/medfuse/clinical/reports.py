@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medfuse._shared.checks import check_exists, check_new_output, check_suffix
-from medfuse._shared.errors import InputError
+from medfuse._shared.errors import InputError, MedfuseError, one_line
 from medfuse._shared.files import write_atomically
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.evaluation import RANKED_METRICS
@@ -48,9 +48,10 @@ def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, ou
     """Write the HTML report of fusing ``path_a`` with ``path_b`` to ``out`` (.html).
 
     A ``medfuse benchmark`` output folder (``path_a``, with ``path_b`` None): its scores, ranks
-    and figures. Two folders of sources: ``fused`` (a folder) is scored against them with
-    ``metrics``, the first triples shown. Two images: ``fused`` (an image file) or, if None, the
-    fusion by ``rule`` and ``model``;
+    and figures (``scores.csv`` must be UTF-8 text, as the benchmark writes it; bytes of
+    ``table.md``'s heading that are not UTF-8 are shown as U+FFFD). Two folders of sources:
+    ``fused`` (a folder) is scored against them with ``metrics``, the first triples shown. Two
+    images: ``fused`` (an image file) or, if None, the fusion by ``rule`` and ``model``;
     ``weight_map`` a 16-bit map as ``medfuse fuse --weight-map`` writes (with ``fused``), else
     the rule's own; ``metrics`` are scored and shown. Two volumes: ``fused`` (required) and
     ``weight_map`` are NIfTI files on A's grid, B must lie on it too; ``colour_b`` "hot" or
@@ -200,32 +201,42 @@ def _folder_page(folder_a: Path, folder_b: Path, fused: Path, metrics: tuple[str
 
 
 def _benchmark_page(folder: Path) -> str:
+    """The page of a benchmark output folder: ``scores.csv`` must be UTF-8 (what medfuse benchmark
+    writes); of ``table.md`` only the first line is shown, bytes that are not UTF-8 as U+FFFD."""
     import csv
+    import io
 
     from medfuse.evaluation import RANKED_METRICS
     from medfuse.evaluation.benchmark import mean_ranks
     from medfuse.evaluation.report import benchmark_report
     from medfuse.evaluation.scoring import check_metric_names, mean_and_std
 
-    with open(folder / "scores.csv", newline="") as handle:
-        reader = csv.DictReader(handle)
+    scores = folder / "scores.csv"
+    try:
+        text = scores.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{scores}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                         f"{error.start}), as medfuse benchmark writes it; save it as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    values: dict[str, dict[str, list[float]]] = {}
+    pairs = set()
+    try:
         metrics = check_metric_names([name for name in reader.fieldnames or () if name not in ("method", "pair")])
-        values: dict[str, dict[str, list[float]]] = {}
-        pairs = set()
-        try:
-            for row in reader:
-                pairs.add(row["pair"])
-                for metric in metrics:
-                    values.setdefault(row["method"], {}).setdefault(metric, []).append(float(row[metric]))
-        except (KeyError, ValueError, TypeError) as error:
-            raise InputError(f"{folder / 'scores.csv'}: not a medfuse benchmark score table ({error})") from None
+        for row in reader:
+            pairs.add(row["pair"])
+            for metric in metrics:
+                values.setdefault(row["method"], {}).setdefault(metric, []).append(float(row[metric]))
+    except (KeyError, ValueError, TypeError, csv.Error) as error:
+        if isinstance(error, MedfuseError):
+            raise
+        raise InputError(f"{scores}: not a medfuse benchmark score table ({one_line(error)})") from None
     if not values:
         raise InputError(f"{folder / 'scores.csv'}: holds no scores")
     means = {method: {m: mean_and_std(v) for m, v in row.items()} for method, row in values.items()}
     ranked = [m for m in metrics if m in RANKED_METRICS] or metrics
     ranks = mean_ranks({method: {m: mean for m, (mean, _) in row.items()} for method, row in means.items()}, ranked)
     table = folder / "table.md"
-    heading = table.read_text(encoding="utf-8").splitlines()[0] if table.is_file() else ""
+    heading = table.read_text(encoding="utf-8", errors="replace").splitlines()[0] if table.is_file() else ""
     figures = [((folder / name).read_bytes(), caption) for name, caption in
                (("distributions.png", "Distributions per method"), ("montage.png", "Montage (sources and fusions)"))
                if (folder / name).is_file()]

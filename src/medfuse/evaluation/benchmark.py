@@ -168,7 +168,7 @@ class _Cache:
         self.note = self.folder / IDENTITY_FILE
         self.identity = identity
         try:
-            recorded = json.loads(self.note.read_text())
+            recorded = json.loads(self.note.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             recorded = {}
         if not isinstance(recorded, dict) or recorded.get("identity") != identity:
@@ -195,7 +195,7 @@ class _Cache:
 
     def save(self) -> None:
         text = json.dumps({"identity": self.identity, "sources": self.sources}, indent=1) + "\n"
-        write_atomically(self.note, lambda temporary: temporary.write_text(text))
+        write_atomically(self.note, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def check_sizes(dataset: Dataset, external: Mapping[str, Mapping[str, Path]]) -> None:
@@ -289,7 +289,7 @@ def write_scores_csv(result: BenchmarkResult, path: str | os.PathLike) -> Path:
     for method in result.methods:
         for pair, row in result.scores[method].items():
             writer.writerow([method, pair, *(repr(row[m]) for m in result.metrics)])
-    return write_atomically(path, lambda temporary: temporary.write_text(buffer.getvalue()))
+    return write_atomically(path, lambda temporary: temporary.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
 def _figure_to_png(figure: object, path: str | os.PathLike) -> Path:
@@ -431,7 +431,7 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
     if len(dataset.pairs) < FEW_PAIRS:
         heading += few_pairs_caution(len(dataset.pairs)) + "\n\n"
     table = markdown_table(result)
-    write_atomically(out / "table.md", lambda temporary: temporary.write_text(heading + table))
+    write_atomically(out / "table.md", lambda temporary: temporary.write_text(heading + table, encoding="utf-8"))
     write_scores_csv(result, out / "scores.csv")
     write_distributions(result, out / "distributions.png")
     written = ["table.md", "scores.csv", "distributions.png"]

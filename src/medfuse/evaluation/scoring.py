@@ -141,7 +141,7 @@ def evaluate_paths(fused: str | os.PathLike, a: str | os.PathLike, b: str | os.P
 
 
 def _write_text(path: str | os.PathLike, text: str) -> None:
-    write_atomically(path, lambda temporary: temporary.write_text(text))
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def summary_path(path: str | os.PathLike) -> Path:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from medfuse import __version__
 from medfuse._shared.errors import InputError, MedfuseError, error_message
-from medfuse._shared.files import write_atomically, write_json_atomically
+from medfuse._shared.files import inside, write_atomically, write_json_atomically
 from medfuse.clinical.batch import RECORD_SUFFIX, BatchJob, Outcome, Row, row_inputs, settings_record
 from medfuse.io.volumes import is_nifti_path
 
@@ -107,7 +107,8 @@ def plan_derivatives(rows: list[Row], job: BatchJob, raw: str | os.PathLike) -> 
     ``out`` given (the name is derived), an input that is not a NIfTI file inside ``raw``, an A
     that is not BIDS-named in its subject's (and session's) datatype folder, a B that is not
     BIDS-named or is of another subject; also a ``raw`` that is not a BIDS dataset, and
-    ``resample_to`` B (the fusion would lie on B's grid, not on that of A, whose name it takes)."""
+    ``resample_to`` B (the fusion would lie on B's grid, not on that of A, whose name it takes),
+    and an output that a symbolic link in the derivative dataset would lead out of it."""
     raw = Path(os.path.realpath(Path(raw).expanduser()))  # its folder's links resolved, as the inputs' are
     if not (raw / DESCRIPTION_FILE).is_file():
         raise InputError(f"{raw} is not a BIDS dataset: it has no {DESCRIPTION_FILE}")
@@ -123,8 +124,9 @@ def plan_derivatives(rows: list[Row], job: BatchJob, raw: str | os.PathLike) -> 
             if row.out:
                 raise InputError(f"out {row.out} is given, but --bids-derivatives names the outputs; leave it empty")
             out, sources[row.line] = _derivative(*row_inputs(row, job), raw, root)
+            inside(out, root)  # no link planted in the derivative dataset leads a fusion out of it
             planned.append(replace(row, out=str(out)))
-        except InputError as error:
+        except MedfuseError as error:
             problems.append(f"line {row.line}: {error_message(error)}")
     if problems:
         raise InputError(f"{len(problems)} row(s) cannot be BIDS derivatives, nothing was fused: "
@@ -220,6 +222,7 @@ def with_sidecars(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan,
         path = sidecar_path(Path(row.out))
         if status == "done" or (status == "skipped" and not path.exists()):
             try:
+                inside(path, plan.root)
                 write_json_atomically(path, sidecar(row, job, plan.sources[row.line]))
             except MedfuseError as error:
                 status, message = "failed", error_message(error)

@@ -33,7 +33,7 @@ from medfuse import __version__
 from medfuse._shared.checks import check_exists, check_new_output
 from medfuse._shared.errors import InputError, one_line
 from medfuse._shared.files import write_atomically
-from medfuse._shared.lazy import import_optional
+from medfuse._shared.optional import import_optional
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import list_models, load_model, weights_digest, weights_path
 from medfuse.dran.nuclear import polar_iteration_everywhere
@@ -129,18 +129,51 @@ def export_onnx(path: str | os.PathLike, rule: str = DEFAULT_RULE, weights: str 
     return write_atomically(path, lambda temporary: onnx.save_model(proto, str(temporary)))
 
 
+def _metadata_size(path: Path, metadata: dict[str, str]) -> tuple[int, int]:
+    """The image size (H, W) a file's metadata records; :class:`InputError` for one that is not two
+    whole numbers of at least 2 (digits only, as :func:`export_onnx` writes them)."""
+    sides = []
+    for key in ("height", "width"):
+        text = metadata[key]
+        if not (text.isascii() and text.isdecimal()) or int(text) < 2:
+            raise InputError(f"{path}: its metadata's {key} is {text[:40]!r}, not a whole number of pixels of at "
+                             "least 2; not a file medfuse export-onnx wrote, or one edited since")
+        sides.append(int(text))
+    return sides[0], sides[1]
+
+
+def _check_graph(path: Path, session: object, size: tuple[int, int]) -> None:
+    """:class:`InputError` unless the graph takes ``image_a`` and ``image_b`` and gives ``fused``
+    and ``weight_a``, each float32 of shape (1, 1, H, W) for the metadata's ``size``."""
+    inputs = {argument.name: argument for argument in session.get_inputs()}
+    outputs = {argument.name: argument for argument in session.get_outputs()}
+    if set(inputs) != set(INPUTS) or not set(OUTPUTS) <= set(outputs):
+        raise InputError(f"{path}: its graph takes {', '.join(inputs) or 'nothing'} and gives "
+                         f"{', '.join(outputs) or 'nothing'}; a medfuse export takes {', '.join(INPUTS)} and gives "
+                         f"{', '.join(OUTPUTS)}")
+    expected = [1, 1, *size]
+    for argument in (*(inputs[name] for name in INPUTS), *(outputs[name] for name in OUTPUTS)):
+        if argument.type != "tensor(float)" or list(argument.shape) != expected:
+            raise InputError(f"{path}: its graph's {argument.name} is {argument.type} of shape "
+                             f"{list(argument.shape)}, where its metadata's size asks for tensor(float) of "
+                             f"shape {expected}")
+
+
 class OnnxFusion:
     """An ONNX file of :func:`export_onnx`, run by onnxruntime on the CPU with ``threads`` threads
     (None: onnxruntime's default, one per core). ``metadata`` is the file's metadata; ``size``
-    (H, W) the only image size it fuses."""
+    (H, W) the only image size it fuses. A file that onnxruntime cannot load, whose metadata lacks
+    a key or records a size that is not two whole numbers, or whose graph does not take
+    ``image_a``, ``image_b`` and give ``fused``, ``weight_a`` (float32, 1 x 1 x H x W) is an
+    :class:`InputError` in one line."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         onnxruntime = import_optional("onnxruntime", "onnx")
         (self.path,) = check_exists(path)
         options = onnxruntime.SessionOptions()
         if threads is not None:
-            if threads < 1:
-                raise InputError(f"threads must be at least 1, got {threads}")
+            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+                raise InputError(f"threads must be a whole number of at least 1, got {threads!r}")
             options.intra_op_num_threads = threads
         try:
             self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
@@ -150,7 +183,8 @@ class OnnxFusion:
         if not set(METADATA_KEYS) <= set(self.metadata):
             raise InputError(f"{self.path}: not written by medfuse export-onnx (its metadata lacks "
                              f"{', '.join(sorted(set(METADATA_KEYS) - set(self.metadata)))})")
-        self.size = (int(self.metadata["height"]), int(self.metadata["width"]))
+        self.size = _metadata_size(self.path, self.metadata)
+        _check_graph(self.path, self.session, self.size)
 
     def fuse_with_weights(self, image_a: np.ndarray, image_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The fused image (as :func:`medfuse.fuse` gives it: grey or RGB, the inputs' pixel type)
@@ -162,7 +196,16 @@ class OnnxFusion:
                              f"{grey_a.shape[0]} x {grey_a.shape[1]}; export one for that size "
                              f"(medfuse export-onnx OUT.onnx --size {grey_a.shape[0]} {grey_a.shape[1]})")
         feeds = {name: grey[None, None].astype(np.float32) for name, grey in zip(INPUTS, (grey_a, grey_b))}
-        fused, w_a = self.session.run(list(OUTPUTS), feeds)
+        try:
+            fused, w_a = self.session.run(list(OUTPUTS), feeds)
+        except MemoryError:
+            raise
+        except Exception as error:  # onnxruntime's own error types, for a graph that fails as it runs
+            raise InputError(f"{self.path}: onnxruntime could not run it ({one_line(error)})") from None
+        for name, output in zip(OUTPUTS, (fused, w_a)):
+            if output.shape != (1, 1, *self.size):
+                raise InputError(f"{self.path}: its graph gave {name} of shape {list(output.shape)}, not "
+                                 f"{[1, 1, *self.size]}; not a file medfuse export-onnx wrote")
         return compose(fused[0, 0], image_a, image_b), w_a[0, 0].astype(np.float64)
 
     def fuse(self, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:

@@ -63,6 +63,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tiff:
                 page = tiff.pages[0]
+                images = sum(1 for each in tiff.pages if not getattr(each, "subfiletype", 0) & 1)  # thumbnails aside
+                if images > 1 or len(tiff.series[0].shape) > len(page.shape):  # a stack, not one image
+                    raise ImageFileError(f"{path}: a stack of TIFF images ({'x'.join(map(str, tiff.series[0].shape))}"
+                                         "); medfuse reads one 2-D image per file (give a volume as NIfTI or DICOM)")
                 check_decoding(str(path), page.shape, DECODING_BYTES * page.dtype.itemsize)
                 array = tiff.asarray()
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):

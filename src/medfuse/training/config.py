@@ -12,6 +12,13 @@ DEFAULT_LR = 1e-4
 """Adam's learning rate unless told (the paper's)."""
 DEFAULT_LAMBDA_PERC = 0.2
 """Weight of the VGG16-BN perceptual loss when its weights are given (the paper's lambda2)."""
+SMALLEST_SIDE = (2, "the encoder mirrors an odd side by one pixel")
+"""The smallest image side (px) the autoencoder and its loss take, and why: a crop, and every
+whole image held out for validation, must be at least this on each side."""
+SMALLEST_SIDE_PERCEPTUAL = (4, "the perceptual loss's VGG16-BN halves the image twice")
+"""The same with the perceptual loss on."""
+SMALLEST_FUSION_CROP = (6, "the structure term mirrors its 11 x 11 SSIM windows by 5 pixels")
+"""The smallest crop of the fusion stage, and why (its held-out pairs are cropped too)."""
 
 
 @dataclass
@@ -56,10 +63,17 @@ class TrainConfig:
             raise InputError("resume continues a run from its checkpoint; init starts a new one from weights: "
                              "give one of them")
 
+    def smallest_side(self) -> tuple[int, str]:
+        """The smallest crop (and validation image side) this run's network and loss take, and why."""
+        return SMALLEST_SIDE_PERCEPTUAL if self.lambda_perc > 0 else SMALLEST_SIDE
+
     def validate(self) -> None:
         for name in ("steps", "batch_size", "crop", "val_every", "width"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        smallest, why = self.smallest_side()
+        if self.crop < smallest:
+            raise InputError(f"crop must be at least {smallest} px ({why}), got {self.crop}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if self.lr is not None and self.lr <= 0:
@@ -112,6 +126,9 @@ class FusionTrainConfig(TrainConfig):
         if self.init is None:
             raise InputError("the fusion stage learns from a trained stage-1 model's features: give init "
                              "(a shipped model name such as dran-havard, or a safetensors path)")
+
+    def smallest_side(self) -> tuple[int, str]:
+        return SMALLEST_FUSION_CROP
 
     def validate(self) -> None:
         for name in ("fusion_head", "val_crops"):

@@ -256,6 +256,9 @@ class FusionStage:
     registered pairs (:class:`FusionLoss`), validated on ``val_crops`` fixed crops of the
     held-out pairs (the loss and each term)."""
 
+    record_keys = ("val_loss", *(f"val_{name}" for name in TERMS))
+    settings = ("init", "fusion_head")
+
     def __init__(self, config: FusionTrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
         self.loss_fn: FusionLoss | None = None

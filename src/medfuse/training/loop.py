@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import torch
 from tqdm import tqdm
 
 from medfuse._shared.checks import check_output_folder
-from medfuse._shared.errors import InputError, MissingInputError, OutputError, one_line
+from medfuse._shared.errors import InputError, MissingInputError, OutputError
 from medfuse._shared.files import check_folder_writable, write_atomically, write_json_atomically
 from medfuse.dran.models import create_model, load_model, save_weights, weights_metadata, weights_path
+from medfuse.training.checkpoints import check_checkpoint, read_checkpoint, restore
 from medfuse.training.config import DEFAULT_LR, FusionTrainConfig, TrainConfig
 from medfuse.training.data import find_images, load_grey, random_crops, split_by_name
 from medfuse.training.distributed import (
@@ -63,6 +63,11 @@ class AutoencoderStage:
     crops of single images (:class:`~medfuse.training.losses.ReconstructionLoss`), validated on
     whole held-out images (loss and PSNR). :class:`medfuse.training.fusion.FusionStage` is stage 2."""
 
+    record_keys = ("val_loss", "val_psnr")
+    """What :meth:`evaluate` adds to each record of the log (a resumed checkpoint's log is checked for them)."""
+    settings = ("architecture", "width")
+    """The settings that shape the model: a checkpoint of other ones is resumed with them."""
+
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
         perceptual = PerceptualLoss(config.vgg_weights).to(device) if config.lambda_perc > 0 else None
@@ -74,8 +79,14 @@ class AutoencoderStage:
     def data(self, config: TrainConfig) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, int]]:
         """Training and validation images, and their counts for the log."""
         train_paths, val_paths = training_split(config)
-        return load_grey(train_paths), load_grey(val_paths), {"train_images": len(train_paths),
-                                                              "val_images": len(val_paths)}
+        val_images = load_grey(val_paths)
+        smallest, why = config.smallest_side()
+        for path, image in zip(val_paths, val_images):
+            if min(image.shape[-2:]) < smallest:
+                raise InputError(f"{path}: {image.shape[-1]} x {image.shape[-2]} px is held out for validation, "
+                                 f"where whole images go through the network, which needs at least {smallest} px "
+                                 f"a side ({why}); remove it from the data")
+        return load_grey(train_paths), val_images, {"train_images": len(train_paths), "val_images": len(val_paths)}
 
     def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module whose parameters the optimiser moves and the ranks synchronise."""
@@ -122,26 +133,6 @@ def plot_curve(log: list[dict], trace: list[list[float]], path: Path) -> None:
         write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
     finally:
         plt.close(figure)
-
-
-CHECKPOINT_KEYS = ("model", "optimiser", "torch_rng", "step", "log", "elapsed", "config")
-
-
-def read_checkpoint(path: Path, device: torch.device) -> dict:
-    """A checkpoint written by :func:`train`, read with torch's restricted unpickler
-    (``weights_only=True``: tensors, numbers, strings and containers only, so a crafted file
-    cannot run code); :class:`~medfuse._shared.errors.InputError` in one line for a damaged,
-    empty or foreign file."""
-    try:
-        with warnings.catch_warnings():  # torch's notes on a foreign file's pickle protocol: the error says it
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad bytes
-        raise InputError(f"{path}: not a readable medfuse checkpoint ({one_line(error)})") from None
-    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise InputError(f"{path}: not a medfuse checkpoint (no {', '.join(missing)})")
-    return state
 
 
 def stage_of(config: TrainConfig, device: torch.device) -> AutoencoderStage:
@@ -235,24 +226,14 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     trace_every = max(1, config.steps // TRACE_POINTS)
     if config.resume:
         state = read_checkpoint(checkpoint_path, device)
-        world_size = state.get("world_size", 1)
-        if world_size != ranks.world_size:
-            raise InputError(f"{checkpoint_path} was made by {world_size} process(es); resume it with as many "
-                             f"(this run has {ranks.world_size})")
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError:
-            raise InputError(f"{checkpoint_path} was made with other settings (--architecture "
-                             f"{state['config'].get('architecture', 'dran')} --width {state['config']['width']}); "
-                             "resume with the same ones") from None
-        optimiser.load_state_dict(state["optimiser"])
+        check_checkpoint(state, checkpoint_path, model, optimiser, ranks.world_size, config.steps,
+                         stage.record_keys, stage.settings)
+        restore(state, checkpoint_path, model, optimiser, rng, ranks.rank)
         if config.lr is not None and config.lr != optimiser.param_groups[0]["lr"]:
             before = optimiser.param_groups[0]["lr"]
             change = f"learning rate {before:g} until step {state['step']}, {config.lr:g} from here on"
             for group in optimiser.param_groups:
                 group["lr"] = config.lr
-        rng.bit_generator.state = state["rank_rngs"][ranks.rank] if "rank_rngs" in state else state["rng"]
-        torch.set_rng_state(state["torch_rng"])
         step, log, elapsed, trace = state["step"], state["log"], state["elapsed"], state.get("trace", [])
 
     lr = optimiser.param_groups[0]["lr"]

@@ -83,13 +83,18 @@ def source_shares(fused: np.ndarray, image_a: np.ndarray, image_b: np.ndarray,
                   mask: np.ndarray | None = None) -> tuple[float, float]:
     """Each source's share of the fusion: the least-squares fit ``F = alpha A + beta B + c``
     over the pixels of ``mask`` (default all), returned as ``(alpha, beta) / (alpha + beta)``.
-    A blend ``w A + (1 - w) B`` gives ``(w, 1 - w)``; a fusion that copies A gives ``(1, 0)``."""
+    A blend ``w A + (1 - w) B`` gives ``(w, 1 - w)``; a fusion that copies A gives ``(1, 0)``.
+    :class:`~medfuse._shared.errors.InputError` where the shares are undefined: sources that are
+    linearly dependent on the mask, or a fit that follows neither."""
     fused, image_a, image_b = _same_shapes(fused=fused, image_a=image_a, image_b=image_b)
     mask = np.ones(fused.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != fused.shape or mask.sum() < 3:
         raise InputError(f"mask must be of shape {fused.shape} with at least 3 pixels set")
     design = np.stack([image_a[mask], image_b[mask], np.ones(int(mask.sum()))], axis=1)
-    (alpha, beta, _), *_ = np.linalg.lstsq(design, fused[mask], rcond=None)
+    (alpha, beta, _), _, rank, _ = np.linalg.lstsq(design, fused[mask], rcond=None)
+    if rank < 3:  # A, B and the constant are linearly dependent: many fits are exact, the shares arbitrary
+        raise InputError("the sources are linearly dependent on the mask (one is a scaled copy of the other, or "
+                         "constant): shares are undefined")
     total = alpha + beta
     if abs(total) < 1e-12:
         raise InputError("the fusion follows neither source on the mask: shares are undefined")
