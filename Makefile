@@ -105,3 +105,12 @@ docs: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/docs.txt
 	$(BIN)/python -m sphinx -W --keep-going -E -b html docs docs/_build/html
 	@echo "the site is in $(CURDIR)/docs/_build/html/index.html"
+
+# Lint and types: ruff's rules and format check on the code, tests, benchmarks and scripts, and mypy on
+# the package (settings in pyproject.toml), with the tools of requirements/lint.txt.
+.PHONY: lint
+lint: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/lint.txt
+	$(BIN)/ruff check src tests benchmarks scripts docs/_ext
+	$(BIN)/ruff format --check src tests benchmarks scripts docs/_ext
+	$(BIN)/mypy

@@ -56,8 +56,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="paired folder: two modality subfolders, files paired by name")
     parser.add_argument("-o", "--out", type=Path, required=True, help="folder for the fused images")
-    parser.add_argument("--pairs", type=int,
-                        help="of a train split (DATA ending in /train), only the pairs benchmarks/tune_rule.py draws")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        help="of a train split (DATA ending in /train), only the pairs benchmarks/tune_rule.py draws",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
     args = parser.parse_args()
     if not (AUTHORS_CODE / "model_v5.py").is_file():
@@ -70,6 +73,7 @@ def main() -> None:
         if args.data.name != "train":
             raise SystemExit("--pairs draws from a train split: DATA must end in /train")
         from tune_rule import draw_train_pairs
+
         dataset.pairs = draw_train_pairs(args.data.parent, args.pairs, args.seed)[1]
     warnings.simplefilter("ignore")  # their softmax call without dim
     fuse_grey = authors_grey_fusion()

@@ -65,17 +65,21 @@ def main_benchmark() -> None:
     folder = Path(tempfile.mkdtemp(prefix="medfuse-batch-speed-"))
     try:
         template = make_manifest(folder, args.rows, shape)
-        print(f"{args.rows} rows of {'x'.join(map(str, shape))} NIfTI pairs, rule {args.rule}, shipped weights, "
-              f"{os.cpu_count()} CPU cores, load average before {os.getloadavg()[0]:.2f}")
+        print(
+            f"{args.rows} rows of {'x'.join(map(str, shape))} NIfTI pairs, rule {args.rule}, shipped weights, "
+            f"{os.cpu_count()} CPU cores, load average before {os.getloadavg()[0]:.2f}"
+        )
         results = {}
         for name, extra in (("serial", []), ("1-worker", ["--workers", "1"]), ("2-workers", ["--workers", "2"])):
             seconds = timed_run(folder, template, name, extra, args.rule)
             results[name] = seconds
             print(f"{name:<10} {seconds:7.1f} s   {60 * args.rows / seconds:6.1f} rows/min")
         per_row = results["serial"] / args.rows
-        print(f"one row takes {per_row:.2f} s in one process here; 10,000 such rows would take "
-              f"{10_000 * per_row / 3600:.1f} h on one such worker, {10_000 * per_row / 3600 / 8:.1f} h on 8, "
-              f"{10_000 * per_row / 3600 / 32:.2f} h on 32 (if the file system keeps up)")
+        print(
+            f"one row takes {per_row:.2f} s in one process here; 10,000 such rows would take "
+            f"{10_000 * per_row / 3600:.1f} h on one such worker, {10_000 * per_row / 3600 / 8:.1f} h on 8, "
+            f"{10_000 * per_row / 3600 / 32:.2f} h on 32 (if the file system keeps up)"
+        )
     finally:
         shutil.rmtree(folder)
 

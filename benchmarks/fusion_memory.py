@@ -55,17 +55,22 @@ def main() -> None:
         return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cases = [(int(side), 1) for side in args.sizes.split(",")] + [(256, args.batch)]
-    print(f"{'device':<6} {'rule':<10} {'pairs':>5} {'side':>5} {'peak MB':>9} {'bytes/pixel':>12} "
-          f"(medfuse assumes {BYTES_PER_PIXEL})")
+    print(
+        f"{'device':<6} {'rule':<10} {'pairs':>5} {'side':>5} {'peak MB':>9} {'bytes/pixel':>12} "
+        f"(medfuse assumes {BYTES_PER_PIXEL})"
+    )
     for device in devices:
         for rule in args.rules.split(","):
             for side, count in cases:
                 case = json.dumps({"side": side, "count": count, "rule": rule, "device": device})
-                result = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True,
-                                        check=True)
+                result = subprocess.run(
+                    [sys.executable, __file__, "--case", case], capture_output=True, text=True, check=True
+                )
                 peak = int(result.stdout.strip().splitlines()[-1])
-                print(f"{device:<6} {rule:<10} {count:5d} {side:5d} {peak / 2**20:9.0f} "
-                      f"{peak / (count * side * side):12.0f}")
+                print(
+                    f"{device:<6} {rule:<10} {count:5d} {side:5d} {peak / 2**20:9.0f} "
+                    f"{peak / (count * side * side):12.0f}"
+                )
 
 
 if __name__ == "__main__":

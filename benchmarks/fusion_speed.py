@@ -29,8 +29,8 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -153,9 +153,12 @@ def network_floor(mri: np.ndarray, repeats: int, times: dict[str, float]) -> Non
     flops = convolution_flops(model, image)
     rate = convolution_rate(repeats)
     floor = sum(flops.values()) / rate
-    print(f"\nthe network's floor on this CPU: {rate / 1e9:.1f} GFLOP/s (a 3 x 3, 64 -> 64 convolution of two "
-          f"256 x 256 maps); " + ", ".join(f"{name} {value / 1e9:.2f} GFLOP" for name, value in flops.items())
-          + f" per pair: {floor * 1000:.0f} ms")
+    print(
+        f"\nthe network's floor on this CPU: {rate / 1e9:.1f} GFLOP/s (a 3 x 3, 64 -> 64 convolution of two "
+        f"256 x 256 maps); "
+        + ", ".join(f"{name} {value / 1e9:.2f} GFLOP" for name, value in flops.items())
+        + f" per pair: {floor * 1000:.0f} ms"
+    )
     for rule in dict.fromkeys((medfuse.DEFAULT_RULE, "trained-pyramid", "sfnn-pyramid", "average")):
         print(f"  {rule:<18} {times[rule] * 1000:8.1f} ms, {times[rule] / floor:6.2f}x the floor")
 
@@ -169,10 +172,14 @@ def growth_with_side(mri: np.ndarray, ct: np.ndarray, sides: list[int], repeats:
     print(f"{'side':>6} " + " ".join(f"{rule + ' ms':>20} {'us/px':>7}" for rule in rules))
     for side in sides:
         a, b = (np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR)) for image in (mri, ct))
-        times = median_times({rule: (lambda rule=rule: medfuse.fuse(a, b, rule=rule, model=model))
-                              for rule in rules}, repeats, synchronise=False)
-        print(f"{side:>6} " + " ".join(f"{times[rule] * 1000:20.1f} {times[rule] * 1e6 / side**2:7.2f}"
-                                       for rule in rules))
+        times = median_times(
+            {rule: (lambda rule=rule, a=a, b=b: medfuse.fuse(a, b, rule=rule, model=model)) for rule in rules},
+            repeats,
+            synchronise=False,
+        )
+        print(
+            f"{side:>6} " + " ".join(f"{times[rule] * 1000:20.1f} {times[rule] * 1e6 / side**2:7.2f}" for rule in rules)
+        )
 
 
 def phantom_volumes(side: int, slices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,8 +213,12 @@ def cuda_section(mri: np.ndarray, ct: np.ndarray, repeats: int, slices: int) -> 
     print(f"\nnuclear norms on CUDA: largest relative error against float64 svdvals {error:.2e}")
     with np.load(REFERENCE) as stored:
         worst = max(
-            int(np.abs(medfuse.fuse(mri, ct, rule=rule, model=model).astype(int)
-                       - stored[f"CT-MRI-41010/{rule}"].astype(int)).max())
+            int(
+                np.abs(
+                    medfuse.fuse(mri, ct, rule=rule, model=model).astype(int)
+                    - stored[f"CT-MRI-41010/{rule}"].astype(int)
+                ).max()
+            )
             for rule in medfuse.list_rules()
         )
     print(f"fused on CUDA against the CPU reference images, every rule: at most {worst} grey level(s) apart")
@@ -218,17 +229,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--slices", type=int, default=128, help="slices of the CUDA volume (default 128)")
-    parser.add_argument("--sides", type=int, nargs="*", default=[128, 256, 512],
-                        help="image sides of the cost-growth table (default 128 256 512; none to skip)")
+    parser.add_argument(
+        "--sides",
+        type=int,
+        nargs="*",
+        default=[128, 256, 512],
+        help="image sides of the cost-growth table (default 128 256 512; none to skip)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # the authors' code calls softmax without dim
     mri = load_image(SAMPLES / "CT-MRI" / "MRI" / "41010.png")
     ct = load_image(SAMPLES / "CT-MRI" / "CT" / "41010.png")
-    print(f"## CPU: {torch.get_num_threads()} torch threads, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"256 x 256 CT-MRI pair 41010, median of {args.repeats}, load average before "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"## CPU: {torch.get_num_threads()} torch threads, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"256 x 256 CT-MRI pair 41010, median of {args.repeats}, load average before "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     if not (AUTHORS_CODE / "model_v5.py").is_file():
         print(f"(the authors' code is not at {AUTHORS_CODE}: their row is left out)")
     times = median_times(pair_methods("cpu", mri, ct), args.repeats, synchronise=False)

@@ -53,8 +53,9 @@ GROUP = (TRAINED, "pyramid-energy", AUTHORS, "pixel-max", "pixel-average", "lapl
 OTHERS = ("dran-sfnn-pyramid",)
 
 
-def grey_methods(model: torch.nn.Module, with_authors: bool,
-                 candidates: dict[str, torch.nn.Module]) -> tuple[dict, dict[bytes, torch.Tensor]]:
+def grey_methods(
+    model: torch.nn.Module, with_authors: bool, candidates: dict[str, torch.nn.Module]
+) -> tuple[dict, dict[bytes, torch.Tensor]]:
     """Every method of the table as a function of two grey float arrays; DRAN methods encode each
     image once per pair (``cache``, cleared between methods). ``candidates``: more trained models
     (same encoder), each as ``dran-trained-pyramid[NAME]``."""
@@ -73,6 +74,7 @@ def grey_methods(model: torch.nn.Module, with_authors: bool,
             (a, features_a), (b, features_b) = features(grey_a), features(grey_b)
             with torch.no_grad():
                 return fused_grey(fusing, name, a, b, (features_a, features_b))[0, 0].double().clamp(0, 1).numpy()
+
         return fuse
 
     methods = {name: dran(name) for name in (TRAINED, *ABLATIONS, "dran-sfnn-pyramid", "dran-sfnn-map-e4")}
@@ -107,8 +109,9 @@ def run_set(title: str, pairs: list[tuple[str, Path, Path]], methods: dict, cach
     for index, (_, path_a, path_b) in enumerate(pairs):
         grey_a, grey_b = grey_unit(load_image(path_a)), grey_unit(load_image(path_b))
         rng = np.random.default_rng([0, index])
-        lesions = [(source, *lesion) for source, grey in (("A", grey_a), ("B", grey_b))
-                   for lesion in plant_lesions(grey, rng)]
+        lesions = [
+            (source, *lesion) for source, grey in (("A", grey_a), ("B", grey_b)) for lesion in plant_lesions(grey, rng)
+        ]
         eight_bit = [np.round(grey * 255).astype(np.uint8) for grey in (grey_a, grey_b)]
         tissue = (grey_a > FOREGROUND) | (grey_b > FOREGROUND)
         saturated_sources.append(max(float(np.mean(image[tissue] >= WHITE)) for image in eight_bit))
@@ -133,16 +136,25 @@ def run_set(title: str, pairs: list[tuple[str, Path, Path]], methods: dict, cach
             substituted = {other: means[other] for other in group if other != TRAINED} | {name: means[name]}
             ranks_group[name] = mean_ranks(substituted, RANKED_METRICS)[name]
     ranks_all = mean_ranks(means, RANKED_METRICS)
-    print(f"\n## {title}: {len(pairs)} pairs x 4 lesions; white (>= {WHITE}) in the tissue: "
-          f"{100 * np.mean(saturated_sources):.2f} % in the more saturated source\n")
-    print("| method | lesions A | lesions B | " + " | ".join(RANKED_METRICS)
-          + " | rank in group | rank with ablations | white % | ms per pair |")
+    print(
+        f"\n## {title}: {len(pairs)} pairs x 4 lesions; white (>= {WHITE}) in the tissue: "
+        f"{100 * np.mean(saturated_sources):.2f} % in the more saturated source\n"
+    )
+    print(
+        "| method | lesions A | lesions B | "
+        + " | ".join(RANKED_METRICS)
+        + " | rank in group | rank with ablations | white % | ms per pair |"
+    )
     print("| --- |" + " ---: |" * (len(RANKED_METRICS) + 6))
     for name in sorted(methods, key=lambda n: (n not in ranks_group, ranks_group.get(n, 99), ranks_all[n])):
         cells = [f"{np.mean(retained[name]['A']):.3f}", f"{np.mean(retained[name]['B']):.3f}"]
         cells += [f"{means[name][metric]:.4f}" for metric in RANKED_METRICS]
-        cells += [f"{ranks_group[name]:.2f}" if name in ranks_group else "", f"{ranks_all[name]:.2f}",
-                  f"{100 * np.mean(saturated[name]):.2f}", f"{1000 * seconds[name] / len(pairs):.0f}"]
+        cells += [
+            f"{ranks_group[name]:.2f}" if name in ranks_group else "",
+            f"{ranks_all[name]:.2f}",
+            f"{100 * np.mean(saturated[name]):.2f}",
+            f"{1000 * seconds[name] / len(pairs):.0f}",
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -150,9 +162,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/havard")
     parser.add_argument("--weights", default="dran-fusion-havard", help="a model with a trained fusion stage")
-    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS",
-                        help="another model with a fusion stage on the same encoder, shown as "
-                        "dran-trained-pyramid[NAME], its rank in the group taken in the trained stage's place")
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="NAME=WEIGHTS",
+        help="another model with a fusion stage on the same encoder, shown as "
+        "dran-trained-pyramid[NAME], its rank in the group taken in the trained stage's place",
+    )
     choice = parser.add_mutually_exclusive_group(required=True)
     choice.add_argument("--held-out", action="store_true", help="the pairs train-fusion held out of the train splits")
     choice.add_argument("--split", choices=("test",), help="a whole test split (with --set)")
@@ -174,8 +191,10 @@ def main() -> None:
         chosen = {args.set: chosen[args.set]} if args.set else chosen
     else:
         chosen = {args.set: find_pairs(data / args.set / "test").pairs}
-    print(f"weights {args.weights}; pairs: {'held out of train' if args.held_out else 'test'}; "
-          f"A = MRI, B = the other modality")
+    print(
+        f"weights {args.weights}; pairs: {'held out of train' if args.held_out else 'test'}; "
+        f"A = MRI, B = the other modality"
+    )
     for name, pairs in chosen.items():
         run_set(f"{name} ({'held-out train' if args.held_out else 'test'})", pairs[: args.pairs], methods, cache)
 

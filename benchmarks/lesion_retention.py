@@ -9,8 +9,8 @@ draws train pairs), on the Y channel in [0, 1] (colour sources on their Y, as ev
 them): four lesions, one at a time, each a Gaussian blob ``g`` (standard deviation ``r`` drawn
 from 3 to 9 px, amplitude from 0.2 to 0.35 of full scale) added to one source, bright and dark,
 in each source in turn, centred on a random pixel of that source's tissue (above 0.1, at least
-``r`` px inside it) where the lesion's peak stays within [0, 1], and clipped to [0, 1]. Every method fuses the pair without and with the
-lesion; the lesion's retention is ``<g, F' - F> / <g, S' - S>``
+``r`` px inside it) where the lesion's peak stays within [0, 1], and clipped to [0, 1]. Every
+method fuses the pair without and with the lesion; the lesion's retention is ``<g, F' - F> / <g, S' - S>``
 (:func:`medfuse.evaluation.metrics.fidelity.lesion_retention`). The draw depends only on ``--seed`` and the
 pair, so every method sees the same lesions.
 
@@ -82,6 +82,7 @@ class Encodings:
             if kept is None or kept[0] is not features:
                 kept = self.norms[id(features)] = (features, computed(features))
             return kept[1]
+
         medfuse.dran.rules.nuclear_norms = nuclear_norms_once  # the rules look it up when they run
 
     def clear(self) -> None:
@@ -99,11 +100,13 @@ class Encodings:
 
 def dran_fusion(encodings: Encodings, name: str) -> GreyFusion:
     """A DRAN rule (``dran-RULE``) or a tune_rule candidate as a grey fusion on cached features."""
+
     def fuse(grey_a: np.ndarray, grey_b: np.ndarray) -> np.ndarray:
         (a, features_a), (b, features_b) = (encodings.tensor_and_features(g) for g in (grey_a, grey_b))
         with torch.no_grad():
             fused = fused_grey(encodings.model, name, a, b, (features_a, features_b))
         return fused[0, 0].double().clamp(0, 1).numpy()
+
     return fuse
 
 
@@ -130,14 +133,19 @@ def main() -> None:
         raise SystemExit("--pairs draws train pairs only; the test split runs whole")
     encodings = Encodings(load_model(args.weights))
     methods: dict[str, GreyFusion] = {}
-    for name in args.methods if args.methods is not None else (
-            [f"dran-{rule}" for rule in list_rules()] + sorted(BASELINES) + [AUTHORS]):
+    for name in (
+        args.methods
+        if args.methods is not None
+        else ([f"dran-{rule}" for rule in list_rules()] + sorted(BASELINES) + [AUTHORS])
+    ):
         if name in BASELINES:
             methods[name] = BASELINES[name]
         elif name == AUTHORS:
             from authors_fusion import AUTHORS_CODE, authors_grey_fusion
+
             if (AUTHORS_CODE / "model_v5.py").is_file():
                 import warnings
+
                 warnings.simplefilter("ignore")  # their softmax call without dim
                 methods[name] = authors_grey_fusion()
             else:
@@ -158,8 +166,9 @@ def main() -> None:
         grey_a, grey_b = grey_unit(load_image(path_a)), grey_unit(load_image(path_b))
         encodings.clear()
         rng = np.random.default_rng([args.seed, index])
-        lesions = [(source, *lesion) for source, grey in (("A", grey_a), ("B", grey_b))
-                   for lesion in plant_lesions(grey, rng)]
+        lesions = [
+            (source, *lesion) for source, grey in (("A", grey_a), ("B", grey_b)) for lesion in plant_lesions(grey, rng)
+        ]
         foreground = (grey_a > FOREGROUND) | (grey_b > FOREGROUND)
         for name, fuse in methods.items():
             clean = fuse(grey_a, grey_b)
@@ -169,22 +178,35 @@ def main() -> None:
                     with_lesion, original = fuse(lesioned, grey_b), grey_a
                 else:
                     with_lesion, original = fuse(grey_a, lesioned), grey_b
-                records.append({"pair": pair, "method": name, "source": source, "polarity": polarity,
-                                "retention": lesion_retention(clean, with_lesion, original, lesioned, profile)})
+                records.append(
+                    {
+                        "pair": pair,
+                        "method": name,
+                        "source": source,
+                        "polarity": polarity,
+                        "retention": lesion_retention(clean, with_lesion, original, lesioned, profile),
+                    }
+                )
     seconds = time.perf_counter() - started
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.set}-{args.split}.json").write_text(json.dumps({"seed": args.seed, "records": records}))
     a, b = dataset.modality_a, dataset.modality_b
-    print(f"{args.set} {args.split}, {len(pairs)} pairs x 4 lesions (seed {args.seed}), A = {a}, B = {b}, "
-          f"{seconds:.0f} s; retention = lesion contrast in the fusion / in the source, mean (10th percentile)")
-    print(f"{'method':<24}{'lesions of ' + a:>22}{'lesions of ' + b:>22}{'smaller':>9}"
-          f"{'share ' + a:>12}{'share ' + b:>12}")
+    print(
+        f"{args.set} {args.split}, {len(pairs)} pairs x 4 lesions (seed {args.seed}), A = {a}, B = {b}, "
+        f"{seconds:.0f} s; retention = lesion contrast in the fusion / in the source, mean (10th percentile)"
+    )
+    print(
+        f"{'method':<24}{'lesions of ' + a:>22}{'lesions of ' + b:>22}{'smaller':>9}"
+        f"{'share ' + a:>12}{'share ' + b:>12}"
+    )
     rows = []
     for name in methods:
-        kept = {s: np.array([r["retention"] for r in records if r["method"] == name and r["source"] == s])
-                for s in ("A", "B")}
+        kept = {
+            s: np.array([r["retention"] for r in records if r["method"] == name and r["source"] == s])
+            for s in ("A", "B")
+        }
         share_a, share_b = np.mean(shares[name], axis=0)
         rows.append((min(kept["A"].mean(), kept["B"].mean()), name, kept, share_a, share_b))
     for smaller, name, kept, share_a, share_b in sorted(rows, key=lambda row: -row[0]):

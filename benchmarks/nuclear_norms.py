@@ -15,8 +15,8 @@ import argparse
 import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -65,15 +65,17 @@ def main() -> None:
     maps = softmax_maps(files)
     references = [torch.linalg.svdvals(m.double()).sum(dim=-1) for m in maps]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"{len(maps)} images x 64 softmax maps of {tuple(maps[0].shape[1:])}; {torch.get_num_threads()} CPU threads; "
-          f"median time per image of {args.repeats} passes over all images")
+    print(
+        f"{len(maps)} images x 64 softmax maps of {tuple(maps[0].shape[1:])}; {torch.get_num_threads()} CPU threads; "
+        f"median time per image of {args.repeats} passes over all images"
+    )
     print(f"{'device':<8} {'method':<30} {'ms per image':>13} {'largest relative error':>24}")
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         on_device = [m.to(device) for m in maps]
         for method_name, method in METHODS.items():
             errors, times = [], []
-            for repeat in range(args.repeats):
+            for _ in range(args.repeats):
                 for matrices, reference in zip(on_device, references):
                     if device == "cuda":
                         torch.cuda.synchronize()

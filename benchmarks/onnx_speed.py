@@ -27,8 +27,8 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -69,9 +69,11 @@ def main() -> None:
     image_a = load_image(SAMPLES / "CT-MRI" / "MRI" / "41010.png")
     image_b = load_image(SAMPLES / "CT-MRI" / "CT" / "41010.png")
     model = medfuse.load_model()
-    print(f"## CPU: {os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__}, onnxruntime "
-          f"{onnxruntime.__version__}, rule {args.rule}, 256 x 256 CT-MRI pair 41010, median of {args.repeats}, "
-          f"load average before {os.getloadavg()[0]:.2f}")
+    print(
+        f"## CPU: {os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}, rule {args.rule}, 256 x 256 CT-MRI pair 41010, median of {args.repeats}, "
+        f"load average before {os.getloadavg()[0]:.2f}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         path = export_onnx(Path(folder) / "fusion.onnx", rule=args.rule)
@@ -80,16 +82,23 @@ def main() -> None:
         for threads in (1, 2):
             limit_threads(threads)  # torch and numpy's BLAS, as --threads does; onnxruntime's below
             fusion = OnnxFusion(path, threads=threads)
-            seconds = medians({
-                "torch": lambda: medfuse.fuse(image_a, image_b, args.rule, model=model),
-                "torch, polar": lambda: torch_polar(image_a, image_b, args.rule, model),
-                "onnxruntime": lambda: fusion.fuse(image_a, image_b),
-            }, args.repeats)
-            apart = np.abs(fusion.fuse(image_a, image_b).astype(np.int16)
-                           - medfuse.fuse(image_a, image_b, args.rule, model=model).astype(np.int16)).max()
-            print(f"{threads:>7}  {seconds['torch'] * 1000:>8.0f}  {seconds['torch, polar'] * 1000:>15.0f}  "
-                  f"{seconds['onnxruntime'] * 1000:>14.0f}  {seconds['onnxruntime'] / seconds['torch']:>19.2f}  "
-                  f"{apart:>17}")
+            seconds = medians(
+                {
+                    "torch": lambda: medfuse.fuse(image_a, image_b, args.rule, model=model),
+                    "torch, polar": lambda: torch_polar(image_a, image_b, args.rule, model),
+                    "onnxruntime": lambda fusion=fusion: fusion.fuse(image_a, image_b),
+                },
+                args.repeats,
+            )
+            apart = np.abs(
+                fusion.fuse(image_a, image_b).astype(np.int16)
+                - medfuse.fuse(image_a, image_b, args.rule, model=model).astype(np.int16)
+            ).max()
+            print(
+                f"{threads:>7}  {seconds['torch'] * 1000:>8.0f}  {seconds['torch, polar'] * 1000:>15.0f}  "
+                f"{seconds['onnxruntime'] * 1000:>14.0f}  {seconds['onnxruntime'] / seconds['torch']:>19.2f}  "
+                f"{apart:>17}"
+            )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def main() -> None:
     for key, values in results.items():
         print(f"{key:<18} {len(values):4d} images  PSNR {np.mean(values):6.2f} dB (min {np.min(values):.2f})")
     everything = [v for values in results.values() for v in values]
-    print(f"{'all':<18} {len(everything):4d} images  PSNR {np.mean(everything):6.2f} dB "
-          f"(min {np.min(everything):.2f}); {elapsed / len(everything) * 1000:.0f} ms per image")
+    print(
+        f"{'all':<18} {len(everything):4d} images  PSNR {np.mean(everything):6.2f} dB "
+        f"(min {np.min(everything):.2f}); {elapsed / len(everything) * 1000:.0f} ms per image"
+    )
 
 
 if __name__ == "__main__":

@@ -96,18 +96,21 @@ def image_points(mask: np.ndarray) -> np.ndarray:
     return np.stack([columns, rows], axis=1).astype(np.float64)
 
 
-def summarise(label: str, means: list[float], maxima: list[float], unit: str, refusals: list[bool],
-              uncertainties: list[float]) -> None:
+def summarise(
+    label: str, means: list[float], maxima: list[float], unit: str, refusals: list[bool], uncertainties: list[float]
+) -> None:
     """One line per case set; a case is silently wrong when its mean residual exceeds 2 ``unit``
     and it was not refused."""
     means_array, refused = np.array(means), np.array(refusals)
-    print(f"{label}: {len(means)} cases; mean residual {np.mean(means):.3f} {unit} (worst case "
-          f"{np.max(means):.3f}, median {np.median(means):.3f}); largest residual {np.max(maxima):.3f} {unit}; "
-          f"cases with mean under 0.5 / 1 / 2 {unit}: {np.mean(means_array < 0.5):.0%} / "
-          f"{np.mean(means_array < 1):.0%} / {np.mean(means_array < 2):.0%}; refused as implausible: "
-          f"{refused.sum()} ({(refused & (means_array <= 2)).sum()} of them right); silently wrong: "
-          f"{(~refused & (means_array > 2)).sum()}; reported uncertainty median {np.median(uncertainties):.2f} "
-          f"{unit} (largest {np.max(uncertainties):.2f})")
+    print(
+        f"{label}: {len(means)} cases; mean residual {np.mean(means):.3f} {unit} (worst case "
+        f"{np.max(means):.3f}, median {np.median(means):.3f}); largest residual {np.max(maxima):.3f} {unit}; "
+        f"cases with mean under 0.5 / 1 / 2 {unit}: {np.mean(means_array < 0.5):.0%} / "
+        f"{np.mean(means_array < 1):.0%} / {np.mean(means_array < 2):.0%}; refused as implausible: "
+        f"{refused.sum()} ({(refused & (means_array <= 2)).sum()} of them right); silently wrong: "
+        f"{(~refused & (means_array > 2)).sum()}; reported uncertainty median {np.median(uncertainties):.2f} "
+        f"{unit} (largest {np.max(uncertainties):.2f})"
+    )
 
 
 def volume_trials(trials: int, rng: np.random.Generator, degrees: float, shift: float) -> None:
@@ -142,8 +145,9 @@ def same_modality_trials(images: list[np.ndarray], rng: np.random.Generator, deg
     summarise("2-D, MRI to itself", means, maxima, "pixels", refused, uncertainties)
 
 
-def cross_modality_trials(data: Path, rng: np.random.Generator, degrees: float, shift: float,
-                          pair_sets: list[str]) -> None:
+def cross_modality_trials(
+    data: Path, rng: np.random.Generator, degrees: float, shift: float, pair_sets: list[str]
+) -> None:
     for pair_set in pair_sets:
         modality = pair_set.split("-")[0]
         means, maxima, refused, uncertainties, as_given, margins, consistency = [], [], [], [], [], [], []
@@ -165,19 +169,26 @@ def cross_modality_trials(data: Path, rng: np.random.Generator, degrees: float, 
             unmoved = unmoved_registration.transform
             unmoved_refused.append(bool(implausibilities(unmoved_registration, mri)))
             as_given.append(np.linalg.norm(unmoved.apply(points) - points, axis=1).mean())
-            consistency.append(np.linalg.norm(true.apply(found.transform.apply(points)) - unmoved.apply(points),
-                                              axis=1).mean())
+            consistency.append(
+                np.linalg.norm(true.apply(found.transform.apply(points)) - unmoved.apply(points), axis=1).mean()
+            )
         summarise(f"2-D, {modality} to MRI (Havard test pairs)", means, maxima, "pixels", refused, uncertainties)
-        print(f"  search margin: the best start that ended elsewhere reached {np.nanmedian(margins):.1%} of the "
-              f"best's mutual information (median; largest {np.nanmax(margins):.1%})")
-        print(f"  the same pairs unmoved: registration moves them by {np.mean(as_given):.2f} pixels on average "
-              f"(median {np.median(as_given):.2f}): the pairs' own alignment is only that certain; refused as they "
-              f"came: {sum(unmoved_refused)} of {len(unmoved_refused)}")
+        print(
+            f"  search margin: the best start that ended elsewhere reached {np.nanmedian(margins):.1%} of the "
+            f"best's mutual information (median; largest {np.nanmax(margins):.1%})"
+        )
+        print(
+            f"  the same pairs unmoved: registration moves them by {np.mean(as_given):.2f} pixels on average "
+            f"(median {np.median(as_given):.2f}): the pairs' own alignment is only that certain; refused as they "
+            f"came: {sum(unmoved_refused)} of {len(unmoved_refused)}"
+        )
         apart, refused_array = np.array(consistency), np.array(refused)
-        print(f"  against the pair's own registration (where the unmoved pair registers): median "
-              f"{np.median(apart):.2f} pixels; over 2 pixels and not refused: {(~refused_array & (apart > 2)).sum()} "
-              f"of {len(apart)}; refused: {refused_array.sum()} ({(refused_array & (apart <= 2)).sum()} of them "
-              f"agreeing)")
+        print(
+            f"  against the pair's own registration (where the unmoved pair registers): median "
+            f"{np.median(apart):.2f} pixels; over 2 pixels and not refused: {(~refused_array & (apart > 2)).sum()} "
+            f"of {len(apart)}; refused: {refused_array.sum()} ({(refused_array & (apart <= 2)).sum()} of them "
+            f"agreeing)"
+        )
 
 
 def speed_trial(rng: np.random.Generator) -> None:
@@ -194,9 +205,11 @@ def speed_trial(rng: np.random.Generator) -> None:
     found = register(fixed, moving)
     seconds = time.perf_counter() - started
     errors = residuals(true, found.transform, volume_points(big, brain)[::50])
-    print(f"speed: 256 x 256 x 128 pair, rigid, {seconds:.1f} s ({os.cpu_count()} CPU cores); "
-          f"residual mean {errors.mean():.3f} mm, largest {errors.max():.3f} mm; reported uncertainty "
-          f"{found.uncertainty[0]:.2f} mm")
+    print(
+        f"speed: 256 x 256 x 128 pair, rigid, {seconds:.1f} s ({os.cpu_count()} CPU cores); "
+        f"residual mean {errors.mean():.3f} mm, largest {errors.max():.3f} mm; reported uncertainty "
+        f"{found.uncertainty[0]:.2f} mm"
+    )
 
 
 def main() -> None:
@@ -209,17 +222,22 @@ def main() -> None:
     parser.add_argument("--degrees-3d", type=float, default=10.0, help="largest rotation per axis drawn (default 10)")
     parser.add_argument("--shift-3d", type=float, default=10.0, help="largest 3-D shift drawn, mm (default 10)")
     parser.add_argument("--no-speed", action="store_true", help="leave out the 256 x 256 x 128 speed case")
-    parser.add_argument("--sets", default=",".join(CASE_SETS),
-                        help=f"the case sets to run, comma-separated (default all: {','.join(CASE_SETS)})")
+    parser.add_argument(
+        "--sets",
+        default=",".join(CASE_SETS),
+        help=f"the case sets to run, comma-separated (default all: {','.join(CASE_SETS)})",
+    )
     args = parser.parse_args()
     chosen = args.sets.split(",")
     unknown = sorted(set(chosen) - set(CASE_SETS))
     if unknown:
         parser.error(f"unknown case set(s) {', '.join(unknown)}; choose from {', '.join(CASE_SETS)}")
     rng = np.random.default_rng(args.seed)
-    print(f"medfuse.clinical.registration, SimpleITK, seed {args.seed}, {os.cpu_count()} CPU cores, torch threads "
-          f"{torch.get_num_threads()} (unused here); rotations up to {args.degrees_2d:g} (2-D) and {args.degrees_3d:g} "
-          f"(3-D, per axis) degrees, shifts up to {args.shift_2d:g} pixels and {args.shift_3d:g} mm")
+    print(
+        f"medfuse.clinical.registration, SimpleITK, seed {args.seed}, {os.cpu_count()} CPU cores, torch threads "
+        f"{torch.get_num_threads()} (unused here); rotations up to {args.degrees_2d:g} (2-D) and {args.degrees_3d:g} "
+        f"(3-D, per axis) degrees, shifts up to {args.shift_2d:g} pixels and {args.shift_3d:g} mm"
+    )
     if "volumes" in chosen:
         volume_trials(args.trials, rng, args.degrees_3d, args.shift_3d)
     mri_paths = sorted(SAMPLES.glob("*/MRI/*.png"))

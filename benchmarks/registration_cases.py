@@ -56,17 +56,28 @@ def main() -> None:
             unmoved_registration = register(mri, other)
             unmoved = unmoved_registration.transform
             consistency = np.linalg.norm(true.apply(found.transform.apply(points)) - unmoved.apply(points), axis=1)
-            print(json.dumps({
-                "set": pair_set, "name": mri_path.name, "truth": float(residuals(true, found.transform, points).mean()),
-                "consistency": float(consistency.mean()), "uncertainty_px": found.uncertainty[0],
-                "margin": found.rivals[0][1] if found.rivals else None,
-                "rotation_found": found.transform.rotation_degrees, "refused": bool(implausibilities(found, mri)),
-                "unmatched": found.unmatched, "unmoved_unmatched": unmoved_registration.unmatched,
-                "unmoved_refused": bool(implausibilities(unmoved_registration, mri)),
-                "true": [true.matrix.tolist(), true.translation.tolist()],
-                "found": [found.transform.matrix.tolist(), found.transform.translation.tolist()],
-                "unmoved": [unmoved.matrix.tolist(), unmoved.translation.tolist()],
-                "seconds": round(time.time() - start, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "set": pair_set,
+                        "name": mri_path.name,
+                        "truth": float(residuals(true, found.transform, points).mean()),
+                        "consistency": float(consistency.mean()),
+                        "uncertainty_px": found.uncertainty[0],
+                        "margin": found.rivals[0][1] if found.rivals else None,
+                        "rotation_found": found.transform.rotation_degrees,
+                        "refused": bool(implausibilities(found, mri)),
+                        "unmatched": found.unmatched,
+                        "unmoved_unmatched": unmoved_registration.unmatched,
+                        "unmoved_refused": bool(implausibilities(unmoved_registration, mri)),
+                        "true": [true.matrix.tolist(), true.translation.tolist()],
+                        "found": [found.transform.matrix.tolist(), found.transform.translation.tolist()],
+                        "unmoved": [unmoved.matrix.tolist(), unmoved.translation.tolist()],
+                        "seconds": round(time.time() - start, 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -44,12 +44,17 @@ def turned(rng: np.random.Generator, centre: np.ndarray) -> LinearTransform:
 
 
 def signals(registration) -> dict:
-    return {"metric_before": registration.metric_before, "metric_after": registration.metric_after,
-            "shared": registration.shared,
-            "rival_share": registration.rivals[0][1] if registration.rivals else None,
-            "rival_apart": registration.rivals[0][0] if registration.rivals else None,
-            "uncertainty_px": registration.uncertainty[0], "uncertainty_degrees": registration.uncertainty[1],
-            "unmatched": registration.unmatched, "rotation_found": registration.transform.rotation_degrees}
+    return {
+        "metric_before": registration.metric_before,
+        "metric_after": registration.metric_after,
+        "shared": registration.shared,
+        "rival_share": registration.rivals[0][1] if registration.rivals else None,
+        "rival_apart": registration.rivals[0][0] if registration.rivals else None,
+        "uncertainty_px": registration.uncertainty[0],
+        "uncertainty_degrees": registration.uncertainty[1],
+        "unmatched": registration.unmatched,
+        "rotation_found": registration.transform.rotation_degrees,
+    }
 
 
 def main() -> None:
@@ -74,21 +79,29 @@ def main() -> None:
                 started = time.perf_counter()
                 found = register(mri, resample_onto(ct, ct, true))
                 landed = true.apply(found.transform.apply(points))
-                record = {"pair": mri_path.stem, "draw": draw,
-                          "degrees": math.degrees(math.atan2(true.matrix[1, 0], true.matrix[0, 0])),
-                          "shift": true.translation.tolist(),
-                          "error_px": float(np.linalg.norm(landed - points, axis=1).mean()),
-                          "error_vs_unmoved_px": float(np.linalg.norm(landed - unmoved.transform.apply(points),
-                                                                      axis=1).mean()),
-                          "refused": implausibilities(found, mri), "seconds": time.perf_counter() - started,
-                          **signals(found), "unmoved": {**signals(unmoved),
-                                                        "refused": implausibilities(unmoved, mri)}}
+                record = {
+                    "pair": mri_path.stem,
+                    "draw": draw,
+                    "degrees": math.degrees(math.atan2(true.matrix[1, 0], true.matrix[0, 0])),
+                    "shift": true.translation.tolist(),
+                    "error_px": float(np.linalg.norm(landed - points, axis=1).mean()),
+                    "error_vs_unmoved_px": float(
+                        np.linalg.norm(landed - unmoved.transform.apply(points), axis=1).mean()
+                    ),
+                    "refused": implausibilities(found, mri),
+                    "seconds": time.perf_counter() - started,
+                    **signals(found),
+                    "unmoved": {**signals(unmoved), "refused": implausibilities(unmoved, mri)},
+                }
                 record["wrong"] = record["error_vs_unmoved_px"] > WRONG_PIXELS
                 out.write(json.dumps(record) + "\n")
                 out.flush()
-                print(f"{record['pair']}: {record['degrees']:+.1f} deg, error {record['error_px']:.2f} px "
-                      f"({record['error_vs_unmoved_px']:.2f} against the unmoved pair's registration), "
-                      f"{'refused' if record['refused'] else 'accepted'}", flush=True)
+                print(
+                    f"{record['pair']}: {record['degrees']:+.1f} deg, error {record['error_px']:.2f} px "
+                    f"({record['error_vs_unmoved_px']:.2f} against the unmoved pair's registration), "
+                    f"{'refused' if record['refused'] else 'accepted'}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

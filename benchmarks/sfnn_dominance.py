@@ -33,8 +33,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=40, help="pairs per set (default 40)")
     args = parser.parse_args()
     model = load_model()
-    print(f"{'set':<10}{'pairs':>6}{'mean w':>8}{'min w':>8}{'max w':>8}{'w<0.2':>7}{'w>0.8':>7}"
-          f"{'corr(log m, area)':>19}{'corr(log m, gradient)':>23}")
+    print(
+        f"{'set':<10}{'pairs':>6}{'mean w':>8}{'min w':>8}{'max w':>8}{'w<0.2':>7}{'w>0.8':>7}"
+        f"{'corr(log m, area)':>19}{'corr(log m, gradient)':>23}"
+    )
     for set_name, modality in SETS.items():
         folder = Path(args.data) / set_name / args.split
         mris, others = images_by_stem(folder / "MRI"), images_by_stem(folder / modality)
@@ -52,9 +54,11 @@ def main() -> None:
                 gradients.append(float(np.hypot(ndimage.sobel(grey, 0), ndimage.sobel(grey, 1)).mean()))
             weights.append(maxima[0] ** 2 / (maxima[0] ** 2 + maxima[1] ** 2))
         weights = np.array(weights)
-        print(f"{set_name:<10}{len(names):>6}{weights.mean():8.3f}{weights.min():8.3f}{weights.max():8.3f}"
-              f"{(weights < 0.2).mean():7.2f}{(weights > 0.8).mean():7.2f}"
-              f"{np.corrcoef(logs, areas)[0, 1]:19.3f}{np.corrcoef(logs, gradients)[0, 1]:23.3f}")
+        print(
+            f"{set_name:<10}{len(names):>6}{weights.mean():8.3f}{weights.min():8.3f}{weights.max():8.3f}"
+            f"{(weights < 0.2).mean():7.2f}{(weights > 0.8).mean():7.2f}"
+            f"{np.corrcoef(logs, areas)[0, 1]:19.3f}{np.corrcoef(logs, gradients)[0, 1]:23.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--external", action="append", default=[], metavar="NAME=FOLDER")
-    parser.add_argument("--blends", type=float, nargs="*", default=[0.5, 0.7, 0.8, 0.9],
-                        help="weights of the first source in the fixed blends")
+    parser.add_argument(
+        "--blends",
+        type=float,
+        nargs="*",
+        default=[0.5, 0.7, 0.8, 0.9],
+        help="weights of the first source in the fixed blends",
+    )
     args = parser.parse_args()
 
     dataset, pairs = draw_train_pairs(Path(args.data) / args.set, args.pairs, args.seed)
@@ -74,16 +79,20 @@ def main() -> None:
             fused = fuse_luminance(image_a, image_b, lambda x, y, w=w: w * x + (1 - w) * y)
             blends[w].append([score(m, fused, image_a, image_b) for m in RANKED_METRICS])
 
-    print(f"{args.set} train, {len(pairs)} pairs (seed {args.seed}), Y channel in [0, 1], "
-          f"A = {dataset.modality_a}, B = {dataset.modality_b}")
+    print(
+        f"{args.set} train, {len(pairs)} pairs (seed {args.seed}), Y channel in [0, 1], "
+        f"A = {dataset.modality_a}, B = {dataset.modality_b}"
+    )
     print(f"\nweight of A on the foreground (either source > {FOREGROUND})")
     for name, values in shares.items():
         mean, wins = np.mean(values, axis=0)
         print(f"  {name:<14} mean {mean:.3f}   A above 1/2 on {100 * wins:.1f} % of it")
     for name, values in fits.items():
         a_coefficient, b_coefficient, offset, residual = np.mean(values, axis=0)
-        print(f"\n{name}: F = {a_coefficient:.3f} A + {b_coefficient:.3f} B + {offset:.3f}, "
-              f"residual standard deviation {residual:.4f}")
+        print(
+            f"\n{name}: F = {a_coefficient:.3f} A + {b_coefficient:.3f} B + {offset:.3f}, "
+            f"residual standard deviation {residual:.4f}"
+        )
     print("\nfixed blends w A + (1 - w) B\n  w    " + "".join(f"{m:>8}" for m in RANKED_METRICS))
     for w, values in blends.items():
         print(f"  {w:<5}" + "".join(f"{v:8.4f}" for v in np.mean(values, axis=0)))

@@ -57,8 +57,11 @@ def main() -> None:
                 if busy:
                     busy.kill()
                     busy.wait()
-        print(f"| {side} | " + " | ".join(f"{row[key] * 1000:.0f} ms" for key in
-                                         (("idle", 1), ("idle", 2), ("busy", 1), ("busy", 2))) + " |")
+        print(
+            f"| {side} | "
+            + " | ".join(f"{row[key] * 1000:.0f} ms" for key in (("idle", 1), ("idle", 2), ("busy", 1), ("busy", 2)))
+            + " |"
+        )
 
 
 if __name__ == "__main__":

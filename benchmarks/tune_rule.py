@@ -75,22 +75,26 @@ Candidate = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, Features], to
 CANDIDATES: dict[str, Candidate] = {}
 CHOSEN = {"sfnn-map": 2, "sfnn-map-e4": 3, "sfnn-pyramid": 4}
 """Rules this harness chose, and in which round (``sfnn-map`` is the candidate ``pixel-p2-r1``,
-``sfnn-map-e4`` the candidate ``evidence-p4``, ``sfnn-pyramid`` the candidate ``pyramid-sum-q0-g0.8``): a round's pool leaves out the rules chosen in
-it and after it, so that a rerun prints the tables by which they were chosen."""
+``sfnn-map-e4`` the candidate ``evidence-p4``, ``sfnn-pyramid`` the candidate ``pyramid-sum-q0-g0.8``): a
+round's pool leaves out the rules chosen in it and after it, so that a rerun prints the tables by which
+they were chosen."""
 
 
 def candidate(name: str) -> Callable[[Candidate], Candidate]:
     def add(function: Candidate) -> Candidate:
         CANDIDATES[name] = function
         return function
+
     return add
 
 
 def pixel_candidate(power: int, radius: int) -> Candidate:
     """The weights applied to the sources instead of the features."""
+
     def fuse(model, a, b, features):
         w_a = sfnn_spatial_weights(*features, power=power, radius=radius)
         return w_a * a + (1 - w_a) * b
+
     fuse.__doc__ = f"pixel-domain sfnn-spatial weights, activity power {power}, radius {radius}"
     return fuse
 
@@ -101,6 +105,7 @@ for _power, _radius in [(2, 1), (1, 1), (3, 1), (4, 1), (2, 0), (2, 2), (3, 2)]:
 
 def guided_candidate(power: int, radius: int, epsilon: float) -> Candidate:
     """The weights refined by a guided filter with each source as the guide (as GFF does)."""
+
     def fuse(model, a, b, features):
         w_a = sfnn_spatial_weights(*features, power=power)[0, 0].double().numpy()
         grey_a, grey_b = a[0, 0].double().numpy(), b[0, 0].double().numpy()
@@ -109,6 +114,7 @@ def guided_candidate(power: int, radius: int, epsilon: float) -> Candidate:
         total = refined_a + refined_b
         w = np.where(total > 0, refined_a / np.where(total > 0, total, 1), 0.5)
         return torch.from_numpy(w * grey_a + (1 - w) * grey_b)[None, None]
+
     fuse.__doc__ = f"guided-filter-refined weights, power {power}, radius {radius}, epsilon {epsilon}"
     return fuse
 
@@ -119,9 +125,11 @@ for _power, _radius, _epsilon in [(2, 2, 1e-3), (2, 4, 1e-2), (3, 4, 1e-2), (4, 
 
 def evidence_candidate(evidence_power: int) -> Candidate:
     """sfnn-map with the per-image evidence ``m`` raised to ``evidence_power`` instead of 2."""
+
     def fuse(model, a, b, features):
         w_a = sfnn_spatial_weights(*features, evidence_power=evidence_power)
         return w_a * a + (1 - w_a) * b
+
     fuse.__doc__ = f"sfnn-map weights with the per-image evidence at power {evidence_power}"
     return fuse
 
@@ -133,15 +141,18 @@ for _power in (3, 4):
 def contrast_candidate(radius: int) -> Candidate:
     """sfnn-map with the activity taken from the features' local contrast, ``|f_k - mean_w(f_k)|``
     over a (2 radius + 1)^2 window, instead of ``|f_k|``: structure, not brightness, wins."""
+
     def fuse(model, a, b, features):
         evidence = []
         for f in features:
             norms = nuclear_norms(f)
             local_mean = F.avg_pool2d(F.pad(f, (radius,) * 4, mode="replicate"), 2 * radius + 1, stride=1)
-            evidence.append(norms.amax(dim=1).view(-1, 1, 1, 1) ** 2
-                            * nuclear_activity(f - local_mean, norms) ** ACTIVITY_POWER)
+            evidence.append(
+                norms.amax(dim=1).view(-1, 1, 1, 1) ** 2 * nuclear_activity(f - local_mean, norms) ** ACTIVITY_POWER
+            )
         w_a = evidence[0] / (evidence[0] + evidence[1]).clamp_min(1e-30)
         return w_a * a + (1 - w_a) * b
+
     fuse.__doc__ = f"sfnn-map weights from the features' local contrast, radius {radius}"
     return fuse
 
@@ -154,6 +165,7 @@ def two_scale_candidate(radius: int) -> Candidate:
     """Two scales: each source split into a base (box mean of radius ``radius``) and a detail
     layer (the rest); the bases blended by sfnn-map's weights, the detail of the source with
     the larger local detail (3 x 3 mean of its absolute value) kept at every pixel."""
+
     def fuse(model, a, b, features):
         w_a = sfnn_spatial_weights(*features)[0, 0].double().numpy()
         grey_a, grey_b = a[0, 0].double().numpy(), b[0, 0].double().numpy()
@@ -162,6 +174,7 @@ def two_scale_candidate(radius: int) -> Candidate:
         keep_a = box_mean(np.abs(detail_a), 1) >= box_mean(np.abs(detail_b), 1)
         fused = w_a * base_a + (1 - w_a) * base_b + np.where(keep_a, detail_a, detail_b)
         return torch.from_numpy(np.clip(fused, 0, 1))[None, None]
+
     fuse.__doc__ = f"sfnn-map bases (box radius {radius}) plus the locally larger detail"
     return fuse
 
@@ -177,6 +190,7 @@ def pyramid_candidate(middle: str, base: str, gain: float) -> Candidate:
     signs agree, the larger in magnitude where they disagree; the base ``average`` averaged,
     or ``qQ`` blended by sfnn-map's weights with the per-image evidence at power Q (0: the
     activity alone) reduced to its size, then scaled by ``gain``."""
+
     def fuse(model, a, b, features):
         pyramid_a, pyramid_b = laplacian_pyramid(a, PYRAMID_LEVELS), laplacian_pyramid(b, PYRAMID_LEVELS)
         fused = []
@@ -196,12 +210,19 @@ def pyramid_candidate(middle: str, base: str, gain: float) -> Candidate:
             w_base = gaussian_pyramid(weights, PYRAMID_LEVELS)[-1]
         fused.append(gain * (w_base * pyramid_a[-1] + (1 - w_base) * pyramid_b[-1]))
         return collapse_pyramid(fused).clamp(0, 1)
+
     fuse.__doc__ = f"Laplacian pyramid, middle levels {middle}, base {base} times {gain}"
     return fuse
 
 
-for _middle, _base, _gain in [("sum", "q0", 0.7), ("sum", "q0", 0.8), ("sum", "q0", 1.0), ("sum", "average", 0.7),
-                              ("sum", "q2", 0.7), ("oppmax", "q0", 0.7)]:
+for _middle, _base, _gain in [
+    ("sum", "q0", 0.7),
+    ("sum", "q0", 0.8),
+    ("sum", "q0", 1.0),
+    ("sum", "average", 0.7),
+    ("sum", "q2", 0.7),
+    ("oppmax", "q0", 0.7),
+]:
     CANDIDATES[f"pyramid-{_middle}-{_base}-g{_gain:g}"] = pyramid_candidate(_middle, _base, _gain)
 
 
@@ -235,8 +256,9 @@ def fused_grey(model: torch.nn.Module, name: str, a: torch.Tensor, b: torch.Tens
     return fuse_encoded(model, a, b, *features, RULES[name.removeprefix("dran-")])[0]
 
 
-METRICS_CODE = "".join(path.read_text()
-                       for path in sorted(Path(medfuse.evaluation.metrics.__file__).parent.glob("*.py")))
+METRICS_CODE = "".join(
+    path.read_text() for path in sorted(Path(medfuse.evaluation.metrics.__file__).parent.glob("*.py"))
+)
 """Stored scores are keyed by the metric code too: a changed metric rescores everything."""
 RULES_CODE = Path(medfuse.dran.rules.__file__).read_text()
 """And DRAN methods by the rules' module: a changed helper (nuclear norms, activity) fuses them again."""
@@ -272,11 +294,20 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=40, help="train pairs drawn (default 40)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), help="default: all")
-    parser.add_argument("--round", type=int, default=3,
-                        help="the pool holds the rules chosen before this round (2: neither sfnn-map nor "
-                             "sfnn-map-e4; 3, the default: sfnn-map)")
-    parser.add_argument("--external", action="append", default=[], metavar="NAME=FOLDER",
-                        help="a pool method run elsewhere: its fused images of the train split, named like the pairs")
+    parser.add_argument(
+        "--round",
+        type=int,
+        default=3,
+        help="the pool holds the rules chosen before this round (2: neither sfnn-map nor "
+        "sfnn-map-e4; 3, the default: sfnn-map)",
+    )
+    parser.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="a pool method run elsewhere: its fused images of the train split, named like the pairs",
+    )
     parser.add_argument("--weights", default="dran-havard", help="model of the pool's DRAN rules")
     parser.add_argument("--candidate-weights", help="model of the candidates (default: --weights)")
     parser.add_argument("-o", "--out", default="out/tune")
@@ -310,7 +341,9 @@ def main() -> None:
         image_a, image_b = load_image(path_a), load_image(path_b)
         cache: dict[str, Features] = {}
 
-        def grey_fusion(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        def grey_fusion(
+            name: str, cache: dict[str, Features] = cache
+        ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
             if name in BASELINES:
                 return BASELINES[name]
             role = "candidates" if name in args.candidates and "candidates" in models else "pool"
@@ -323,6 +356,7 @@ def main() -> None:
                 if role not in cache:
                     cache[role] = (model.encode(a), model.encode(b))
                 return fused_grey(model, name, a, b, cache[role])[0, 0].double().numpy()
+
             return fuse_grey
 
         for name in todo:
@@ -336,8 +370,10 @@ def main() -> None:
     names = [p for p, _, _ in pairs]
     means = {m: {k: float(np.mean([scores[m][p][k] for p in names])) for k in RANKED_METRICS} for m in scores}
     header = f"{'method':<28}" + "".join(f"{k:>8}" for k in RANKED_METRICS) + f"{'rank':>7}"
-    print(f"{args.set} train, {len(names)} pairs (seed {args.seed}); pool's DRAN rules with {args.weights}, "
-          f"candidates (*) with {candidate_weights}; rank = mean rank in the pool plus that method")
+    print(
+        f"{args.set} train, {len(names)} pairs (seed {args.seed}); pool's DRAN rules with {args.weights}, "
+        f"candidates (*) with {candidate_weights}; rank = mean rank in the pool plus that method"
+    )
     print(header)
     pool_ranks = mean_ranks({m: means[m] for m in pool}, RANKED_METRICS)
     rows = [(m, pool_ranks[m], "") for m in pool]

@@ -38,8 +38,12 @@ def phantom_pair(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", default=f"{DEFAULT_RULE},sfnn,average")
-    parser.add_argument("--batch-size", type=int, help="slices per network call (default: as medfuse fuse, "
-                        "1 on the CPU, on CUDA as many as fit in the free GPU memory)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="slices per network call (default: as medfuse fuse, "
+        "1 on the CPU, on CUDA as many as fit in the free GPU memory)",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--slices", type=int, default=64)
     parser.add_argument("--devices", help="comma-separated torch devices (default cpu, and cuda if available)")
@@ -51,10 +55,12 @@ def main() -> None:
     shape = (256, 256, args.slices)
     volume_a, volume_b = phantom_pair(shape)
     defaults = ", ".join(f"{device} {default_batch_size(device, *shape[:2])}" for device in devices)
-    print(f"volume pair {shape[0]} x {shape[1]} x {shape[2]}, shipped weights, batch size "
-          f"{args.batch_size or f'default ({defaults})'}, "
-          f"best of {args.repeats}; {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPU cores, "
-          f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"volume pair {shape[0]} x {shape[1]} x {shape[2]}, shipped weights, batch size "
+        f"{args.batch_size or f'default ({defaults})'}, "
+        f"best of {args.repeats}; {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPU cores, "
+        f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     for device in devices:
         model = load_model(device=device)
         name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"

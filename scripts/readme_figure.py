@@ -1,6 +1,6 @@
 """The README picture: bundled sample pairs, their fusion by the default rule and by another.
 
-    python scripts/readme_figure.py -o docs/fusion-example.png [--rule pyramid-energy] [--compare trained-pyramid]
+python scripts/readme_figure.py -o docs/fusion-example.png [--rule pyramid-energy] [--compare trained-pyramid]
 """
 
 from __future__ import annotations

@@ -33,9 +33,20 @@ def screenshot(page: Path, png: Path, width: int, height: int) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         sys.exit("needs chromium (Debian: apt-get install chromium)")
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()], check=True,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def synthetic_pet(t1: Path, out: Path) -> None:
@@ -58,14 +69,32 @@ def main() -> None:
         medfuse("report", *pair, "-o", work / "pair.html")
         screenshot(work / "pair.html", args.out / "report-pair.png", 1120, 900)
         medfuse("fuse", SAMPLES / "PET-MRI/MRI", SAMPLES / "PET-MRI/PET", "-o", work / "fused")
-        medfuse("report", SAMPLES / "PET-MRI/MRI", SAMPLES / "PET-MRI/PET", "--fused", work / "fused", "-o",
-                work / "folder.html")
+        medfuse(
+            "report",
+            SAMPLES / "PET-MRI/MRI",
+            SAMPLES / "PET-MRI/PET",
+            "--fused",
+            work / "fused",
+            "-o",
+            work / "folder.html",
+        )
         screenshot(work / "folder.html", args.out / "report-folder.png", 1100, 900)
         t1 = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
         synthetic_pet(t1, work / "pet.nii.gz")
         medfuse("fuse", t1, work / "pet.nii.gz", "-o", work / "f.nii.gz", "--weight-map", work / "w.nii.gz")
-        medfuse("report", t1, work / "pet.nii.gz", "--fused", work / "f.nii.gz", "--weight-map", work / "w.nii.gz",
-                "--colour-b", "hot", "-o", work / "volume.html")
+        medfuse(
+            "report",
+            t1,
+            work / "pet.nii.gz",
+            "--fused",
+            work / "f.nii.gz",
+            "--weight-map",
+            work / "w.nii.gz",
+            "--colour-b",
+            "hot",
+            "-o",
+            work / "volume.html",
+        )
         screenshot(work / "volume.html", args.out / "report-volume.png", 1300, 1000)
         if (args.benchmark / "scores.csv").is_file():
             medfuse("report", args.benchmark, "-o", work / "benchmark.html")

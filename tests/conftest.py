@@ -30,8 +30,9 @@ def tiny_model() -> torch.nn.Module:
 
 @pytest.fixture(scope="session")
 def tiny_weights(tiny_model, tmp_path_factory) -> Path:
-    return save_weights(tiny_model, tmp_path_factory.mktemp("weights") / "tiny.safetensors", "dran",
-                        {"width": 8, "fusion_head": 4})
+    return save_weights(
+        tiny_model, tmp_path_factory.mktemp("weights") / "tiny.safetensors", "dran", {"width": 8, "fusion_head": 4}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +53,12 @@ def noise_images(tmp_path) -> Path:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """Say how many browser tests (``pytest.mark.browser``) ran and why the others were skipped."""
-    reports = [report for kind in ("passed", "failed", "skipped") for report in terminalreporter.stats.get(kind, [])
-               if "browser" in getattr(report, "keywords", {}) and report.when in ("call", "setup")]
+    reports = [
+        report
+        for kind in ("passed", "failed", "skipped")
+        for report in terminalreporter.stats.get(kind, [])
+        if "browser" in getattr(report, "keywords", {}) and report.when in ("call", "setup")
+    ]
     if not reports:
         return
     ran = sum(report.when == "call" and not report.skipped for report in reports)

@@ -69,8 +69,10 @@ def test_laplacian_pyramid_inverts_exactly_for_odd_sizes():
     assert np.abs(collapse_pyramid(pyramid) - image).max() < 1e-12
 
 
-@pytest.mark.parametrize(("method", "factor"), [(laplacian_fusion, 0.5), (guided_filtering_fusion, 0.5),
-                                                (pixel_maximum, 0.01), (dwt_fusion, 0.9)])
+@pytest.mark.parametrize(
+    ("method", "factor"),
+    [(laplacian_fusion, 0.5), (guided_filtering_fusion, 0.5), (pixel_maximum, 0.01), (dwt_fusion, 0.9)],
+)
 def test_multiscale_methods_keep_both_halves(method, factor, halves):
     left, right, whole = halves
     fused = method(left, right)

@@ -20,14 +20,20 @@ def make_inputs(tmp_path):
 def test_batch_runs_good_rows_reports_bad_one_and_resumes(tmp_path, capsys, tiny_weights):
     make_inputs(tmp_path)
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("a,b,out,window\n"
-                        "mr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\n"
-                        "mr1.nii.gz,missing.nii.gz,out/bad.nii.gz,\n"
-                        "mr2.nii.gz,ct.nii.gz,out/f2.nii,40/400\n")
+    manifest.write_text(
+        "a,b,out,window\n"
+        "mr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\n"
+        "mr1.nii.gz,missing.nii.gz,out/bad.nii.gz,\n"
+        "mr2.nii.gz,ct.nii.gz,out/f2.nii,40/400\n"
+    )
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f1.nii.gz", "f1.nii.gz.medfuse.json", "f2.nii",
-                                                                     "f2.nii.medfuse.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "f1.nii.gz",
+        "f1.nii.gz.medfuse.json",
+        "f2.nii",
+        "f2.nii.medfuse.json",
+    ]
     assert "3 pair(s): 2 fused, 0 skipped (output exists), 1 failed" in stdout
     assert "line 3" in stdout and "missing.nii.gz: no such file" in stderr
     first = (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns
@@ -41,15 +47,21 @@ def test_batch_runs_good_rows_reports_bad_one_and_resumes(tmp_path, capsys, tiny
     assert f"f1.nii.gz was made with other settings (rule 'average' there, '{DEFAULT_RULE}' now)" in stderr
     assert (tmp_path / "out" / "f1.nii.gz").stat().st_mtime_ns == first
 
-    manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\nmr2.nii.gz,mr1.nii.gz,out/f3.nii,\n"
-                        "mr2.nii.gz,ct.nii.gz,out/f2.nii,\n")
+    manifest.write_text(
+        "a,b,out,window\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\nmr2.nii.gz,mr1.nii.gz,out/f3.nii,\n"
+        "mr2.nii.gz,ct.nii.gz,out/f2.nii,\n"
+    )
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 1 and "1 fused, 1 skipped (output exists), 1 failed" in stdout
     assert "f2.nii was made with other settings (window '40/400' there, '' now)" in stderr
     manifest.write_text("a,b,out,window\nmr1.nii.gz,./mr2.nii.gz,out/f1.nii.gz,brain\n")
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
-    assert code == 1 and "f1.nii.gz was made with other settings (inputs ['mr1.nii.gz', 'ct.nii.gz'] there, " \
-        "['mr1.nii.gz', 'mr2.nii.gz'] now)" in stderr  # another B is not skipped as if it were the same result
+    assert (
+        code == 1
+        and "f1.nii.gz was made with other settings (inputs ['mr1.nii.gz', 'ct.nii.gz'] there, "
+        "['mr1.nii.gz', 'mr2.nii.gz'] now)"
+        in stderr
+    )  # another B is not skipped as if it were the same result
     manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,out/f1.nii.gz,brain\n")
     (tmp_path / "out" / "f1.nii.gz.medfuse.json").unlink()  # an output without its record is not trusted either
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
@@ -60,8 +72,10 @@ def test_batch_window_and_grid_errors_are_row_failures(tmp_path, capsys, tiny_we
     make_inputs(tmp_path)
     write_nifti(tmp_path / "moved.nii", phantom(), oblique_affine(origin=(0, 0, 0)))
     manifest = tmp_path / "m.csv"
-    manifest.write_text("a,b,out,window\nmr1.nii.gz,ct.nii.gz,f1.nii,lung\nmr1.nii.gz,moved.nii,f2.nii,\n"
-                        "mr1.nii.gz,ct.nii.gz,f3.nii,bone\n")
+    manifest.write_text(
+        "a,b,out,window\nmr1.nii.gz,ct.nii.gz,f1.nii,lung\nmr1.nii.gz,moved.nii,f2.nii,\n"
+        "mr1.nii.gz,ct.nii.gz,f3.nii,bone\n"
+    )
     code, stdout, _ = run_cli(capsys, "batch", manifest, "--weights", tiny_weights)
     assert code == 1 and "1 fused, 0 skipped (output exists), 2 failed" in stdout
     assert "unknown CT window 'lung'" in stdout and "different grids: origin" in stdout
@@ -102,11 +116,13 @@ def test_rows_that_would_lose_work_are_refused_before_any_fusion(tmp_path, capsy
     make_inputs(tmp_path)
     (tmp_path / "taken.nii.gz").mkdir()
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("a,b,out\n"
-                        "mr1.nii.gz,ct.nii.gz,out/f.nii.gz\n"
-                        "mr2.nii.gz,ct.nii.gz,out/f.nii.gz\n"
-                        "mr1.nii.gz,ct.nii.gz,mr1.nii.gz\n"
-                        "mr2.nii.gz,ct.nii.gz,taken.nii.gz\n")
+    manifest.write_text(
+        "a,b,out\n"
+        "mr1.nii.gz,ct.nii.gz,out/f.nii.gz\n"
+        "mr2.nii.gz,ct.nii.gz,out/f.nii.gz\n"
+        "mr1.nii.gz,ct.nii.gz,mr1.nii.gz\n"
+        "mr2.nii.gz,ct.nii.gz,taken.nii.gz\n"
+    )
     code, stdout, stderr = run_cli(capsys, "batch", manifest, "--weights", tiny_weights, "--rule", "average")
     assert code == 2 and stderr.count("\n") == 1 and not (tmp_path / "out").exists()
     assert "3 row(s) would lose work" in stderr and "line 3 writes out/f.nii.gz as line 2 does" in stderr

@@ -63,8 +63,20 @@ def test_mean_ranks_follow_each_metrics_direction_and_share_ties():
 
 def test_benchmark_end_to_end_then_rerun_only_scores(dataset, tmp_path, capsys, tiny_weights):
     out = tmp_path / "out"
-    arguments = ["benchmark", dataset, "-o", out, "--methods", "dran-average,pixel-max",
-                 "--metrics", "psnr,ssim", "--weights", tiny_weights, "--montage-pairs", "2"]
+    arguments = [
+        "benchmark",
+        dataset,
+        "-o",
+        out,
+        "--methods",
+        "dran-average,pixel-max",
+        "--metrics",
+        "psnr,ssim",
+        "--weights",
+        tiny_weights,
+        "--montage-pairs",
+        "2",
+    ]
     code, stdout, stderr = run_cli(capsys, *arguments)
     assert code == 0, stderr
     assert "lonely.png has no partner" in stderr
@@ -73,7 +85,11 @@ def test_benchmark_end_to_end_then_rerun_only_scores(dataset, tmp_path, capsys, 
     with open(out / "scores.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["method"], r["pair"]) for r in rows] == [
-        ("dran-average", "p1"), ("dran-average", "p2"), ("pixel-max", "p1"), ("pixel-max", "p2")]
+        ("dran-average", "p1"),
+        ("dran-average", "p2"),
+        ("pixel-max", "p1"),
+        ("pixel-max", "p2"),
+    ]
     table = (out / "table.md").read_text()
     assert "| method | psnr | ssim | mean rank |" in table and table.count("| dran-average |") == 1
     assert "2 pairs MRI/PET, 2 methods" in stdout
@@ -84,8 +100,9 @@ def test_benchmark_end_to_end_then_rerun_only_scores(dataset, tmp_path, capsys, 
     fused = load_image(out / "fused/pixel-max/p2.png")
     assert fused.shape == (64, 64, 3)
     row = rows[3]
-    assert float(row["psnr"]) == pytest.approx(psnr(fused, load_image(dataset / "MRI/p2.png"),
-                                                    load_image(dataset / "PET/p2.png")))
+    assert float(row["psnr"]) == pytest.approx(
+        psnr(fused, load_image(dataset / "MRI/p2.png"), load_image(dataset / "PET/p2.png"))
+    )
     # a rerun reads the cache: a marked cached image changes the scores of that pair only
     save_image(out / "fused/pixel-max/p2.png", np.zeros_like(fused))
     code, _, _ = run_cli(capsys, *arguments)
@@ -100,8 +117,18 @@ def test_changed_weights_invalidate_the_cache(dataset, tmp_path, capsys, tiny_we
     from medfuse.dran.models import create_model, save_weights
 
     out = tmp_path / "out"
-    arguments = ["benchmark", dataset, "-o", out, "--methods", "dran-average", "--metrics", "psnr",
-                 "--montage-pairs", "0"]
+    arguments = [
+        "benchmark",
+        dataset,
+        "-o",
+        out,
+        "--methods",
+        "dran-average",
+        "--metrics",
+        "psnr",
+        "--montage-pairs",
+        "0",
+    ]
     assert run_cli(capsys, *arguments, "--weights", tiny_weights)[0] == 0
     first_note = (out / "fused/dran-average/method.json").read_text()
     first = load_image(out / "fused/dran-average/p1.png")
@@ -118,22 +145,49 @@ def test_external_method_is_scored_from_its_folder(dataset, tmp_path, capsys):
     for name in ("p1", "p2"):
         save_image(theirs / f"{name}.png", load_image(dataset / "MRI" / f"{name}.png"))
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(capsys, "benchmark", dataset, "-o", out, "--methods", "pixel-average",
-                              "--external", f"copy-mri={theirs}", "--metrics", "ssim", "--montage-pairs", "1")
+    code, stdout, _ = run_cli(
+        capsys,
+        "benchmark",
+        dataset,
+        "-o",
+        out,
+        "--methods",
+        "pixel-average",
+        "--external",
+        f"copy-mri={theirs}",
+        "--metrics",
+        "ssim",
+        "--montage-pairs",
+        "1",
+    )
     assert code == 0 and "| copy-mri |" in stdout
     (theirs / "p2.png").unlink()
-    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", out, "--methods", "pixel-average",
-                              "--external", f"copy-mri={theirs}", "--metrics", "ssim")
+    code, _, stderr = run_cli(
+        capsys,
+        "benchmark",
+        dataset,
+        "-o",
+        out,
+        "--methods",
+        "pixel-average",
+        "--external",
+        f"copy-mri={theirs}",
+        "--metrics",
+        "ssim",
+    )
     assert code == 2 and "has no fused image for 1 pair(s), e.g. p2" in stderr
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["--methods", "dran-nope"], "unknown method(s) dran-nope"),
-    (["--metrics", "psnr,nope"], "unknown metric(s) nope"),
-    (["--external", "novalue"], "expected NAME=FOLDER"),
-    (["--external", "gff=."], "the name gff is taken"),
-    (["--a", "CT", "--b", "MRI"], "no modality folder CT"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--methods", "dran-nope"], "unknown method(s) dran-nope"),
+        (["--metrics", "psnr,nope"], "unknown metric(s) nope"),
+        (["--external", "novalue"], "expected NAME=FOLDER"),
+        (["--external", "gff=."], "the name gff is taken"),
+        (["--a", "CT", "--b", "MRI"], "no modality folder CT"),
+    ],
+)
 def test_user_mistakes_get_one_line_and_no_output(dataset, tmp_path, capsys, arguments, message):
     out = tmp_path / "out"
     code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", out, *arguments)
@@ -172,11 +226,21 @@ def test_method_identity_of_a_source_fusion_follows_its_weights_and_its_blend():
 
 def test_cache_follows_the_sources_not_just_the_names(dataset, tmp_path, capsys, phantom):
     out = tmp_path / "out"
-    arguments = ["benchmark", dataset, "-o", out, "--methods", "pixel-average", "--metrics", "psnr",
-                 "--montage-pairs", "0"]
+    arguments = [
+        "benchmark",
+        dataset,
+        "-o",
+        out,
+        "--methods",
+        "pixel-average",
+        "--metrics",
+        "psnr",
+        "--montage-pairs",
+        "0",
+    ]
     assert run_cli(capsys, *arguments)[0] == 0
     before = load_image(out / "fused/pixel-average/p1.png")
-    save_image(dataset / "MRI" / "p1.png", 255 - phantom)   # same name, other image
+    save_image(dataset / "MRI" / "p1.png", 255 - phantom)  # same name, other image
     assert run_cli(capsys, *arguments)[0] == 0
     after = load_image(out / "fused/pixel-average/p1.png")
     assert not np.array_equal(before, after)
@@ -199,8 +263,9 @@ def test_images_of_other_sizes_are_refused_before_anything_is_written(dataset, t
             save_image(theirs / f"{name}.png", np.zeros((20, 20), np.uint8))
         arguments = ["--external", f"theirs={theirs}"]
     out = tmp_path / "out"
-    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", out, "--methods", "pixel-max",
-                              "--metrics", "psnr", *arguments)
+    code, _, stderr = run_cli(
+        capsys, "benchmark", dataset, "-o", out, "--methods", "pixel-max", "--metrics", "psnr", *arguments
+    )
     assert code == 2 and "every image of a pair must have one size" in stderr
     assert not out.exists()
 
@@ -210,9 +275,11 @@ def test_same_modality_twice_and_unwritable_output_are_user_errors(dataset, tmp_
     assert code == 2 and "--a and --b both name MRI" in stderr
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", blocker / "sub", "--methods", "pixel-max",
-                              "--metrics", "psnr")
+    code, _, stderr = run_cli(
+        capsys, "benchmark", dataset, "-o", blocker / "sub", "--methods", "pixel-max", "--metrics", "psnr"
+    )
     assert code == 2 and "file is a file, not a folder" in stderr and "Traceback" not in stderr
-    code, _, stderr = run_cli(capsys, "benchmark", dataset, "-o", tmp_path / "missing" / "out", "--methods",
-                              "pixel-max", "--metrics", "psnr")  # issue 22: one rule, the output's folder must exist
+    code, _, stderr = run_cli(
+        capsys, "benchmark", dataset, "-o", tmp_path / "missing" / "out", "--methods", "pixel-max", "--metrics", "psnr"
+    )  # issue 22: one rule, the output's folder must exist
     assert code == 2 and "missing does not exist" in stderr and not (tmp_path / "missing").exists()

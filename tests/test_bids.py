@@ -34,8 +34,12 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 def dataset(tmp_path) -> Path:
     """A raw BIDS dataset in ``tmp_path/raw`` (two subjects, one with a session) and a manifest
     ``tmp_path/pairs.csv`` without an out column; returns ``tmp_path``."""
-    volumes = {T1_01: phantom(SHAPE) * 700, PET_01: phantom(SHAPE, inner=0.2, outer=1.0) * 50,
-               T1_02: phantom(SHAPE, shift=0.2) * 700, T2_02: phantom(SHAPE, inner=0.1) * 300}
+    volumes = {
+        T1_01: phantom(SHAPE) * 700,
+        PET_01: phantom(SHAPE, inner=0.2, outer=1.0) * 50,
+        T1_02: phantom(SHAPE, shift=0.2) * 700,
+        T2_02: phantom(SHAPE, inner=0.1) * 300,
+    }
     for relative, data in volumes.items():
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         write_nifti(tmp_path / relative, data, AFFINE)
@@ -45,8 +49,18 @@ def dataset(tmp_path) -> Path:
 
 
 def batch(capsys, folder: Path, weights, *extra) -> tuple[int, str, str]:
-    return run_cli(capsys, "batch", folder / "pairs.csv", "--bids-derivatives", folder / "raw", "--weights", weights,
-                   "--rule", "average", *extra)
+    return run_cli(
+        capsys,
+        "batch",
+        folder / "pairs.csv",
+        "--bids-derivatives",
+        folder / "raw",
+        "--weights",
+        weights,
+        "--rule",
+        "average",
+        *extra,
+    )
 
 
 def test_names_keep_a_sources_entities_and_add_desc():
@@ -70,12 +84,20 @@ def test_batch_writes_a_derivative_dataset_that_pybids_reads(dataset, capsys, ti
     fused = layout.get(scope="medfuse", desc="dranfusion", extension=".nii.gz")
     assert sorted(Path(f.path) for f in fused) == [dataset / FUSED_01, dataset / FUSED_02]
     entities = {f.get_entities()["subject"]: f.get_entities() for f in fused}
-    assert entities["01"] == {"subject": "01", "session": "01", "datatype": "anat", "desc": "dranfusion",
-                              "suffix": "T1w", "extension": ".nii.gz"}
+    assert entities["01"] == {
+        "subject": "01",
+        "session": "01",
+        "datatype": "anat",
+        "desc": "dranfusion",
+        "suffix": "T1w",
+        "extension": ".nii.gz",
+    }
     assert "session" not in entities["02"] and entities["02"]["datatype"] == "anat"
     metadata = layout.get_metadata(str(dataset / FUSED_01))
-    assert metadata["Sources"] == ["bids:raw:sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz",
-                                   "bids:raw:sub-01/ses-01/pet/sub-01_ses-01_pet.nii.gz"]
+    assert metadata["Sources"] == [
+        "bids:raw:sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz",
+        "bids:raw:sub-01/ses-01/pet/sub-01_ses-01_pet.nii.gz",
+    ]
     assert metadata["Rule"] == "average" and metadata["Weights"] == str(tiny_weights)
     assert len(metadata["WeightsSha256"]) == 64 and metadata["Window"] == "" and metadata["Percentiles"] == [0.5, 99.5]
 
@@ -104,8 +126,17 @@ def test_rerun_skips_restores_a_lost_sidecar_and_refuses_another_rule(dataset, c
     assert sidecar.read_text() == kept and (dataset / FUSED_01).stat().st_mtime_ns == fused_time
     assert (dataset / DERIVATIVES / "dataset_description.json").read_bytes() == description
 
-    code, stdout, stderr = run_cli(capsys, "batch", dataset / "pairs.csv", "--bids-derivatives", dataset / "raw",
-                                   "--weights", tiny_weights, "--rule", "sfnn")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "batch",
+        dataset / "pairs.csv",
+        "--bids-derivatives",
+        dataset / "raw",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "sfnn",
+    )
     assert code == 2 and stdout == "" and stderr.count("\n") == 1
     assert "holds fusions made otherwise" in stderr and "rule average" in stderr and "rule sfnn " in stderr
     assert (dataset / FUSED_01).stat().st_mtime_ns == fused_time
@@ -123,14 +154,16 @@ def test_rows_that_cannot_be_derivatives_are_refused_before_any_work(dataset, ca
     write_nifti(raw / "sub-03_T1w.nii.gz", phantom(SHAPE), AFFINE)
     write_nifti(dataset / "sub-04_T1w.nii.gz", phantom(SHAPE), AFFINE)
     (raw / "sub-01/ses-01/anat/sub-01_ses-01_T1w.png").write_bytes(b"not a volume")
-    (dataset / "pairs.csv").write_text("a,b,out\n"
-                                       f"raw/sub-01/ses-01/anat/t1.nii.gz,{PET_01},\n"
-                                       f"raw/sub-01/ses-01/anat/sub-01_ses-01_T1w.png,{PET_01},\n"
-                                       f"raw/sub-03_T1w.nii.gz,{PET_01},\n"
-                                       f"sub-04_T1w.nii.gz,{PET_01},\n"
-                                       f"{T1_02},{PET_01},\n"
-                                       f"{T1_01},{PET_01},fused.nii.gz\n"
-                                       f"{T1_02},{T2_02},\n")
+    (dataset / "pairs.csv").write_text(
+        "a,b,out\n"
+        f"raw/sub-01/ses-01/anat/t1.nii.gz,{PET_01},\n"
+        f"raw/sub-01/ses-01/anat/sub-01_ses-01_T1w.png,{PET_01},\n"
+        f"raw/sub-03_T1w.nii.gz,{PET_01},\n"
+        f"sub-04_T1w.nii.gz,{PET_01},\n"
+        f"{T1_02},{PET_01},\n"
+        f"{T1_01},{PET_01},fused.nii.gz\n"
+        f"{T1_02},{T2_02},\n"
+    )
     code, stdout, stderr = batch(capsys, dataset, tiny_weights)
     assert code == 2 and stdout == "" and stderr.count("\n") == 1
     assert "6 row(s) cannot be BIDS derivatives, nothing was fused" in stderr
@@ -175,8 +208,17 @@ def test_two_rows_with_one_a_are_refused_as_rows_with_one_output(dataset, capsys
 
 def test_a_dataset_reached_through_a_symbolic_link_is_the_same_dataset(dataset, capsys, tiny_weights):
     (dataset / "link").symlink_to(dataset, target_is_directory=True)
-    code, stdout, stderr = run_cli(capsys, "batch", dataset / "link" / "pairs.csv", "--bids-derivatives",
-                                   dataset / "link" / "raw", "--weights", tiny_weights, "--rule", "average")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "batch",
+        dataset / "link" / "pairs.csv",
+        "--bids-derivatives",
+        dataset / "link" / "raw",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "average",
+    )
     assert code == 0, stderr
     assert "2 fused" in stdout and (dataset / FUSED_01).is_file() and (dataset / FUSED_02).is_file()
     sources = json.loads(sidecar_path(dataset / FUSED_01).read_text())["Sources"]

@@ -26,8 +26,27 @@ class RunsAShellCommand:
 
 
 def resume(folder, out, capsys):
-    code = main(["train", str(folder), "-o", str(out), "--steps", "2", "--batch-size", "2", "--crop", "16",
-                 "--val-every", "1", "--width", "8", "--val-fraction", "0.34", "--resume"])
+    code = main(
+        [
+            "train",
+            str(folder),
+            "-o",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--crop",
+            "16",
+            "--val-every",
+            "1",
+            "--width",
+            "8",
+            "--val-fraction",
+            "0.34",
+            "--resume",
+        ]
+    )
     return code, capsys.readouterr().err
 
 
@@ -47,10 +66,12 @@ def test_damaged_or_foreign_checkpoints_are_refused_in_one_line(tmp_path, capsys
     out.mkdir()
     torch.save({"model": {}, "step": 1}, tmp_path / "foreign.pt")
     good = (tmp_path / "foreign.pt").read_bytes()
-    for content, message in ((b"", "not a readable medfuse checkpoint"),
-                             (good[: len(good) // 2], "not a readable medfuse checkpoint"),
-                             (b"not a checkpoint at all", "not a readable medfuse checkpoint"),
-                             (good, "not a medfuse checkpoint (no optimiser, torch_rng, log, elapsed, config)")):
+    for content, message in (
+        (b"", "not a readable medfuse checkpoint"),
+        (good[: len(good) // 2], "not a readable medfuse checkpoint"),
+        (b"not a checkpoint at all", "not a readable medfuse checkpoint"),
+        (good, "not a medfuse checkpoint (no optimiser, torch_rng, log, elapsed, config)"),
+    ):
         (out / "checkpoint.pt").write_bytes(content)
         code, err = resume(samples, out, capsys)
         assert code == 2 and message in err and err.count("\n") == 1, err
@@ -193,8 +214,28 @@ def test_a_checkpoint_with_wrong_contents_is_refused_in_one_line(finished_run, t
     message = str(refused.value)
     assert message.startswith(str(out / "checkpoint.pt")) and "\n" not in message
 
-    code = main(["train", str(images), "-o", str(out), "--steps", "4", "--batch-size", "2", "--crop", "16",
-                 "--val-every", "1", "--width", "8", "--val-fraction", "0.34", "--resume", "--quiet"])
+    code = main(
+        [
+            "train",
+            str(images),
+            "-o",
+            str(out),
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--crop",
+            "16",
+            "--val-every",
+            "1",
+            "--width",
+            "8",
+            "--val-fraction",
+            "0.34",
+            "--resume",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and str(out / "checkpoint.pt") in err, err
     assert sorted(path.name for path in out.iterdir()) == written  # nothing trained, nothing written
@@ -208,12 +249,14 @@ def test_the_undamaged_checkpoint_resumes(finished_run, tmp_path):
 
 def test_the_refusals_say_what_is_wrong(finished_run, tmp_path):
     images = finished_run[0]
-    for name, words in (("model entry of another shape", "made with other settings (--architecture dran --width 8)"),
-                        ("lr is text", "optimiser param_groups[0] lr is 'fast', not a finite number"),
-                        ("moment of another shape", "optimiser state[0] exp_avg has shape (8,), not (8, 1, 3, 3)"),
-                        ("rank_rngs too short", "rank_rngs has 0 entries, not 1"),
-                        ("step beyond the run", "is at step 1000000000, beyond this run's 4 steps"),
-                        ("log ends early", "log ends at step 1, not at the checkpoint's step 2")):
+    for name, words in (
+        ("model entry of another shape", "made with other settings (--architecture dran --width 8)"),
+        ("lr is text", "optimiser param_groups[0] lr is 'fast', not a finite number"),
+        ("moment of another shape", "optimiser state[0] exp_avg has shape (8,), not (8, 1, 3, 3)"),
+        ("rank_rngs too short", "rank_rngs has 0 entries, not 1"),
+        ("step beyond the run", "is at step 1000000000, beyond this run's 4 steps"),
+        ("log ends early", "log ends at step 1, not at the checkpoint's step 2"),
+    ):
         _, out = damaged_run(finished_run, tmp_path / name.replace(" ", "-"), DAMAGE[name])
         with pytest.raises(MedfuseError, match=re.escape(words)):
             train(TrainConfig(data=[str(images)], out=str(out), resume=True, **SETTINGS), progress=False)
@@ -227,24 +270,62 @@ def test_a_fusion_checkpoint_with_wrong_contents_is_refused_in_one_line(tmp_path
         for index in range(3):
             save_image(root / modality / f"{index}.png", rng.integers(0, 256, (24, 24)).astype(np.uint8))
     out = tmp_path / "run"
-    settings = dict(data=[str(root)], out=str(out), init=str(tiny_weights), batch_size=1, crop=16, val_every=1,
-                    val_fraction=0.34, fusion_head=4, val_crops=1, lesions=1)
+    settings = dict(
+        data=[str(root)],
+        out=str(out),
+        init=str(tiny_weights),
+        batch_size=1,
+        crop=16,
+        val_every=1,
+        val_fraction=0.34,
+        fusion_head=4,
+        val_crops=1,
+        lesions=1,
+    )
     train(FusionTrainConfig(**settings, steps=1), progress=False)
     good = torch.load(out / "checkpoint.pt", weights_only=True)
     head = "fusion_head.reduce.weight"
-    for damage, words in ((lambda s: delete(s["log"][-1], "val_transfer"), "log[0] has no val_transfer"),
-                          (lambda s: s["model"].update({head: s["model"][head][:1]}),
-                           "made with other settings (--init"),
-                          (lambda s: first_group(s).update(params=[]), "params has 0 entries"),
-                          (lambda s: s["optimiser"]["state"].update({0: {"step": torch.tensor(1.0)}}),
-                           "optimiser state[0] has no exp_avg")):
+    for damage, words in (
+        (lambda s: delete(s["log"][-1], "val_transfer"), "log[0] has no val_transfer"),
+        (lambda s: s["model"].update({head: s["model"][head][:1]}), "made with other settings (--init"),
+        (lambda s: first_group(s).update(params=[]), "params has 0 entries"),
+        (
+            lambda s: s["optimiser"]["state"].update({0: {"step": torch.tensor(1.0)}}),
+            "optimiser state[0] has no exp_avg",
+        ),
+    ):
         state = copy.deepcopy(good)
         damage(state)
         torch.save(state, out / "checkpoint.pt")
         with pytest.raises(MedfuseError, match=re.escape(words)):
             train(FusionTrainConfig(**settings, steps=2, resume=True), progress=False)
-        code = main(["train-fusion", str(root), "-o", str(out), "--init", str(tiny_weights), "--steps", "2",
-                     "--batch-size", "1", "--crop", "16", "--val-every", "1", "--val-fraction", "0.34",
-                     "--fusion-head", "4", "--val-crops", "1", "--lesions", "1", "--resume", "--quiet"])
+        code = main(
+            [
+                "train-fusion",
+                str(root),
+                "-o",
+                str(out),
+                "--init",
+                str(tiny_weights),
+                "--steps",
+                "2",
+                "--batch-size",
+                "1",
+                "--crop",
+                "16",
+                "--val-every",
+                "1",
+                "--val-fraction",
+                "0.34",
+                "--fusion-head",
+                "4",
+                "--val-crops",
+                "1",
+                "--lesions",
+                "1",
+                "--resume",
+                "--quiet",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and words in err, err

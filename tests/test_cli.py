@@ -28,8 +28,9 @@ def test_fuse_bundled_pair(tmp_path, capsys, pair, tiny_weights):
 
 def test_fuse_with_shipped_weights(tmp_path, capsys, samples):
     out = tmp_path / "fused.tif"
-    code, _, _ = run_cli(capsys, "fuse", samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png",
-                         "-o", out, "--rule", "sfnn")
+    code, _, _ = run_cli(
+        capsys, "fuse", samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png", "-o", out, "--rule", "sfnn"
+    )
     assert code == 0
     fused = load_image(out)
     assert fused.shape == (256, 256) and fused.dtype == np.uint8
@@ -97,8 +98,9 @@ def test_bad_weights_and_format(tmp_path, capsys, pair):
 
 def test_tiny_image_and_folder_output_are_refused(tmp_path, capsys, tiny_weights):
     save_image(tmp_path / "one.png", np.zeros((1, 5), np.uint8))
-    code, _, stderr = run_cli(capsys, "fuse", tmp_path / "one.png", tmp_path / "one.png", "-o",
-                              tmp_path / "f.png", "--weights", tiny_weights)
+    code, _, stderr = run_cli(
+        capsys, "fuse", tmp_path / "one.png", tmp_path / "one.png", "-o", tmp_path / "f.png", "--weights", tiny_weights
+    )
     assert code == 2 and "at least 2 x 2" in stderr and not (tmp_path / "f.png").exists()
     code, _, stderr = run_cli(capsys, "fuse", tmp_path / "one.png", tmp_path / "one.png", "-o", tmp_path)
     assert code == 2 and "is a folder" in stderr
@@ -124,8 +126,9 @@ def test_folder_mode_writes_sixteen_bit_colour_as_tiff(tmp_path, capsys, samples
 def test_folder_mode_in_batches_writes_what_one_by_one_writes(tmp_path, capsys, samples, tiny_weights):
     folder_a, folder_b = samples / "PET-MRI" / "MRI", samples / "PET-MRI" / "PET"
     for batch in ("1", "2"):
-        code, _, _ = run_cli(capsys, "fuse", folder_a, folder_b, "-o", tmp_path / batch, "--weights", tiny_weights,
-                             "--batch-size", batch)
+        code, _, _ = run_cli(
+            capsys, "fuse", folder_a, folder_b, "-o", tmp_path / batch, "--weights", tiny_weights, "--batch-size", batch
+        )
         assert code == 0
     for name in ("25015.png", "25022.png"):  # a batch's float32 sums may round a pixel the other way
         one, two = (load_image(tmp_path / batch / name).astype(int) for batch in ("1", "2"))
@@ -135,15 +138,24 @@ def test_folder_mode_in_batches_writes_what_one_by_one_writes(tmp_path, capsys, 
 def test_batch_size_is_refused_for_one_pair_and_below_one(tmp_path, capsys, pair, samples):
     code, _, stderr = run_cli(capsys, "fuse", *pair, "-o", tmp_path / "f.png", "--batch-size", "4")
     assert code == 2 and "only for two folders or two volumes" in stderr
-    code, _, stderr = run_cli(capsys, "fuse", samples / "PET-MRI" / "MRI", samples / "PET-MRI" / "PET",
-                              "-o", tmp_path / "out", "--batch-size", "0")
+    code, _, stderr = run_cli(
+        capsys,
+        "fuse",
+        samples / "PET-MRI" / "MRI",
+        samples / "PET-MRI" / "PET",
+        "-o",
+        tmp_path / "out",
+        "--batch-size",
+        "0",
+    )
     assert code == 2 and "at least 1" in stderr
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("mode", ["pair", "folders"])
-def test_work_too_large_for_memory_is_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys, pair,
-                                                                  tiny_weights, mode):
+def test_work_too_large_for_memory_is_one_line_and_writes_nothing(
+    monkeypatch, tmp_path, capsys, pair, tiny_weights, mode
+):
     from medfuse.fusion import memory
 
     monkeypatch.setattr(memory, "free_memory", lambda device: 100 * 2**20)

@@ -24,16 +24,23 @@ from PIL import Image
 from medfuse.cli import main
 from medfuse.io.images import load_image
 
-CASES = settings(max_examples=30, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+CASES = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 RULES = st.sampled_from(["average", "pyramid-energy", "sfnn-map"])
 
 
 @st.composite
 def file_names(draw, suffix: str) -> str:
     """A file name of any bytes but ``/`` and NUL (decoded as Python decodes file names), with ``suffix``."""
-    stem = draw(st.binary(min_size=1, max_size=12).filter(lambda raw: b"/" not in raw and b"\0" not in raw
-                                                          and raw not in (b".", b"..")))
+    stem = draw(
+        st.binary(min_size=1, max_size=12).filter(
+            lambda raw: b"/" not in raw and b"\0" not in raw and raw not in (b".", b"..")
+        )
+    )
     return os.fsdecode(stem) + suffix
 
 
@@ -104,11 +111,16 @@ def assert_kept_the_promise(code: int, err: str, expected_errors: int = 1) -> No
 def test_fuse_on_any_two_image_files(capsys, tiny_weights, data, rule):
     side = st.one_of(st.integers(1, 40), st.integers(16, 40))  # tiny sides (refused) and fusable ones
     shape_a = data.draw(st.tuples(side, side), "shape A")
-    shape_b = shape_a if data.draw(st.integers(0, 3), "same size unless 0") else data.draw(st.tuples(side, side),
-                                                                                          "shape B")
+    shape_b = (
+        shape_a if data.draw(st.integers(0, 3), "same size unless 0") else data.draw(st.tuples(side, side), "shape B")
+    )
     (suffix_a, write_a), (suffix_b, write_b) = data.draw(images(shape_a), "A"), data.draw(images(shape_b), "B")
-    names = data.draw(st.tuples(file_names(suffix_a), file_names(suffix_b), file_names(".png")).filter(
-        lambda names: len(set(names)) == 3), "names")
+    names = data.draw(
+        st.tuples(file_names(suffix_a), file_names(suffix_b), file_names(".png")).filter(
+            lambda names: len(set(names)) == 3
+        ),
+        "names",
+    )
     with tempfile.TemporaryDirectory() as folder:
         work, outside = Path(folder, "work"), Path(folder, "outside")
         work.mkdir()
@@ -116,8 +128,9 @@ def test_fuse_on_any_two_image_files(capsys, tiny_weights, data, rule):
         paths = [work / name for name in names]
         write_a(paths[0])
         write_b(paths[1])
-        code, out, err = run(capsys, "fuse", paths[0], paths[1], "-o", paths[2], "--weights", tiny_weights,
-                             "--rule", rule, "--quiet")
+        code, out, err = run(
+            capsys, "fuse", paths[0], paths[1], "-o", paths[2], "--weights", tiny_weights, "--rule", rule, "--quiet"
+        )
         assert_kept_the_promise(code, err)
         assert files_under(Path(folder)) == set(paths[:2]) | ({paths[2]} if code == 0 else set())
         if code == 0:
@@ -134,8 +147,19 @@ def test_fuse_on_any_two_nifti_volumes(capsys, tiny_weights, data, rule):
         work = Path(folder)
         write_a(work / "a.nii.gz")
         write_b(work / "b.nii")
-        code, out, err = run(capsys, "fuse", work / "a.nii.gz", work / "b.nii", "-o", work / "f.nii.gz",
-                             "--weights", tiny_weights, "--rule", rule, "--quiet")
+        code, out, err = run(
+            capsys,
+            "fuse",
+            work / "a.nii.gz",
+            work / "b.nii",
+            "-o",
+            work / "f.nii.gz",
+            "--weights",
+            tiny_weights,
+            "--rule",
+            rule,
+            "--quiet",
+        )
         assert_kept_the_promise(code, err)
         assert files_under(work) == {work / "a.nii.gz", work / "b.nii"} | ({work / "f.nii.gz"} if code == 0 else set())
         if code == 0:
@@ -146,13 +170,18 @@ def test_fuse_on_any_two_nifti_volumes(capsys, tiny_weights, data, rule):
 FIELD = st.text(alphabet=string.ascii_letters + string.digits + "._/-", max_size=12)
 
 
-@settings(max_examples=20, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_batch_on_any_manifest(capsys, tiny_weights, data):
     good = st.tuples(st.just("a.nii"), st.just("b.nii"), st.just(""), st.sampled_from(["", "brain", "40/400"]))
-    junk = st.lists(st.one_of(st.sampled_from(["a.nii", "b.nii", "missing.nii", "brain", ""]), FIELD), min_size=1,
-                    max_size=5)
+    junk = st.lists(
+        st.one_of(st.sampled_from(["a.nii", "b.nii", "missing.nii", "brain", ""]), FIELD), min_size=1, max_size=5
+    )
     rows = data.draw(st.lists(st.one_of(good, junk), min_size=1, max_size=4), "rows")  # an empty out: a drawn name
     outputs = data.draw(st.lists(file_names(".nii.gz"), min_size=len(rows), max_size=len(rows)), "outputs")
     with tempfile.TemporaryDirectory() as folder:

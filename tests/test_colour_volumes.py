@@ -12,8 +12,9 @@ from medfuse.image.colour import colour_overlay, hot, luminance
 
 
 def test_hot_runs_from_black_through_red_and_yellow_to_white():
-    np.testing.assert_allclose(hot(np.array([0.0, 1 / 3, 2 / 3, 1.0])),
-                               [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], atol=1e-12)
+    np.testing.assert_allclose(
+        hot(np.array([0.0, 1 / 3, 2 / 3, 1.0])), [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], atol=1e-12
+    )
 
 
 def test_the_overlay_keeps_the_fusions_brightness_and_colours_only_where_the_source_is_high():
@@ -52,8 +53,9 @@ def test_cli_writes_an_rgb_nifti_that_nibabel_and_simpleitk_read_on_the_fusions_
     capsys.readouterr()
     code = main(["fuse", str(colour), str(pet), "-o", str(tmp_path / "y.nii"), "--weights", str(tiny_weights)])
     assert code == 2 and "an RGB colour volume; medfuse reads grey volumes" in capsys.readouterr().err
-    code = main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "x"), "--weights", str(tiny_weights),
-                 "--colour-map", "hot"])
+    code = main(
+        ["fuse", str(mri), str(pet), "-o", str(tmp_path / "x"), "--weights", str(tiny_weights), "--colour-map", "hot"]
+    )
     assert code == 2 and "written as RGB NIfTI" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
@@ -69,8 +71,19 @@ def test_a_colour_overlay_is_planned_with_the_fusion(tmp_path, capsys, tiny_weig
     monkeypatch.setattr(memory, "free_memory", lambda device: (grey_needs + 40 * voxels) / MEMORY_SHARE)
     assert main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "grey.nii.gz"), "--weights", str(tiny_weights)]) == 0
     capsys.readouterr()
-    code = main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "colour.nii.gz"), "--weights", str(tiny_weights),
-                 "--colour-map", "hot"])
+    code = main(
+        [
+            "fuse",
+            str(mri),
+            str(pet),
+            "-o",
+            str(tmp_path / "colour.nii.gz"),
+            "--weights",
+            str(tiny_weights),
+            "--colour-map",
+            "hot",
+        ]
+    )
     stderr = capsys.readouterr().err
     assert code == 2 and "for the volume's arrays needs" in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "colour.nii.gz").exists()

@@ -21,15 +21,22 @@ ORIENTATION = (0.96, 0.28, 0.0, -0.28, 0.96, 0.0)
 def ct_and_mr(tmp_path):
     """A CT and an MR series of two studies on one oblique grid, read."""
     ct = write_dicom_series(tmp_path / "ct", ct_hu(), spacing=(0.8, 0.9), thickness=2.5, orientation=ORIENTATION)
-    mr = write_dicom_series(tmp_path / "mr", ct_hu() + 1200, spacing=(0.8, 0.9), thickness=2.5,
-                            orientation=ORIENTATION, modality="MR")
+    mr = write_dicom_series(
+        tmp_path / "mr", ct_hu() + 1200, spacing=(0.8, 0.9), thickness=2.5, orientation=ORIENTATION, modality="MR"
+    )
     return read_volume(ct), read_volume(mr)
 
 
 def fused_series(tmp_path, reference, sources, name="fused"):
     fused = phantom(inner=0.75, outer=0.123456)
-    out = write_volume(tmp_path / name, fused, reference, "medfuse fusion (rule sfnn-pyramid): A pct; B win",
-                       "medfuse fuse, rule sfnn-pyramid, output in [0, 1]", sources=sources)
+    out = write_volume(
+        tmp_path / name,
+        fused,
+        reference,
+        "medfuse fusion (rule sfnn-pyramid): A pct; B win",
+        "medfuse fuse, rule sfnn-pyramid, output in [0, 1]",
+        sources=sources,
+    )
     return fused, [pydicom.dcmread(path) for path in sorted(out.iterdir())]
 
 
@@ -40,8 +47,16 @@ def test_every_written_file_passes_dciodvfy(tmp_path, ct_and_mr, reference_index
         pytest.skip("dciodvfy (Debian's dicom3tools) is not installed; .ci/run installs it")
     reference = ct_and_mr[reference_index]
     _, written = fused_series(tmp_path, reference, ct_and_mr)
-    in_hu = write_volume(tmp_path / "hu", ct_hu(), reference, "medfuse register rigid", "", (-1000.0, 1000.0),
-                         sources=(ct_and_mr[0],), hounsfield=True)
+    in_hu = write_volume(
+        tmp_path / "hu",
+        ct_hu(),
+        reference,
+        "medfuse register rigid",
+        "",
+        (-1000.0, 1000.0),
+        sources=(ct_and_mr[0],),
+        hounsfield=True,
+    )
     for path in [dataset.filename for dataset in written] + sorted(in_hu.iterdir()):
         result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
         report = (result.stdout + result.stderr).splitlines()
@@ -50,8 +65,9 @@ def test_every_written_file_passes_dciodvfy(tmp_path, ct_and_mr, reference_index
 
 
 @pytest.mark.parametrize("reference_index", [0, 1], ids=["CT", "MR"])
-def test_values_are_16_bit_with_an_identity_rescale_and_a_real_world_value_mapping(tmp_path, ct_and_mr,
-                                                                                   reference_index):
+def test_values_are_16_bit_with_an_identity_rescale_and_a_real_world_value_mapping(
+    tmp_path, ct_and_mr, reference_index
+):
     reference = ct_and_mr[reference_index]
     fused, written = fused_series(tmp_path, reference, ct_and_mr)
     stored = np.stack([dataset.pixel_array.T for dataset in written], axis=-1)
@@ -83,11 +99,20 @@ def test_identifiers_texts_geometry_and_references(tmp_path, ct_and_mr):
         assert new.SeriesDescription == "medfuse fusion (rule sfnn-pyramid): A pct; B win"
         assert list(new.ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]
         assert new.DerivationDescription == "medfuse fuse, rule sfnn-pyramid, output in [0, 1]"
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
-                        "FrameOfReferenceUID", "StudyInstanceUID", "PatientID"):
+        for keyword in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "FrameOfReferenceUID",
+            "StudyInstanceUID",
+            "PatientID",
+        ):
             assert new[keyword].value == old[keyword].value, keyword
         assert [(item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID) for item in new.SourceImageSequence] == [
-            (old.SOPClassUID, old.SOPInstanceUID), (mr.header[k].SOPClassUID, mr.header[k].SOPInstanceUID)]
+            (old.SOPClassUID, old.SOPInstanceUID),
+            (mr.header[k].SOPClassUID, mr.header[k].SOPInstanceUID),
+        ]
         assert new.SourceImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
         assert 0x00091010 not in new
     (own_series,) = written[2].ReferencedSeriesSequence
@@ -98,7 +123,8 @@ def test_identifiers_texts_geometry_and_references(tmp_path, ct_and_mr):
     (other_series,) = other_study.ReferencedSeriesSequence
     assert other_series.SeriesInstanceUID == mr.header[0].SeriesInstanceUID
     assert [i.ReferencedSOPInstanceUID for i in other_series.ReferencedInstanceSequence] == [
-        mr.header[2].SOPInstanceUID]
+        mr.header[2].SOPInstanceUID
+    ]
 
 
 def test_a_resampled_source_is_referenced_whole_and_not_as_a_source_slice(tmp_path, ct_and_mr):
@@ -133,12 +159,21 @@ def test_simpleitk_and_medfuse_read_back_the_geometry_and_values(tmp_path, ct_an
 
 
 @pytest.mark.parametrize("reference_index", [0, 1], ids=["CT", "MR"])
-def test_hounsfield_units_are_the_modality_lut_of_a_ct_and_the_real_world_values_of_an_mr(tmp_path, ct_and_mr,
-                                                                                          reference_index):
+def test_hounsfield_units_are_the_modality_lut_of_a_ct_and_the_real_world_values_of_an_mr(
+    tmp_path, ct_and_mr, reference_index
+):
     reference = ct_and_mr[reference_index]
     hu = ct_hu()
-    out = write_volume(tmp_path / "hu", hu, reference, "medfuse register", "", (-1000.0, 1000.0),
-                       sources=(ct_and_mr[0],), hounsfield=True)
+    out = write_volume(
+        tmp_path / "hu",
+        hu,
+        reference,
+        "medfuse register",
+        "",
+        (-1000.0, 1000.0),
+        sources=(ct_and_mr[0],),
+        hounsfield=True,
+    )
     dataset = pydicom.dcmread(sorted(out.iterdir())[0])
     mapping = dataset.RealWorldValueMappingSequence[0]
     assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "[hnsf'U]"
@@ -156,7 +191,8 @@ def test_references_name_the_frame_of_a_multi_frame_source(tmp_path, ct_and_mr):
     hd = pytest.importorskip("highdicom")
     ct, mr = ct_and_mr
     enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
-        [pydicom.dcmread(path) for path in sorted(mr.path.iterdir())], hd.UID(), 7, hd.UID(), 1)
+        [pydicom.dcmread(path) for path in sorted(mr.path.iterdir())], hd.UID(), 7, hd.UID(), 1
+    )
     (tmp_path / "enhanced").mkdir()
     enhanced.save_as(tmp_path / "enhanced" / "mr.dcm")
     source = read_volume(tmp_path / "enhanced" / "mr.dcm")
@@ -181,13 +217,30 @@ def test_a_reference_of_another_sop_class_is_refused_in_one_line(tmp_path, ct_an
 
 def test_medfuse_fuse_references_both_dicom_sources(tmp_path, capsys, ct_and_mr, tiny_weights):
     ct, mr = ct_and_mr
-    code = main(["fuse", str(ct.path), str(mr.path), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
-                 "--rule", "average", "--window", "brain", "--window-on", "a"])
+    code = main(
+        [
+            "fuse",
+            str(ct.path),
+            str(mr.path),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(tiny_weights),
+            "--rule",
+            "average",
+            "--window",
+            "brain",
+            "--window-on",
+            "a",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     first = pydicom.dcmread(sorted((tmp_path / "out").iterdir())[0])
     assert first.SeriesDescription.startswith("medfuse fusion (rule average): A win brain")
     assert [item.ReferencedSOPInstanceUID for item in first.SourceImageSequence] == [
-        ct.header[0].SOPInstanceUID, mr.header[0].SOPInstanceUID]
+        ct.header[0].SOPInstanceUID,
+        mr.header[0].SOPInstanceUID,
+    ]
 
 
 def test_medfuse_register_writes_hounsfield_units_for_a_ct(tmp_path, capsys):
@@ -199,14 +252,17 @@ def test_medfuse_register_writes_hounsfield_units_for_a_ct(tmp_path, capsys):
     first = pydicom.dcmread(sorted((tmp_path / "out").iterdir())[0])
     assert first.RescaleType == "HU" and first.SeriesDescription.startswith("medfuse register rigid")
     assert "SourceImageSequence" not in first  # the moving series is resampled: referenced by series only
-    assert first.StudiesContainingOtherReferencedInstancesSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID \
+    assert (
+        first.StudiesContainingOtherReferencedInstancesSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID
         == read_volume(moving).header[0].SeriesInstanceUID
+    )
 
 
 def test_medfuse_register_will_not_label_an_mr_as_the_fixed_ct(tmp_path, capsys):
     fixed = write_dicom_series(tmp_path / "ct", ct_hu())
-    moving = write_dicom_series(tmp_path / "mr", np.roll(ct_hu(), 1, axis=0) + 1024, modality="MR", slope=1.0,
-                                intercept=0.0)
+    moving = write_dicom_series(
+        tmp_path / "mr", np.roll(ct_hu(), 1, axis=0) + 1024, modality="MR", slope=1.0, intercept=0.0
+    )
     code = main(["register", str(fixed), str(moving), "-o", str(tmp_path / "out")])
     stderr = capsys.readouterr().err
     assert code == 2 and "would label the registered MR image CT; write NIfTI" in stderr
@@ -218,11 +274,18 @@ def test_a_scanner_mr_slice_and_its_jpeg_ls_copy_give_a_valid_derived_mr(tmp_pat
     """pydicom's bundled MR_small.dcm (a scanner's file) and its JPEG-LS copy, as in the README's example."""
     from pydicom.data import get_testdata_file
 
-    plain, compressed = (read_volume(get_testdata_file(name)) for name in ("MR_small.dcm",
-                                                                          "MR_small_jpeg_ls_lossless.dcm"))
+    plain, compressed = (
+        read_volume(get_testdata_file(name)) for name in ("MR_small.dcm", "MR_small_jpeg_ls_lossless.dcm")
+    )
     np.testing.assert_array_equal(compressed.volume.data, plain.volume.data)
-    out = write_volume(tmp_path / "fused_mr", plain.volume.data / plain.volume.data.max(), plain,
-                       "medfuse fusion (rule max)", "", sources=(plain, compressed))
+    out = write_volume(
+        tmp_path / "fused_mr",
+        plain.volume.data / plain.volume.data.max(),
+        plain,
+        "medfuse fusion (rule max)",
+        "",
+        sources=(plain, compressed),
+    )
     (written,) = [pydicom.dcmread(path) for path in sorted(out.iterdir())]
     assert len(written.SourceImageSequence) == 2 and written.Manufacturer == plain.header[0].Manufacturer
     assert written.SeriesNumber == plain.header[0].SeriesNumber + SERIES_NUMBER_OFFSET

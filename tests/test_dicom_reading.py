@@ -22,8 +22,14 @@ ORIENTATION = (0.96, 0.28, 0.0, -0.28, 0.96, 0.0)
 
 def series(tmp_path, name="ct", modality="CT"):
     """A small oblique series; 48 x 40 pixels, as JPEG 2000's default 6 resolutions need 32 or more."""
-    return write_dicom_series(tmp_path / name, ct_hu((48, 40, 5)), spacing=(0.8, 0.9), thickness=2.5,
-                              orientation=ORIENTATION, modality=modality)
+    return write_dicom_series(
+        tmp_path / name,
+        ct_hu((48, 40, 5)),
+        spacing=(0.8, 0.9),
+        thickness=2.5,
+        orientation=ORIENTATION,
+        modality=modality,
+    )
 
 
 def rewrite(folder, change):
@@ -33,8 +39,11 @@ def rewrite(folder, change):
         dataset.save_as(path, enforce_file_format=True)
 
 
-@pytest.mark.parametrize("syntax, plugin", [(JPEG2000Lossless, "openjpeg"), (JPEGLSLossless, "jpeg_ls"),
-                                            (RLELossless, None)], ids=["jpeg2000", "jpeg-ls", "rle"])
+@pytest.mark.parametrize(
+    "syntax, plugin",
+    [(JPEG2000Lossless, "openjpeg"), (JPEGLSLossless, "jpeg_ls"), (RLELossless, None)],
+    ids=["jpeg2000", "jpeg-ls", "rle"],
+)
 def test_a_losslessly_compressed_series_reads_as_the_uncompressed_one(tmp_path, syntax, plugin):
     if plugin:
         pytest.importorskip(plugin, reason=f"{plugin} (a pinned pydicom plug-in) is not installed")
@@ -68,7 +77,7 @@ def jpeg_lossless(pixels: np.ndarray) -> bytes:
             bits.append(format(difference if difference > 0 else difference - 1 + (1 << category), f"0{category}b"))
     stream = "".join(bits)
     stream += "1" * (-len(stream) % 8)
-    coded = bytes(int(stream[n:n + 8], 2) for n in range(0, len(stream), 8)).replace(b"\xff", b"\xff\x00")
+    coded = bytes(int(stream[n : n + 8], 2) for n in range(0, len(stream), 8)).replace(b"\xff", b"\xff\x00")
     frame = b"\xff\xc3" + struct.pack(">HBHHBBBB", 11, 16, rows, columns, 1, 1, 0x11, 0)
     table = b"\xff\xc4" + struct.pack(">HB", 2 + 1 + 16 + 17, 0) + bytes([0, 0, 0, 0, 17] + [0] * 11 + list(range(17)))
     scan = b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0, 1, 0, 0)
@@ -130,9 +139,11 @@ def test_a_missing_decoder_plug_in_is_one_line_naming_it(tmp_path):
     """pyjpegls and pylibjpeg hidden from a fresh interpreter, as if they were not installed."""
     folder = series(tmp_path)
     rewrite(folder, lambda dataset: dataset.compress(JPEGLSLossless))
-    probe = ("import sys\nsys.modules['jpeg_ls'] = sys.modules['pylibjpeg'] = None\n"
-             "from medfuse.io.volumes import read_volume\n"
-             f"try:\n    read_volume({str(folder)!r})\nexcept Exception as error:\n    print(error)")
+    probe = (
+        "import sys\nsys.modules['jpeg_ls'] = sys.modules['pylibjpeg'] = None\n"
+        "from medfuse.io.volumes import read_volume\n"
+        f"try:\n    read_volume({str(folder)!r})\nexcept Exception as error:\n    print(error)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     message = result.stdout.strip()
     assert "\n" not in message and "cannot decode its pixel data (JPEG-LS Lossless Image Compression:" in message

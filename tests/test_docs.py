@@ -43,20 +43,25 @@ def code_blocks(path: Path) -> list[tuple[int, str, str, str | None]]:
             before = lines[index - 1] if index else ""
             marker = MARKER.match(before)
             end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith(fence.group(1)))
-            blocks.append((index + 2, fence.group(2), "\n".join(lines[index + 1:end]),
-                           marker.group(1) if marker else None))
+            blocks.append(
+                (index + 2, fence.group(2), "\n".join(lines[index + 1 : end]), marker.group(1) if marker else None)
+            )
             index = end
         index += 1
     return blocks
 
 
 def runnable(path: Path) -> list[tuple[int, str, str]]:
-    return [(line, language, code) for line, language, code, marker in code_blocks(path)
-            if (language == "python" and marker != "skip") or (language == "bash" and marker == "run")]
+    return [
+        (line, language, code)
+        for line, language, code, marker in code_blocks(path)
+        if (language == "python" and marker != "skip") or (language == "bash" and marker == "run")
+    ]
 
 
-@pytest.mark.parametrize("page", [page for page in [README, *PAGES] if runnable(page)],
-                         ids=lambda page: str(page.relative_to(REPO)))
+@pytest.mark.parametrize(
+    "page", [page for page in [README, *PAGES] if runnable(page)], ids=lambda page: str(page.relative_to(REPO))
+)
 def test_examples_run(page, tmp_path, monkeypatch):
     (tmp_path / "src").symlink_to(REPO / "src")
     monkeypatch.chdir(tmp_path)
@@ -76,7 +81,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
 def test_every_page_has_a_checked_example_or_none_to_check():
     """A page's python blocks that are left out say why."""
     for page in [*PAGES, README]:
-        for line, language, code, marker in code_blocks(page):
+        for line, _, _, marker in code_blocks(page):
             if marker == "skip":
                 text = page.read_text(encoding="utf-8").splitlines()[line - 3]
                 assert re.search(r"\(.+\)", text), f"{page}:{line - 2}: say why the example is not run"
@@ -98,8 +103,7 @@ def relative_links(path: Path) -> list[str]:
     return [target for target in LINK.findall(text) if not re.match(r"^[a-z]+:", target)]
 
 
-@pytest.mark.parametrize("path", [README, REPO / "BENCHMARKS.md", *PAGES],
-                         ids=lambda path: str(path.relative_to(REPO)))
+@pytest.mark.parametrize("path", [README, REPO / "BENCHMARKS.md", *PAGES], ids=lambda path: str(path.relative_to(REPO)))
 def test_links_resolve(path):
     """Every link to a file of the repository names one that exists, and a link to a heading of a
     Markdown file names a heading that it has."""
@@ -118,8 +122,15 @@ def test_readme_is_a_front_page():
     commands = [line.split("#")[0].strip() for line in first.splitlines()]
     assert commands[:2] == ["make demo", "make test"], "make demo and make test open the README"
     linked = {(README.parent / target.partition("#")[0]).resolve() for target in relative_links(README)}
-    for section in ("docs/install.md", "docs/quickstart.md", "docs/cli.md", "docs/benchmarks.md",
-                    "docs/api/index.md", "docs/layout.md", "docs/model-card.md"):
+    for section in (
+        "docs/install.md",
+        "docs/quickstart.md",
+        "docs/cli.md",
+        "docs/benchmarks.md",
+        "docs/api/index.md",
+        "docs/layout.md",
+        "docs/model-card.md",
+    ):
         assert (REPO / section).resolve() in linked, f"the README links to {section}"
 
 
@@ -128,8 +139,7 @@ def test_layout_page_names_every_package():
     each package of src/medfuse is on it."""
     text = (DOCS / "layout.md").read_text(encoding="utf-8")
     package_root = Path(medfuse.__file__).parent
-    packages = sorted(path.name for path in package_root.iterdir()
-                      if path.is_dir() and (path / "__init__.py").exists())
+    packages = sorted(path.name for path in package_root.iterdir() if path.is_dir() and (path / "__init__.py").exists())
     for package in packages:
         assert re.search(rf"^  {package}/", text, flags=re.M), f"docs/layout.md does not list {package}/"
     for package, body in re.findall(r"^  (\w+)/ +\d* *(.*?)(?=^  \w+/|^\S)", text, flags=re.M | re.S):
@@ -162,8 +172,24 @@ def test_public_names_are_documented():
 def test_site_builds_without_warnings(tmp_path):
     if importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("myst_parser") is None:
         pytest.skip("Sphinx and myst-parser are not installed (make docs, or pip install -r requirements/docs.txt)")
-    build = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html",
-                            str(DOCS), str(tmp_path / "html")], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=600)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-E",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-5000:]
     assert (tmp_path / "html" / "cli.html").exists()

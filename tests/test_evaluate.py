@@ -23,7 +23,7 @@ def folders(tmp_path, samples):
     shutil.copytree(samples / "PET-MRI" / "PET", pet)
     fused.mkdir()
     for name in ("25015", "25022"):
-        average = (load_image(mri / f"{name}.png")[..., None] * 0.5 + load_image(pet / f"{name}.png") * 0.5)
+        average = load_image(mri / f"{name}.png")[..., None] * 0.5 + load_image(pet / f"{name}.png") * 0.5
         save_image(fused / f"{name}.png", np.round(average).astype(np.uint8))
     save_image(fused / "lonely.png", np.zeros((256, 256), np.uint8))
     (fused / "broken.png").write_bytes(b"no image")
@@ -41,7 +41,8 @@ def test_folders_scores_and_problems_by_name(folders):
     assert [t[0] for t in triples] == ["25015", "25022", "broken", "small"]
     assert any("lonely.png" in p for p in problems)
     assert [p for p in problems if "unfused.png" in p] == [
-        f"{folder / 'unfused.png'}: no fused image of the same name in {folders[0]}" for folder in folders[1:]]
+        f"{folder / 'unfused.png'}: no fused image of the same name in {folders[0]}" for folder in folders[1:]
+    ]
     evaluation = evaluate_files(triples, ["ssim", "en"])
     assert sorted(evaluation.scores) == ["25015", "25022"]
     assert any("broken.png" in p for p in evaluation.problems)
@@ -56,8 +57,9 @@ def test_folders_scores_and_problems_by_name(folders):
 
 def test_cli_folders_write_csv_and_json(folders, tmp_path, capsys):
     out_csv, out_json = tmp_path / "scores.csv", tmp_path / "scores.json"
-    code = main(["evaluate", *map(str, folders), "--metrics", "ssim,psnr,en",
-                 "--csv", str(out_csv), "--json", str(out_json)])
+    code = main(
+        ["evaluate", *map(str, folders), "--metrics", "ssim,psnr,en", "--csv", str(out_csv), "--json", str(out_json)]
+    )
     captured = capsys.readouterr()
     assert code == 1  # broken.png and small could not be scored; the others were (issue 21: not exit 0)
     assert "2 image(s) could not be scored" in captured.err
@@ -81,10 +83,13 @@ def test_cli_single_triple(samples, capsys):
     assert code == 0 and "(1 image)" in out and "fmi" in out
 
 
-@pytest.mark.parametrize("arguments,message", [
-    (["--metrics", "ssim,nope"], "unknown metric(s) nope"),
-    (["--csv", "/no/such/folder/x.csv"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--metrics", "ssim,nope"], "unknown metric(s) nope"),
+        (["--csv", "/no/such/folder/x.csv"], "does not exist"),
+    ],
+)
 def test_cli_bad_options(samples, capsys, arguments, message):
     image = str(samples / "CT-MRI/MRI/41010.png")
     code = main(["evaluate", image, image, image, *arguments])
@@ -154,7 +159,7 @@ def test_cli_warnings_are_one_line(samples, capsys, monkeypatch):
     real_evaluate_files = medfuse.evaluation.scoring.evaluate_files
 
     def warning_evaluate_files(*args, **kwargs):
-        warnings.warn("a library's warning\nover two lines", UserWarning)
+        warnings.warn("a library's warning\nover two lines", UserWarning, stacklevel=2)
         return real_evaluate_files(*args, **kwargs)
 
     monkeypatch.setattr(medfuse.evaluation.scoring, "evaluate_files", warning_evaluate_files)
@@ -168,8 +173,7 @@ def test_an_infinite_psnr_is_reported_but_does_not_poison_the_mean(samples, tmp_
     image = np.asarray(Image.open(samples / "CT-MRI/CT/41010.png").convert("L")).copy()
     image[::7] //= 2
     Image.fromarray(image).save(ct)
-    evaluation = evaluate_files([("copy", mri, mri, mri), ("real", ct, mri, samples / "CT-MRI/CT/41010.png")],
-                                ["psnr"])
+    evaluation = evaluate_files([("copy", mri, mri, mri), ("real", ct, mri, samples / "CT-MRI/CT/41010.png")], ["psnr"])
     assert evaluation.scores["copy"]["psnr"] == math.inf and math.isfinite(evaluation.scores["real"]["psnr"])
     assert evaluation.summary()["psnr"] == {"mean": evaluation.scores["real"]["psnr"], "std": 0.0, "infinite": 1}
     folders = [tmp_path / name for name in ("fused", "a", "b")]

@@ -21,8 +21,10 @@ B_WITH_DARK_LESION = np.clip(B - 0.25 * PROFILE, 0, 1)
 def retentions(fuse):
     """Retention of a bright lesion of A and of a dark lesion of B under ``fuse``."""
     clean = fuse(A, B)
-    return (lesion_retention(clean, fuse(A_WITH_LESION, B), A, A_WITH_LESION, PROFILE),
-            lesion_retention(clean, fuse(A, B_WITH_DARK_LESION), B, B_WITH_DARK_LESION, PROFILE))
+    return (
+        lesion_retention(clean, fuse(A_WITH_LESION, B), A, A_WITH_LESION, PROFILE),
+        lesion_retention(clean, fuse(A, B_WITH_DARK_LESION), B, B_WITH_DARK_LESION, PROFILE),
+    )
 
 
 def test_blob_peaks_at_its_centre_with_the_given_spread():

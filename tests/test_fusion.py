@@ -120,11 +120,16 @@ def test_two_colour_inputs_take_the_more_saturated_chroma():
 
 def test_fuse_pairs_equals_fusing_one_by_one_in_order(phantom, tiny_model):
     small = phantom[:40, :48]
-    pairs = [("a", phantom, phantom.T.copy()), ("b", phantom[::-1].copy(), phantom),
-             ("c", small, small[::-1].copy()), ("d", colour_image(phantom), phantom), ("e", phantom.T.copy(), phantom)]
+    pairs = [
+        ("a", phantom, phantom.T.copy()),
+        ("b", phantom[::-1].copy(), phantom),
+        ("c", small, small[::-1].copy()),
+        ("d", colour_image(phantom), phantom),
+        ("e", phantom.T.copy(), phantom),
+    ]
     fused = list(medfuse.fusion.engine.fuse_pairs(iter(pairs), "sfnn-map", tiny_model, batch_size=2))
     assert [key for key, _ in fused] == ["a", "b", "c", "d", "e"]
-    for (key, image_a, image_b), (_, result) in zip(pairs, fused):
+    for (_, image_a, image_b), (_, result) in zip(pairs, fused):
         np.testing.assert_array_equal(result, medfuse.fuse(image_a, image_b, "sfnn-map", tiny_model))
 
 
@@ -153,9 +158,11 @@ def test_too_large_a_pair_is_refused_before_any_work(monkeypatch, phantom, tiny_
 
     monkeypatch.setattr(memory, "free_memory", lambda device: 10 * 2**20)
     monkeypatch.setattr(tiny_model, "encode", lambda image: pytest.fail("the network ran"))
-    with pytest.raises(memory.NotEnoughMemoryError,
-                       match=r"64 x 64 pixels needs about 144 MB on cpu.*10 MB is free, of which medfuse plans to "
-                             r"use 80%"):
+    with pytest.raises(
+        memory.NotEnoughMemoryError,
+        match=r"64 x 64 pixels needs about 144 MB on cpu.*10 MB is free, of which medfuse plans to "
+        r"use 80%",
+    ):
         medfuse.fuse(phantom, phantom, model=tiny_model)
 
 
@@ -225,11 +232,20 @@ def test_the_default_keeps_a_lesion_of_either_source(samples):
     assert kept("sfnn-map-e4", mri, mri_lesion) < 0.3
 
 
-@pytest.mark.parametrize("failure", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. "
-                                                                 "DefaultCPUAllocator: can't allocate memory: you "
-                                                                 "tried to allocate 16777216 bytes.")])
-def test_memory_that_runs_out_during_the_work_is_one_error_not_the_allocators(monkeypatch, phantom, tiny_model,
-                                                                              failure):
+@pytest.mark.parametrize(
+    "failure",
+    [
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. "
+            "DefaultCPUAllocator: can't allocate memory: you "
+            "tried to allocate 16777216 bytes."
+        ),
+    ],
+)
+def test_memory_that_runs_out_during_the_work_is_one_error_not_the_allocators(
+    monkeypatch, phantom, tiny_model, failure
+):
     from medfuse.fusion import memory
 
     def allocator_fails(image):

@@ -42,8 +42,9 @@ def smooth_images(seed: int, count: int = 2, side: int = 48) -> torch.Tensor:
     return torch.nn.functional.interpolate(noise, size=(side, side), mode="bilinear", align_corners=False)
 
 
-def constant_maps(like: torch.Tensor, w_a: float, base_gain: float, gain_a: float, gain_b: float,
-                  lift: float = 0.0) -> torch.Tensor:
+def constant_maps(
+    like: torch.Tensor, w_a: float, base_gain: float, gain_a: float, gain_b: float, lift: float = 0.0
+) -> torch.Tensor:
     n, _, h, w = like.shape
     values = [w_a, base_gain, lift] + [gain_a] * LEVELS + [gain_b] * LEVELS
     return torch.tensor(values, dtype=like.dtype).view(1, MAP_COUNT, 1, 1).expand(n, MAP_COUNT, h, w)
@@ -58,8 +59,10 @@ def test_blend_with_all_of_one_source_gives_that_source():
 def test_blend_adds_both_details_and_mixes_lifts_and_scales_the_bases():
     a, b = smooth_images(2), smooth_images(3)
     pyramid_a, pyramid_b = laplacian_pyramid(a, LEVELS), laplacian_pyramid(b, LEVELS)
-    expected = collapse_pyramid([da + db for da, db in zip(pyramid_a[:-1], pyramid_b[:-1])]
-                                + [0.5 * (0.3 * pyramid_a[-1] + 0.7 * pyramid_b[-1]) + 0.1])
+    expected = collapse_pyramid(
+        [da + db for da, db in zip(pyramid_a[:-1], pyramid_b[:-1])]
+        + [0.5 * (0.3 * pyramid_a[-1] + 0.7 * pyramid_b[-1]) + 0.1]
+    )
     torch.testing.assert_close(blend_pyramids(a, b, constant_maps(a, 0.3, 0.5, 1.0, 1.0, lift=0.1)), expected)
 
 
@@ -87,7 +90,7 @@ def test_the_head_is_symmetric_in_its_sources():
     forward, swapped = head(features_a, features_b), head(features_b, features_a)
     torch.testing.assert_close(forward[:, 0], 1 - swapped[:, 0])
     torch.testing.assert_close(forward[:, 1:GAINS], swapped[:, 1:GAINS])
-    torch.testing.assert_close(forward[:, GAINS:GAINS + LEVELS], swapped[:, GAINS + LEVELS:])
+    torch.testing.assert_close(forward[:, GAINS : GAINS + LEVELS], swapped[:, GAINS + LEVELS :])
     gains = forward[:, GAINS:].view(1, 2, LEVELS, 9, 9)
     assert 0 < gains[:, :, 0].min() and gains.max() < GAIN_MAX
     assert gains[:, :, 1:].min() > GAIN_MIN  # no detail of lesion scale is dropped
@@ -166,8 +169,19 @@ def pair_folder(tmp_path_factory):
 
 
 def fusion_config(pair_folder, tiny_weights, out, **changes) -> FusionTrainConfig:
-    settings = dict(data=[str(pair_folder)], out=str(out), init=str(tiny_weights), steps=4, batch_size=2,
-                    crop=32, val_every=2, val_fraction=0.34, fusion_head=4, val_crops=2, seed=0)
+    settings = dict(
+        data=[str(pair_folder)],
+        out=str(out),
+        init=str(tiny_weights),
+        steps=4,
+        batch_size=2,
+        crop=32,
+        val_every=2,
+        val_fraction=0.34,
+        fusion_head=4,
+        val_crops=2,
+        seed=0,
+    )
     settings.update(changes)
     return FusionTrainConfig(**settings)
 
@@ -214,9 +228,31 @@ def test_the_trained_rule_says_when_a_model_has_no_fusion_stage(phantom):
 def test_train_fusion_command_trains(pair_folder, tiny_weights, tmp_path, capsys):
     from medfuse.cli import main
 
-    code = main(["train-fusion", str(pair_folder), "-o", str(tmp_path / "run"), "--init", str(tiny_weights),
-                 "--steps", "2", "--batch-size", "2", "--crop", "32", "--val-every", "2", "--fusion-head", "4",
-                 "--val-crops", "2", "--val-fraction", "0.34", "--quiet"])
+    code = main(
+        [
+            "train-fusion",
+            str(pair_folder),
+            "-o",
+            str(tmp_path / "run"),
+            "--init",
+            str(tiny_weights),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--crop",
+            "32",
+            "--val-every",
+            "2",
+            "--fusion-head",
+            "4",
+            "--val-crops",
+            "2",
+            "--val-fraction",
+            "0.34",
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "training on 4 pairs, validating on 2" in printed and "weights:" in printed
@@ -251,8 +287,10 @@ def shipped_pair(samples):
     from medfuse.image.scales import grey_unit
     from medfuse.io.images import load_image
 
-    return (grey_unit(load_image(samples / "PET-MRI" / "MRI" / "25015.png")),
-            grey_unit(load_image(samples / "PET-MRI" / "PET" / "25015.png")))
+    return (
+        grey_unit(load_image(samples / "PET-MRI" / "MRI" / "25015.png")),
+        grey_unit(load_image(samples / "PET-MRI" / "PET" / "25015.png")),
+    )
 
 
 def test_the_shipped_fusion_stage_decides_where_each_source_shows(shipped_pair):
@@ -277,20 +315,21 @@ def test_the_shipped_fusion_stage_decides_where_each_source_shows(shipped_pair):
     assert min(ssim_map(fused, a).mean(), ssim_map(fused, b).mean()) > 0.5
 
 
-def test_a_fusion_crop_too_small_for_the_loss_is_refused_before_anything(pair_folder, tiny_weights, tmp_path,
-                                                                          capsys):
+def test_a_fusion_crop_too_small_for_the_loss_is_refused_before_anything(pair_folder, tiny_weights, tmp_path, capsys):
     from medfuse._shared.errors import InputError
     from medfuse.cli import main
 
-    code = main(["train-fusion", str(pair_folder), "-o", str(tmp_path / "run"), "--init", str(tiny_weights),
-                 "--crop", "5"])
+    code = main(
+        ["train-fusion", str(pair_folder), "-o", str(tmp_path / "run"), "--init", str(tiny_weights), "--crop", "5"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "crop must be at least 6 px" in err
     assert not (tmp_path / "run").exists()
     with pytest.raises(InputError, match="crop must be at least 6 px"):
         train(fusion_config(pair_folder, tiny_weights, tmp_path / "five", crop=5), progress=False)
-    train(fusion_config(pair_folder, tiny_weights, tmp_path / "six", crop=6, steps=1, val_every=1),
-          progress=False)  # the real minimum
+    train(
+        fusion_config(pair_folder, tiny_weights, tmp_path / "six", crop=6, steps=1, val_every=1), progress=False
+    )  # the real minimum
     loss = FusionLoss(load_model(tiny_weights))
     with pytest.raises(RuntimeError):  # one pixel less fails inside torch
         loss(torch.rand(1, 4, 5, 5))

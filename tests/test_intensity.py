@@ -12,8 +12,12 @@ from medfuse.clinical.intensity import (
 
 
 def test_named_windows_in_hu():
-    assert CT_WINDOWS == {"brain": (40.0, 80.0), "subdural": (75.0, 215.0), "bone": (600.0, 2800.0),
-                          "soft-tissue": (50.0, 400.0)}
+    assert CT_WINDOWS == {
+        "brain": (40.0, 80.0),
+        "subdural": (75.0, 215.0),
+        "bone": (600.0, 2800.0),
+        "soft-tissue": (50.0, 400.0),
+    }
     hu = np.array([-1000.0, 0.0, 20.0, 40.0, 60.0, 80.0, 3000.0])
     unit, mapping = apply_window(hu, CtWindow.named("brain"))
     np.testing.assert_allclose(unit, [0, 0, 0.25, 0.5, 0.75, 1, 1])
@@ -30,12 +34,15 @@ def test_explicit_window_equals_named_one():
     assert mapping.describe() == "window L600 W2800 HU" and mapping.brief() == "win 600/2800"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("lung", "unknown CT window 'lung'"),
-    ("40/0", "positive width"),
-    ("40/-5", "positive width"),
-    ("forty/80", "expected a name or LEVEL/WIDTH"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lung", "unknown CT window 'lung'"),
+        ("40/0", "positive width"),
+        ("40/-5", "positive width"),
+        ("forty/80", "expected a name or LEVEL/WIDTH"),
+    ],
+)
 def test_bad_windows(text, message):
     with pytest.raises(ValueError, match=message):
         CtWindow.parse(text)

@@ -22,8 +22,20 @@ def test_sigterm_stops_a_fusion_in_one_line_and_leaves_nothing(tmp_path, tiny_we
     shape = (192, 192, 48)
     write_nifti(tmp_path / "mr.nii", phantom(shape) * 700, oblique_affine())
     write_nifti(tmp_path / "pet.nii", phantom(shape, inner=0.1, outer=1.0) * 5, oblique_affine())
-    command = [sys.executable, "-m", "medfuse", "fuse", str(tmp_path / "mr.nii"), str(tmp_path / "pet.nii"),
-               "-o", str(tmp_path / "out.nii.gz"), "--weights", str(tiny_weights), "--rule", "sfnn"]
+    command = [
+        sys.executable,
+        "-m",
+        "medfuse",
+        "fuse",
+        str(tmp_path / "mr.nii"),
+        str(tmp_path / "pet.nii"),
+        "-o",
+        str(tmp_path / "out.nii.gz"),
+        "--weights",
+        str(tiny_weights),
+        "--rule",
+        "sfnn",
+    ]
     leader, follower = pty.openpty()  # standard error on a terminal, so that the progress bar is drawn
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # of 100 columns
     process = subprocess.Popen(command, stderr=follower, env={**os.environ, "OMP_NUM_THREADS": "1"})

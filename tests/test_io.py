@@ -4,10 +4,18 @@ import pytest
 from medfuse.io.images import ImageFileError, images_by_stem, load_image, save_image
 
 
-@pytest.mark.parametrize("suffix,dtype,channels", [
-    (".png", np.uint8, 0), (".png", np.uint16, 0), (".png", np.uint8, 3),
-    (".tif", np.uint16, 3), (".tiff", np.uint8, 0), (".bmp", np.uint8, 3), (".bmp", np.uint8, 0),
-])
+@pytest.mark.parametrize(
+    "suffix,dtype,channels",
+    [
+        (".png", np.uint8, 0),
+        (".png", np.uint16, 0),
+        (".png", np.uint8, 3),
+        (".tif", np.uint16, 3),
+        (".tiff", np.uint8, 0),
+        (".bmp", np.uint8, 3),
+        (".bmp", np.uint8, 0),
+    ],
+)
 def test_lossless_round_trip(tmp_path, suffix, dtype, channels):
     rng = np.random.default_rng(0)
     shape = (13, 17, channels) if channels else (13, 17)

@@ -9,6 +9,7 @@ from medfuse.io.images import ImageFileError, load_image
 
 def png_bytes(array: np.ndarray, colour_type: int) -> bytes:
     """A minimal 16-bit PNG (no filtering) of an (H, W, planes) uint16 array, written by hand."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -12,15 +12,51 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "medfuse"
 
-LAYERS = ["_shared", "image", "dran", "fusion", "io", "evaluation", "clinical", "training", "scaleout", "integrations",
-          "cli"]
+LAYERS = [
+    "_shared",
+    "image",
+    "dran",
+    "fusion",
+    "io",
+    "evaluation",
+    "clinical",
+    "training",
+    "scaleout",
+    "integrations",
+    "cli",
+]
 """From the ground up; a module may import its own layer and those before it."""
 
 CORE = LAYERS[:4]
-FILES_FORMATS_CLUSTERS = ("medfuse.io", "medfuse.clinical", "medfuse.scaleout", "medfuse.cli", "medfuse.training",
-                          "PIL", "tifffile", "png", "nibabel", "pydicom", "SimpleITK", "dask", "distributed")
-HEAVY = ("torch", "SimpleITK", "pydicom", "nibabel", "dask", "distributed", "scipy.signal", "pywt", "safetensors",
-         "onnx", "onnxruntime", "onnxscript")
+FILES_FORMATS_CLUSTERS = (
+    "medfuse.io",
+    "medfuse.clinical",
+    "medfuse.scaleout",
+    "medfuse.cli",
+    "medfuse.training",
+    "PIL",
+    "tifffile",
+    "png",
+    "nibabel",
+    "pydicom",
+    "SimpleITK",
+    "dask",
+    "distributed",
+)
+HEAVY = (
+    "torch",
+    "SimpleITK",
+    "pydicom",
+    "nibabel",
+    "dask",
+    "distributed",
+    "scipy.signal",
+    "pywt",
+    "safetensors",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+)
 
 
 def module_name(path: Path) -> str:
@@ -37,8 +73,12 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_module"
-              and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "lazy_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             found.add(node.args[0].value)
     return found
 
@@ -76,15 +116,31 @@ def violations() -> list[str]:
             if own is not None and other is not None and other > own:
                 found.append(f"{name} (layer {LAYERS[own]}) imports {target} (layer {LAYERS[other]}): upward")
         if own is not None and LAYERS[own] in CORE:
-            found += [f"{name} (core) imports {target}" for target in MODULES[name]
-                      if any(is_within(target, banned) for banned in FILES_FORMATS_CLUSTERS)]
+            found += [
+                f"{name} (core) imports {target}"
+                for target in MODULES[name]
+                if any(is_within(target, banned) for banned in FILES_FORMATS_CLUSTERS)
+            ]
         if is_within(name, "medfuse.evaluation.metrics"):
-            found += [f"{name} imports {target}" for target in MODULES[name]
-                      if any(is_within(target, banned) for banned in ("torch", "medfuse.dran", "medfuse.training"))]
+            found += [
+                f"{name} imports {target}"
+                for target in MODULES[name]
+                if any(is_within(target, banned) for banned in ("torch", "medfuse.dran", "medfuse.training"))
+            ]
         if name == "medfuse.fusion.baselines":  # the twin may share sfnn-pyramid's blend, never the network
-            found += [f"{name} imports {target}" for target in MODULES[name] if any(
-                is_within(target, banned) for banned in ("medfuse.dran.network", "medfuse.dran.models",
-                                                         "medfuse.dran.fusion_head", "medfuse.training"))]
+            found += [
+                f"{name} imports {target}"
+                for target in MODULES[name]
+                if any(
+                    is_within(target, banned)
+                    for banned in (
+                        "medfuse.dran.network",
+                        "medfuse.dran.models",
+                        "medfuse.dran.fusion_head",
+                        "medfuse.training",
+                    )
+                )
+            ]
     return found
 
 
@@ -126,19 +182,25 @@ def loaded_after(code: str) -> set[str]:
     return {name for name in HEAVY if name in loaded}
 
 
-@pytest.mark.parametrize("command", ["", "fuse", "register", "train", "evaluate", "benchmark", "batch", "report",
-                                     "export-onnx"])
+@pytest.mark.parametrize(
+    "command", ["", "fuse", "register", "train", "evaluate", "benchmark", "batch", "report", "export-onnx"]
+)
 def test_help_imports_no_heavy_library(command):
-    code = ("from medfuse.cli import main\ntry:\n    main([" + (f"{command!r}, " if command else "")
-            + "'--help'])\nexcept SystemExit:\n    pass")
+    code = (
+        "from medfuse.cli import main\ntry:\n    main(["
+        + (f"{command!r}, " if command else "")
+        + "'--help'])\nexcept SystemExit:\n    pass"
+    )
     assert loaded_after(code) == set()
 
 
 def test_reading_and_writing_a_volume_imports_no_torch(tmp_path):
-    code = (f"import numpy as np\nfrom medfuse.io.volumes import read_volume, write_volume\n"
-            f"from medfuse.image.grid import Geometry\nfrom medfuse.io.volumes import write_nifti\n"
-            f"write_nifti({str(tmp_path / 'a.nii')!r}, np.ones((4, 4, 3), np.float32), Geometry(np.eye(4)))\n"
-            f"volume = read_volume({str(tmp_path / 'a.nii')!r})\n"
-            f"write_volume({str(tmp_path / 'b.nii.gz')!r}, volume.volume.data, volume)")
+    code = (
+        f"import numpy as np\nfrom medfuse.io.volumes import read_volume, write_volume\n"
+        f"from medfuse.image.grid import Geometry\nfrom medfuse.io.volumes import write_nifti\n"
+        f"write_nifti({str(tmp_path / 'a.nii')!r}, np.ones((4, 4, 3), np.float32), Geometry(np.eye(4)))\n"
+        f"volume = read_volume({str(tmp_path / 'a.nii')!r})\n"
+        f"write_volume({str(tmp_path / 'b.nii.gz')!r}, volume.volume.data, volume)"
+    )
     loaded = loaded_after(code)
     assert "torch" not in loaded and (tmp_path / "b.nii.gz").is_file()

@@ -55,7 +55,7 @@ def test_a_tiff_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
         tags = tiff.pages[0].tags
         offsets = [(tags[name].valueoffset, tags[name].dtype) for name in ("ImageWidth", "ImageLength")]
     for offset, kind in offsets:
-        data[offset:offset + (2 if kind == 3 else 4)] = struct.pack("<H" if kind == 3 else "<I", HUGE)
+        data[offset : offset + (2 if kind == 3 else 4)] = struct.pack("<H" if kind == 3 else "<I", HUGE)
     path.write_bytes(bytes(data))
     with pytest.raises(ImageFileError, match=f"declares {HUGE} x {HUGE} values"):
         load_image(path)
@@ -85,10 +85,12 @@ def test_a_dicom_series_declaring_huge_slices_is_refused_before_decoding(tmp_pat
 
 
 def test_the_memory_plan_respects_an_address_space_limit():
-    probe = ("import resource\nfrom pathlib import Path\nfrom medfuse.fusion.memory import _free_cpu_memory\n"
-             "size = next(int(l.split()[1]) * 1024 for l in Path('/proc/self/status').read_text().splitlines() "
-             "if l.startswith('VmSize:'))\n"
-             "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
-             "print(_free_cpu_memory())")
+    probe = (
+        "import resource\nfrom pathlib import Path\nfrom medfuse.fusion.memory import _free_cpu_memory\n"
+        "size = next(int(l.split()[1]) * 1024 for l in Path('/proc/self/status').read_text().splitlines() "
+        "if l.startswith('VmSize:'))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
+        "print(_free_cpu_memory())"
+    )
     free = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert 0 < free <= 300 * 2**20

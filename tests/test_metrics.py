@@ -66,8 +66,10 @@ def test_mutual_information_matches_entropies_from_skimage():
     """MI(F, A) = H(F) + H(A) - H(F, A), the entropies from skimage's shannon_entropy."""
     joint_fa = F * 256 + A
     joint_fb = F * 256 + B
-    expected = sum(shannon_entropy(F, base=2) + shannon_entropy(x, base=2) - shannon_entropy(j, base=2)
-                   for x, j in ((A, joint_fa), (B, joint_fb)))
+    expected = sum(
+        shannon_entropy(F, base=2) + shannon_entropy(x, base=2) - shannon_entropy(j, base=2)
+        for x, j in ((A, joint_fa), (B, joint_fb))
+    )
     assert metrics.mi(F, A, B, base=2) == pytest.approx(expected, abs=1e-6)
 
 
@@ -147,9 +149,17 @@ def test_nabf_by_hand_edge_made_stronger(height, edge_weight):
     assert metrics.nabf(2 * a, a, flat) == pytest.approx(numerator / denominator, rel=1e-12)
 
 
-@pytest.mark.parametrize("name,maximum", [
-    ("ssim", 1.0), ("fmi", 1.0), ("cc", 1.0), ("fsim", 1.0), ("vif", 2.0), ("qcb", 1.0),
-])
+@pytest.mark.parametrize(
+    "name,maximum",
+    [
+        ("ssim", 1.0),
+        ("fmi", 1.0),
+        ("cc", 1.0),
+        ("fsim", 1.0),
+        ("vif", 2.0),
+        ("qcb", 1.0),
+    ],
+)
 def test_identical_images_reach_the_maximum(name, maximum):
     assert metrics.score(name, A, A, A) == pytest.approx(maximum, abs=1e-9)
     assert metrics.score(name, F, A, B) < maximum
@@ -173,10 +183,10 @@ def test_fmi_is_symmetric_when_no_window_is_shared():
 
 
 def test_ssim_and_psnr_agree_with_skimage_and_the_formula():
-    expected = (structural_similarity(A, F, data_range=255, gaussian_weights=True, sigma=1.5,
-                                      use_sample_covariance=False)
-                + structural_similarity(B, F, data_range=255, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False)) / 2
+    expected = (
+        structural_similarity(A, F, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        + structural_similarity(B, F, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    ) / 2
     assert metrics.ssim(F, A, B) == pytest.approx(expected, abs=1e-6)
     assert metrics.ssim(F, A, B, reduction="sum") == pytest.approx(2 * expected, abs=1e-6)
     by_hand = np.mean([10 * math.log10(255**2 / np.mean((F - x) ** 2)) for x in (A, B)])
@@ -314,15 +324,23 @@ def test_values_off_the_8bit_scale_are_refused():
         metrics.ssim(F / 255, A, B)
 
 
-@pytest.mark.parametrize("form", ["import medfuse.metrics as m", "from medfuse import metrics as m",
-                                  "import medfuse.metrics; import medfuse; m = medfuse.metrics",
-                                  "from medfuse.metrics import ssim; from medfuse import metrics as m"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        "import medfuse.metrics as m",
+        "from medfuse import metrics as m",
+        "import medfuse.metrics; import medfuse; m = medfuse.metrics",
+        "from medfuse.metrics import ssim; from medfuse import metrics as m",
+    ],
+)
 def test_both_import_forms_give_the_one_metrics_module(form):
     import subprocess
     import sys
 
-    check = ("import medfuse.evaluation.metrics as home, sys; "
-             "assert m is home and m.ssim is home.ssim and 'qabf' in m.METRICS; "
-             "assert 'torch' not in sys.modules, 'the metrics never import torch'")
+    check = (
+        "import medfuse.evaluation.metrics as home, sys; "
+        "assert m is home and m.ssim is home.ssim and 'qabf' in m.METRICS; "
+        "assert 'torch' not in sys.modules, 'the metrics never import torch'"
+    )
     finished = subprocess.run([sys.executable, "-c", f"{form}\n{check}"], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 0, finished.stderr[-2000:]

@@ -45,6 +45,6 @@ def test_matches_matlab_reference(samples, metric, name_a, name_b, crop, fused, 
     a, b = grey(samples, name_a), grey(samples, name_b)
     if crop:
         top, left, side = crop
-        a, b = a[top:top + side, left:left + side], b[top:top + side, left:left + side]
+        a, b = a[top : top + side, left : left + side], b[top : top + side, left : left + side]
     f = {"average": np.round((a + b) / 2), "max": np.maximum(a, b), "b": b.copy()}[fused]
     assert getattr(metrics, metric)(f, a, b) == pytest.approx(value, abs=1e-4)

@@ -29,8 +29,17 @@ from medfuse.io.images import load_image  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "medfuse" / "samples"
 SHAPE = (24, 20, 3)
-MANDATORY_METADATA = {"version", "monai_version", "pytorch_version", "numpy_version", "task", "description",
-                      "authors", "copyright", "network_data_format"}
+MANDATORY_METADATA = {
+    "version",
+    "monai_version",
+    "pytorch_version",
+    "numpy_version",
+    "task",
+    "description",
+    "authors",
+    "copyright",
+    "network_data_format",
+}
 """The keys the MONAI Bundle Specification makes mandatory in metadata.json."""
 
 
@@ -44,17 +53,24 @@ def nifti_pair(folder: Path) -> tuple[Path, Path, np.ndarray]:
 def test_a_monai_pipeline_fuses_two_nifti_files_into_a_saved_nifti(tmp_path):
     mri, ct, affine = nifti_pair(tmp_path)
     keys = ("mri", "ct")
-    pipeline = Compose([LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys),
-                        ScaleIntensityRanged("mri", 0, 800, 0, 1, clip=True),
-                        ScaleIntensityRanged("ct", 0, 80, 0, 1, clip=True),
-                        FuseDRANd(keys, output_key="fused", weight_map_key="w_mri"),
-                        SaveImaged("fused", output_dir=tmp_path / "out", output_postfix="fused",
-                                   separate_folder=False, print_log=False)])
+    pipeline = Compose(
+        [
+            LoadImaged(keys, image_only=True),
+            EnsureChannelFirstd(keys),
+            ScaleIntensityRanged("mri", 0, 800, 0, 1, clip=True),
+            ScaleIntensityRanged("ct", 0, 80, 0, 1, clip=True),
+            FuseDRANd(keys, output_key="fused", weight_map_key="w_mri"),
+            SaveImaged(
+                "fused", output_dir=tmp_path / "out", output_postfix="fused", separate_folder=False, print_log=False
+            ),
+        ]
+    )
     result = pipeline({"mri": str(mri), "ct": str(ct)})
     saved = nib.load(tmp_path / "out" / "mri_fused.nii.gz")
     np.testing.assert_allclose(saved.affine, affine, atol=1e-5)
-    expected = medfuse.fuse_volumes(medfuse.load_model(), phantom(SHAPE),
-                                    phantom(SHAPE, inner=0.1, outer=1.0, shift=0.3), medfuse.DEFAULT_RULE)
+    expected = medfuse.fuse_volumes(
+        medfuse.load_model(), phantom(SHAPE), phantom(SHAPE, inner=0.1, outer=1.0, shift=0.3), medfuse.DEFAULT_RULE
+    )
     np.testing.assert_allclose(saved.get_fdata(), expected, atol=1e-6)
     assert expected.std() > 0.05
     fused = result["fused"]
@@ -68,16 +84,20 @@ def test_a_monai_pipeline_fuses_two_nifti_files_into_a_saved_nifti(tmp_path):
 def test_a_png_pair_read_by_monai_fuses_as_medfuse_fuse_does():
     a, b = (SAMPLES / "CT-MRI" / name / "41010.png" for name in ("MRI", "CT"))
     keys = ("a", "b")
-    loaded = Compose([LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys),
-                      ScaleIntensityRanged(keys, 0, 255, 0, 1)])({"a": str(a), "b": str(b)})
+    loaded = Compose(
+        [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), ScaleIntensityRanged(keys, 0, 255, 0, 1)]
+    )({"a": str(a), "b": str(b)})
     fused = FuseDRANd(keys)(loaded)["fused"]
     expected = medfuse.fuse(load_image(a), load_image(b)) / 255.0
     assert np.abs(fused[0].numpy().T - expected).max() <= 0.5 / 255
 
 
 def test_the_array_transform_keeps_a_s_metadata():
-    a = MetaTensor(torch.from_numpy(phantom(SHAPE)[None]), affine=torch.from_numpy(oblique_affine()),
-                   meta={"filename_or_obj": "a.nii", "patient": "P001"})
+    a = MetaTensor(
+        torch.from_numpy(phantom(SHAPE)[None]),
+        affine=torch.from_numpy(oblique_affine()),
+        meta={"filename_or_obj": "a.nii", "patient": "P001"},
+    )
     b = MetaTensor(torch.from_numpy(phantom(SHAPE, shift=0.3)[None]), affine=torch.from_numpy(oblique_affine()))
     fused = FuseDRAN(rule="sfnn-map")(a, b)
     assert fused.shape == (1, *SHAPE) and fused.meta["patient"] == "P001"
@@ -85,13 +105,18 @@ def test_the_array_transform_keeps_a_s_metadata():
     assert fused.meta["medfuse_source_a"] == "a.nii" and fused.meta["medfuse_rule"] == "sfnn-map"
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda a, b: (a, MetaTensor(b.as_tensor(), affine=torch.from_numpy(oblique_affine(origin=(0, 0, 0))))),
-     "not on one grid"),
-    (lambda a, b: (a, b[:, :-1]), "not on one grid"),
-    (lambda a, b: (a, b * 3), "values must lie in [0, 1]"),
-    (lambda a, b: (torch.cat([a, a]), b), "one-channel"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda a, b: (a, MetaTensor(b.as_tensor(), affine=torch.from_numpy(oblique_affine(origin=(0, 0, 0))))),
+            "not on one grid",
+        ),
+        (lambda a, b: (a, b[:, :-1]), "not on one grid"),
+        (lambda a, b: (a, b * 3), "values must lie in [0, 1]"),
+        (lambda a, b: (torch.cat([a, a]), b), "one-channel"),
+    ],
+)
 def test_pairs_that_cannot_be_fused_are_refused_in_one_line(change, message):
     a = MetaTensor(torch.from_numpy(phantom(SHAPE)[None]), affine=torch.from_numpy(oblique_affine()))
     b = MetaTensor(torch.from_numpy(phantom(SHAPE, shift=0.3)[None]), affine=torch.from_numpy(oblique_affine()))
@@ -121,11 +146,25 @@ def test_the_bundle_runs_with_monai_bundle_run(tmp_path):
         for sample in ("41010",):
             (pairs / name / f"{sample}.png").write_bytes((SAMPLES / "CT-MRI" / name / f"{sample}.png").read_bytes())
     out = tmp_path / "fused"
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
-               "--meta_file", str(bundle / "configs" / "metadata.json"), "--bundle_root", str(bundle),
-               "--dataset_dir", str(pairs), "--output_dir", str(out)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(bundle / "configs" / "inference.json"),
+        "--meta_file",
+        str(bundle / "configs" / "metadata.json"),
+        "--bundle_root",
+        str(bundle),
+        "--dataset_dir",
+        str(pairs),
+        "--output_dir",
+        str(out),
+    ]
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     fused_files = sorted(out.rglob("*.nii.gz"))
     assert [path.name for path in fused_files] == ["41010_fused.nii.gz"]

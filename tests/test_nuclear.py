@@ -26,8 +26,9 @@ def softmax_maps(samples) -> torch.Tensor:
     """The 64 channel-softmax maps of the shipped encoder on a bundled CT slice (2 x 64 x 96 x 80
     crops of the CT and the MRI: flat skull and background give a long tail of tiny singular values)."""
     model = medfuse.load_model()
-    images = [load_image(samples / "CT-MRI" / modality / "41010.png")[80:176, 90:170] / 255.0
-              for modality in ("CT", "MRI")]
+    images = [
+        load_image(samples / "CT-MRI" / modality / "41010.png")[80:176, 90:170] / 255.0 for modality in ("CT", "MRI")
+    ]
     batch = torch.from_numpy(np.stack(images)).float()[:, None]
     return torch.softmax(model.encode(batch), dim=1)
 
@@ -79,8 +80,9 @@ def test_within_polar_iteration_everywhere_the_cpu_takes_the_polar_iteration(sof
         polar = matrix_nuclear_norms(softmax_maps)
     torch.testing.assert_close(polar, nuclear_norms_by_polar_iteration(softmax_maps), rtol=0, atol=0)
     assert not torch.equal(polar, nuclear_norms_by_eigenvalues(softmax_maps))  # two methods: the test can tell
-    torch.testing.assert_close(matrix_nuclear_norms(softmax_maps), nuclear_norms_by_eigenvalues(softmax_maps),
-                               rtol=0, atol=0)  # and after it, the CPU's own method again
+    torch.testing.assert_close(
+        matrix_nuclear_norms(softmax_maps), nuclear_norms_by_eigenvalues(softmax_maps), rtol=0, atol=0
+    )  # and after it, the CPU's own method again
 
 
 def test_polar_coefficients_bring_the_floor_to_one():

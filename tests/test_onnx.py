@@ -15,8 +15,12 @@ from medfuse.cli import main
 from medfuse.dran.models import weights_digest
 from medfuse.io.images import load_image
 
-PAIRS = [("CT-MRI", "CT", "41010"), ("PET-MRI", "PET", "25015"), ("PET-MRI", "PET", "25022"),
-         ("SPECT-MRI", "SPECT", "10018")]
+PAIRS = [
+    ("CT-MRI", "CT", "41010"),
+    ("PET-MRI", "PET", "25015"),
+    ("PET-MRI", "PET", "25022"),
+    ("SPECT-MRI", "SPECT", "10018"),
+]
 """Every bundled pair: MRI (grey) with CT (grey), PET and SPECT (colour)."""
 MISSING = "not installed (pip install 'medfuse[onnx]')"
 
@@ -43,8 +47,13 @@ def shipped_fusion(onnx_tools, shipped_export):
 
 def test_the_export_holds_what_made_it(shipped_fusion):
     assert shipped_fusion.metadata == {
-        "medfuse_version": medfuse.__version__, "rule": medfuse.DEFAULT_RULE, "weights": medfuse.DEFAULT_MODEL,
-        "weights_sha256": weights_digest(medfuse.DEFAULT_MODEL), "height": "256", "width": "256"}
+        "medfuse_version": medfuse.__version__,
+        "rule": medfuse.DEFAULT_RULE,
+        "weights": medfuse.DEFAULT_MODEL,
+        "weights_sha256": weights_digest(medfuse.DEFAULT_MODEL),
+        "height": "256",
+        "width": "256",
+    }
     assert shipped_fusion.size == (256, 256)
 
 
@@ -74,18 +83,21 @@ def test_a_file_not_written_by_the_export_is_refused(onnx_tools, tmp_path):
 
 
 def test_a_feature_rule_is_refused_before_any_work(onnx_tools, tmp_path):
-    with pytest.raises(InputError, match="rules with one: pyramid-energy, sfnn-map, sfnn-map-e4, sfnn-pyramid, "
-                                         "trained-pyramid$"):
+    with pytest.raises(
+        InputError, match="rules with one: pyramid-energy, sfnn-map, sfnn-map-e4, sfnn-pyramid, trained-pyramid$"
+    ):
         onnx_tools.export_onnx(tmp_path / "sfnn.onnx", rule="sfnn")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_command_line_exports_a_file_that_fuses_as_medfuse_fuse(onnx_tools, tiny_model, tiny_weights, tmp_path,
-                                                                     capsys):
+def test_the_command_line_exports_a_file_that_fuses_as_medfuse_fuse(
+    onnx_tools, tiny_model, tiny_weights, tmp_path, capsys
+):
     """Another rule, other weights and a size that is not square (the nuclear norms then transpose)."""
     out = tmp_path / "tiny.onnx"
-    assert main(["export-onnx", str(out), "--rule", "sfnn-map", "--weights", str(tiny_weights),
-                 "--size", "24", "40"]) == 0
+    assert (
+        main(["export-onnx", str(out), "--rule", "sfnn-map", "--weights", str(tiny_weights), "--size", "24", "40"]) == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     fusion = onnx_tools.OnnxFusion(out)
     assert fusion.metadata["rule"] == "sfnn-map" and fusion.metadata["weights"] == "tiny.safetensors"
@@ -109,8 +121,10 @@ def test_without_the_exporter_the_command_line_names_the_extra(monkeypatch, tmp_
         pytest.importorskip("onnx", reason=f"onnx is {MISSING}: its own message comes first")
     monkeypatch.setitem(sys.modules, library, None)  # as if not installed: importing it fails
     assert main(["export-onnx", str(tmp_path / "m.onnx")]) == 2
-    assert capsys.readouterr().err == (f"medfuse export-onnx: error: {library} is not installed; it comes with the [onnx] "
-                                       'extra: pip install "medfuse[onnx]"\n')
+    assert capsys.readouterr().err == (
+        f"medfuse export-onnx: error: {library} is not installed; it comes with the "
+        '[onnx] extra: pip install "medfuse[onnx]"\n'
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -132,8 +146,16 @@ def test_a_library_whose_own_import_fails_is_not_called_missing(monkeypatch, tmp
         import_optional("medfuse_test_absent_dependency", "onnx")
 
 
-def handmade_onnx(path, height="8", width="8", shape=(1, 1, 8, 8), inputs=("image_a", "image_b"),
-                  outputs=("fused", "weight_a"), element="FLOAT", drop=()):
+def handmade_onnx(
+    path,
+    height="8",
+    width="8",
+    shape=(1, 1, 8, 8),
+    inputs=("image_a", "image_b"),
+    outputs=("fused", "weight_a"),
+    element="FLOAT",
+    drop=(),
+):
     """A small ONNX file made here, not by the export: each output copies an input (``fused`` is A),
     with medfuse's metadata (``drop``: keys left out) and the given size, shapes and names."""
     onnx = pytest.importorskip("onnx", reason=f"onnx is {MISSING}")
@@ -141,12 +163,20 @@ def handmade_onnx(path, height="8", width="8", shape=(1, 1, 8, 8), inputs=("imag
     helper, kind = onnx.helper, getattr(onnx.TensorProto, element)
     graph = helper.make_graph(
         [helper.make_node("Identity", [source], [target]) for source, target in zip(inputs, outputs)],
-        "handmade", [helper.make_tensor_value_info(name, kind, list(shape)) for name in inputs],
-        [helper.make_tensor_value_info(name, kind, list(shape)) for name in outputs])
+        "handmade",
+        [helper.make_tensor_value_info(name, kind, list(shape)) for name in inputs],
+        [helper.make_tensor_value_info(name, kind, list(shape)) for name in outputs],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
-    metadata = {"medfuse_version": medfuse.__version__, "rule": "handmade", "weights": "none",
-                "weights_sha256": "0" * 64, "height": height, "width": width}
+    metadata = {
+        "medfuse_version": medfuse.__version__,
+        "rule": "handmade",
+        "weights": "none",
+        "weights_sha256": "0" * 64,
+        "height": height,
+        "width": width,
+    }
     helper.set_model_props(model, {key: value for key, value in metadata.items() if key not in drop})
     onnx.save_model(model, str(path))
     return path
@@ -161,22 +191,28 @@ def test_a_handmade_file_with_medfuses_metadata_and_graph_runs(tmp_path):
     assert fusion.size == (8, 8) and (fused == 40).all() and np.allclose(w_a, 200 / 255)
 
 
-@pytest.mark.parametrize("changes, words", [
-    (dict(height="abc"), "its metadata's height is 'abc', not a whole number of pixels of at least 2"),
-    (dict(width=""), "its metadata's width is '', not a whole number"),
-    (dict(height="2.5"), "height is '2.5'"),
-    (dict(height="-8"), "height is '-8'"),
-    (dict(height=" 8"), "height is ' 8'"),
-    (dict(height="1", shape=(1, 1, 1, 8)), "height is '1'"),
-    (dict(height="٨"), "height is '٨'"),  # a digit, but not an ASCII one
-    (dict(drop=("width",)), "its metadata lacks width"),
-    (dict(height="16"), "its graph's image_a is tensor(float) of shape [1, 1, 8, 8], where its metadata's size "
-                        "asks for tensor(float) of shape [1, 1, 16, 8]"),
-    (dict(inputs=("x", "y")), "its graph takes x, y and gives fused, weight_a; a medfuse export takes"),
-    (dict(inputs=("image_a",), outputs=("fused",)), "its graph takes image_a and gives fused;"),
-    (dict(element="DOUBLE"), "its graph's image_a is tensor(double)"),
-    (dict(shape=("n", 1, 8, 8)), "of shape ['n', 1, 8, 8]"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(height="abc"), "its metadata's height is 'abc', not a whole number of pixels of at least 2"),
+        (dict(width=""), "its metadata's width is '', not a whole number"),
+        (dict(height="2.5"), "height is '2.5'"),
+        (dict(height="-8"), "height is '-8'"),
+        (dict(height=" 8"), "height is ' 8'"),
+        (dict(height="1", shape=(1, 1, 1, 8)), "height is '1'"),
+        (dict(height="٨"), "height is '٨'"),  # a digit, but not an ASCII one
+        (dict(drop=("width",)), "its metadata lacks width"),
+        (
+            dict(height="16"),
+            "its graph's image_a is tensor(float) of shape [1, 1, 8, 8], where its metadata's size "
+            "asks for tensor(float) of shape [1, 1, 16, 8]",
+        ),
+        (dict(inputs=("x", "y")), "its graph takes x, y and gives fused, weight_a; a medfuse export takes"),
+        (dict(inputs=("image_a",), outputs=("fused",)), "its graph takes image_a and gives fused;"),
+        (dict(element="DOUBLE"), "its graph's image_a is tensor(double)"),
+        (dict(shape=("n", 1, 8, 8)), "of shape ['n', 1, 8, 8]"),
+    ],
+)
 def test_a_file_with_malformed_metadata_or_graph_is_refused_in_one_line(tmp_path, changes, words):
     from medfuse.integrations.onnx import OnnxFusion
 
@@ -210,8 +246,10 @@ def test_a_graph_that_fails_or_gives_another_shape_as_it_runs_is_one_line(tmp_pa
         def run(self, names, feeds):
             return [np.zeros((1, 64)), np.zeros((1, 1, 8, 8))]
 
-    for session, words in ((Failing(), "onnxruntime could not run it ([ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : "),
-                           (Reshaping(), "its graph gave fused of shape [1, 64], not [1, 1, 8, 8]")):
+    for session, words in (
+        (Failing(), "onnxruntime could not run it ([ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : "),
+        (Reshaping(), "its graph gave fused of shape [1, 64], not [1, 1, 8, 8]"),
+    ):
         fusion.session = session
         with pytest.raises(InputError) as caught:
             fusion.fuse(image, image)

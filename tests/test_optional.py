@@ -30,7 +30,7 @@ def test_every_named_extra_exists_and_all_brings_each():
     assert set(EXTRAS.values()) <= set(declared)
     (everything,) = declared["all"]
     assert everything == f"medfuse[{','.join(['dicom', 'registration', 'cluster', 'monai', 'onnx'])}]"
-    assert set(EXTRAS.values()) <= set(everything[len("medfuse["):-1].split(","))
+    assert set(EXTRAS.values()) <= set(everything[len("medfuse[") : -1].split(","))
     assert "medfuse[all]" in declared["test"]
 
 
@@ -43,7 +43,9 @@ def test_each_library_is_in_its_extra():
 def test_the_message_names_the_library_the_work_and_the_install():
     assert install_command("dicom") == 'pip install "medfuse[dicom]"'
     assert missing_message("pydicom", "dicom", "reading DICOM") == DICOM_LINE
-    assert missing_message("monai", "monai") == 'monai is not installed; it comes with the [monai] extra: pip install "medfuse[monai]"'
+    assert missing_message("monai", "monai") == (
+        'monai is not installed; it comes with the [monai] extra: pip install "medfuse[monai]"'
+    )
 
 
 @pytest.mark.parametrize("module", sorted(EXTRAS))
@@ -95,8 +97,10 @@ def test_writing_a_dicom_series_without_highdicom_is_refused_before_the_work(mon
 
     monkeypatch.setattr(medfuse.fusion.volumes, "fuse_volumes", no_fusion)
     assert main(["fuse", str(a), str(b), "-o", str(tmp_path / "fused")]) == 2
-    assert capsys.readouterr().err == ('medfuse fuse: error: highdicom is not installed; writing DICOM needs the '
-                                       '[dicom] extra: pip install "medfuse[dicom]"\n')
+    assert capsys.readouterr().err == (
+        "medfuse fuse: error: highdicom is not installed; writing DICOM needs the "
+        '[dicom] extra: pip install "medfuse[dicom]"\n'
+    )
     assert not (tmp_path / "fused").exists()
 
 
@@ -104,8 +108,10 @@ def test_registering_without_simpleitk(monkeypatch, tmp_path, capsys, samples):
     monkeypatch.setitem(sys.modules, "SimpleITK", None)
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
     assert main(["register", str(mri), str(ct), "-o", str(tmp_path / "ct_on_mri.png")]) == 2
-    assert capsys.readouterr().err == ('medfuse register: error: SimpleITK is not installed; registration needs '
-                                       'the [registration] extra: pip install "medfuse[registration]"\n')
+    assert capsys.readouterr().err == (
+        "medfuse register: error: SimpleITK is not installed; registration needs "
+        'the [registration] extra: pip install "medfuse[registration]"\n'
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -113,8 +119,11 @@ def test_a_dask_cluster_without_dask(monkeypatch):
     monkeypatch.delitem(sys.modules, "medfuse.scaleout.cluster", raising=False)
     monkeypatch.setitem(sys.modules, "distributed", None)
     monkeypatch.delitem(sys.modules, "distributed.scheduler", raising=False)  # an earlier test may have imported it
-    with pytest.raises(MissingDependencyError, match=r'^distributed is not installed; a Dask cluster \(--workers, '
-                       r'--scheduler\) needs the \[cluster\] extra: pip install "medfuse\[cluster\]"$'):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"^distributed is not installed; a Dask cluster \(--workers, "
+        r'--scheduler\) needs the \[cluster\] extra: pip install "medfuse\[cluster\]"$',
+    ):
         importlib.import_module("medfuse.scaleout.cluster")
 
 
@@ -122,8 +131,10 @@ def test_the_installed_command_prints_one_line_without_pydicom(tmp_path):
     """The real entry point in a fresh interpreter, pydicom hidden as if never installed."""
     a = write_dicom_series(tmp_path / "ct", ct_hu())
     b = write_dicom_series(tmp_path / "mr", ct_hu(), modality="MR")
-    code = ("import sys\nsys.modules['pydicom'] = None\nfrom medfuse.cli import main\n"
-            f"sys.exit(main(['fuse', {str(a)!r}, {str(b)!r}, '-o', {str(tmp_path / 'f.nii.gz')!r}]))")
+    code = (
+        "import sys\nsys.modules['pydicom'] = None\nfrom medfuse.cli import main\n"
+        f"sys.exit(main(['fuse', {str(a)!r}, {str(b)!r}, '-o', {str(tmp_path / 'f.nii.gz')!r}]))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stdout == ""
@@ -132,9 +143,11 @@ def test_the_installed_command_prints_one_line_without_pydicom(tmp_path):
 
 def test_the_core_imports_no_optional_library():
     """`import medfuse` and reading a PNG need no extra (the extras are imported where they are used)."""
-    code = ("import sys\nfor name in " + repr(sorted(EXTRAS)) + ":\n    sys.modules[name] = None\n"
-            "import medfuse\nfrom medfuse.io.images import load_image\n"
-            f"print(load_image({str(ROOT / 'src/medfuse/samples/CT-MRI/MRI/41010.png')!r}).shape)")
+    code = (
+        "import sys\nfor name in " + repr(sorted(EXTRAS)) + ":\n    sys.modules[name] = None\n"
+        "import medfuse\nfrom medfuse.io.images import load_image\n"
+        f"print(load_image({str(ROOT / 'src/medfuse/samples/CT-MRI/MRI/41010.png')!r}).shape)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert np.prod(eval(result.stdout)) > 0

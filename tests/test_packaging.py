@@ -67,13 +67,25 @@ def test_the_oldest_constraints_are_the_lower_bounds():
         name = canonicalize_name(requirement.name)
         if name in oldest:
             (lower,) = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
-            assert oldest[name] == lower, f"oldest.txt has {name} {oldest[name]}, pyproject.toml's lower bound is {lower}"
+            assert oldest[name] == lower, (
+                f"oldest.txt has {name} {oldest[name]}, pyproject.toml's lower bound is {lower}"
+            )
     core = {canonicalize_name(Requirement(r).name) for r in PROJECT["dependencies"]}
     assert core <= set(oldest), f"oldest.txt lacks {core - set(oldest)}"
 
 
-@pytest.mark.parametrize("field", ["cff-version: 1.2.0", "type: software", "license: MIT", "message: ",
-                                   "title: ", "authors:", 'value: "arXiv:2212.04661"'])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "cff-version: 1.2.0",
+        "type: software",
+        "license: MIT",
+        "message: ",
+        "title: ",
+        "authors:",
+        'value: "arXiv:2212.04661"',
+    ],
+)
 def test_the_citation_file_has_the_required_fields(field):
     assert re.search(rf"^\s*(- )?{re.escape(field)}", (ROOT / "CITATION.cff").read_text(), re.MULTILINE)
 

@@ -28,8 +28,21 @@ def test_fuse_files_on_two_images_is_what_fuse_gives(samples, tmp_path, tiny_wei
 def test_fuse_files_on_folders_and_volumes_writes_what_the_command_writes(samples, tmp_path, tiny_weights):
     folders = samples / "CT-MRI/MRI", samples / "CT-MRI/CT"
     result = fuse_files(*folders, tmp_path / "lib", rule="average", model=tiny_weights)
-    assert main(["fuse", *map(str, folders), "-o", str(tmp_path / "cli"), "--rule", "average",
-                 "--weights", str(tiny_weights)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                *map(str, folders),
+                "-o",
+                str(tmp_path / "cli"),
+                "--rule",
+                "average",
+                "--weights",
+                str(tiny_weights),
+            ]
+        )
+        == 0
+    )
     assert (result.kind, result.fused, result.pairs, result.failures) == ("folder", 1, 1, [])
     for path in (tmp_path / "cli").iterdir():
         np.testing.assert_array_equal(load_image(tmp_path / "lib" / path.name), load_image(path))
@@ -37,11 +50,28 @@ def test_fuse_files_on_folders_and_volumes_writes_what_the_command_writes(sample
     ct = write_nifti(tmp_path / "ct.nii", phantom(inner=1.0, outer=0.1) * 1200 - 200, oblique_affine())
     volume = VolumeOptions(window=medfuse.CtWindow.named("brain"))
     result = fuse_files(mr, ct, tmp_path / "lib.nii.gz", rule="average", model=tiny_weights, volume=volume)
-    assert main(["fuse", str(mr), str(ct), "-o", str(tmp_path / "cli.nii.gz"), "--rule", "average",
-                 "--weights", str(tiny_weights), "--window", "brain"]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                str(mr),
+                str(ct),
+                "-o",
+                str(tmp_path / "cli.nii.gz"),
+                "--rule",
+                "average",
+                "--weights",
+                str(tiny_weights),
+                "--window",
+                "brain",
+            ]
+        )
+        == 0
+    )
     assert result.kind == "volume"
-    np.testing.assert_array_equal(read_volume(tmp_path / "lib.nii.gz").volume.data,
-                                  read_volume(tmp_path / "cli.nii.gz").volume.data)
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "lib.nii.gz").volume.data, read_volume(tmp_path / "cli.nii.gz").volume.data
+    )
 
 
 def test_fuse_files_refuses_before_writing_anything(samples, tmp_path, tiny_weights):
@@ -54,8 +84,11 @@ def test_fuse_files_refuses_before_writing_anything(samples, tmp_path, tiny_weig
         (dict(device="bogus"), errors.InputError, "not a torch device"),
         (dict(volume=VolumeOptions()), errors.InputError, "for volumes"),
         (dict(batch_size=2), errors.InputError, "only for two folders or two volumes"),
-        (dict(register=RegistrationRequest("rigid", save_transform=tmp_path / "t.mat")), errors.InputError,
-         "ending in .tfm or .txt"),
+        (
+            dict(register=RegistrationRequest("rigid", save_transform=tmp_path / "t.mat")),
+            errors.InputError,
+            "ending in .tfm or .txt",
+        ),
     ]
     for change, kind, message in cases:
         arguments = {"path_a": mri, "path_b": ct, "out": tmp_path / "f.png", "model": tiny_weights, **change}
@@ -76,8 +109,12 @@ def test_the_batch_row_engine_reports_each_row_without_raising(tmp_path, tiny_we
     write_nifti(tmp_path / "ct.nii", phantom(inner=1.0, outer=0.1) * 1200 - 200, oblique_affine())
     (tmp_path / "flat.png").write_bytes(b"")
     job = BatchJob(tmp_path, str(tiny_weights), "cpu", "average", VolumeOptions())
-    rows = [Row(2, "mr.nii", "ct.nii", "out/f.nii.gz", "brain"), Row(3, "mr.nii", "flat.png", "g.nii", ""),
-            Row(4, "mr.nii", "missing.nii", "h.nii", ""), Row(5, "mr.nii", "ct.nii", "i.nii", "nonsense")]
+    rows = [
+        Row(2, "mr.nii", "ct.nii", "out/f.nii.gz", "brain"),
+        Row(3, "mr.nii", "flat.png", "g.nii", ""),
+        Row(4, "mr.nii", "missing.nii", "h.nii", ""),
+        Row(5, "mr.nii", "ct.nii", "i.nii", "nonsense"),
+    ]
     outcomes = dict((row.line, outcome) for row, outcome in fuse_rows(rows, job))
     assert outcomes[2] == ("done", "") and (tmp_path / "out/f.nii.gz").is_file()
     assert outcomes[3][0] == "failed" and "not a volume" in outcomes[3][1]
@@ -90,8 +127,14 @@ def test_the_batch_row_engine_reports_each_row_without_raising(tmp_path, tiny_we
 
 def test_every_library_error_derives_from_one_base_and_its_builtin_kind():
     kinds = [value for value in vars(errors).values() if inspect.isclass(value) and issubclass(value, Exception)]
-    assert {kind.__name__ for kind in kinds} >= {"MedfuseError", "InputError", "MissingInputError", "OutputError",
-                                                 "NotEnoughMemoryError", "RegistrationError"}
+    assert {kind.__name__ for kind in kinds} >= {
+        "MedfuseError",
+        "InputError",
+        "MissingInputError",
+        "OutputError",
+        "NotEnoughMemoryError",
+        "RegistrationError",
+    }
     assert all(issubclass(kind, errors.MedfuseError) for kind in kinds)
     assert issubclass(errors.InputError, ValueError) and issubclass(errors.MissingInputError, FileNotFoundError)
     assert issubclass(errors.OutputError, OSError) and issubclass(errors.NotEnoughMemoryError, MemoryError)
@@ -160,13 +203,27 @@ def test_every_command_takes_threads_and_they_reach_torch(samples, tmp_path, tin
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "--threads" in capsys.readouterr().out
-    probe = ("import torch\nfrom medfuse.cli import main\n"
-             f"main(['fuse', {str(samples / 'CT-MRI/MRI/41010.png')!r}, {str(samples / 'CT-MRI/CT/41010.png')!r}, "
-             f"'-o', {str(tmp_path / 'f.png')!r}, '--weights', {str(tiny_weights)!r}, '--threads', '1'])\n"
-             "print(torch.get_num_threads())")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    probe = (
+        "import torch\nfrom medfuse.cli import main\n"
+        f"main(['fuse', {str(samples / 'CT-MRI/MRI/41010.png')!r}, {str(samples / 'CT-MRI/CT/41010.png')!r}, "
+        f"'-o', {str(tmp_path / 'f.png')!r}, '--weights', {str(tiny_weights)!r}, '--threads', '1'])\n"
+        "print(torch.get_num_threads())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}
+    )
     assert result.stdout.strip().splitlines()[-1] == "1", result.stderr
-    assert main(["evaluate", str(tmp_path / "f.png"), str(samples / "CT-MRI/MRI/41010.png"),
-                 str(samples / "CT-MRI/CT/41010.png"), "--threads", "0"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "f.png"),
+                str(samples / "CT-MRI/MRI/41010.png"),
+                str(samples / "CT-MRI/CT/41010.png"),
+                "--threads",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "threads must be at least 1" in capsys.readouterr().err

@@ -26,9 +26,22 @@ from medfuse.io.images import ImageFileError, load_image, save_image
 from medfuse.io.volumes import VolumeFileError, read_volume
 
 BOUNDS = {  # name: (lowest, highest) that the definition allows, for 8-bit images
-    "en": (0, 8), "sd": (0, 127.5), "sf": (0, math.inf), "ag": (0, math.inf), "mi": (0, 16),
-    "fmi": (0, 1), "qabf": (0, 1), "nabf": (0, 1), "vif": (0, math.inf), "scd": (-2, 2), "cc": (-1, 1),
-    "ssim": (-1, 1), "psnr": (0, math.inf), "fsim": (0, 1), "qcb": (0, 1), "qcv": (0, math.inf),
+    "en": (0, 8),
+    "sd": (0, 127.5),
+    "sf": (0, math.inf),
+    "ag": (0, math.inf),
+    "mi": (0, 16),
+    "fmi": (0, 1),
+    "qabf": (0, 1),
+    "nabf": (0, 1),
+    "vif": (0, math.inf),
+    "scd": (-2, 2),
+    "cc": (-1, 1),
+    "ssim": (-1, 1),
+    "psnr": (0, math.inf),
+    "fsim": (0, 1),
+    "qcb": (0, 1),
+    "qcv": (0, math.inf),
 }
 SOURCE_SIMILARITIES = ("ssim", "cc", "fsim")  # mean over the sources of a symmetric similarity, 1 at identity
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,7 +50,8 @@ FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthChe
 def triples(min_side: int, max_side: int) -> st.SearchStrategy:
     """Three uint8 images of one shape."""
     return st.tuples(st.integers(min_side, max_side), st.integers(min_side, max_side)).flatmap(
-        lambda shape: st.tuples(*(arrays(np.uint8, shape) for _ in range(3))))
+        lambda shape: st.tuples(*(arrays(np.uint8, shape) for _ in range(3)))
+    )
 
 
 def assert_in_bounds(name: str, value: float) -> None:
@@ -166,8 +180,9 @@ def damage(data: bytes, cut: float, flips: list[tuple[float, int]]) -> bytes:
 DAMAGE = st.tuples(st.floats(0, 1), st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=8))
 
 
-@pytest.mark.parametrize("kind", ["grey.png", "colour.png", "sixteen.png", "grey.tif", "volume.nii",
-                                  "volume.nii.gz", "slice.dcm"])
+@pytest.mark.parametrize(
+    "kind", ["grey.png", "colour.png", "sixteen.png", "grey.tif", "volume.nii", "volume.nii.gz", "slice.dcm"]
+)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(damaged=DAMAGE)
 def test_damaged_files_give_the_readers_error(tmp_path, good_files, kind, damaged):
@@ -178,7 +193,8 @@ def test_damaged_files_give_the_readers_error(tmp_path, good_files, kind, damage
     with time_limit(20):
         try:
             result = load_image(path) if image_file else read_volume(path)
-        except (ImageFileError if image_file else VolumeFileError) as error:
+        except (ImageFileError, VolumeFileError) as error:  # the reader's own kind, checked below
+            assert isinstance(error, ImageFileError if image_file else VolumeFileError)
             assert str(path) in str(error) and "\n" not in str(error)
             return
     array = result if image_file else result.volume.data  # bytes that still decode: a valid result

@@ -15,8 +15,22 @@ from medfuse.io.images import load_image, save_image
 def test_png_and_tiff_carry_the_rule_the_weights_and_the_sources(tmp_path, samples, tiny_weights):
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
     for name in ("f.png", "f.tif"):
-        assert main(["fuse", str(mri), str(ct), "-o", str(tmp_path / name), "--weights", str(tiny_weights),
-                     "--rule", "sfnn-map"]) == 0
+        assert (
+            main(
+                [
+                    "fuse",
+                    str(mri),
+                    str(ct),
+                    "-o",
+                    str(tmp_path / name),
+                    "--weights",
+                    str(tiny_weights),
+                    "--rule",
+                    "sfnn-map",
+                ]
+            )
+            == 0
+        )
     text = Image.open(tmp_path / "f.png").text
     assert text["Software"] == f"medfuse {__version__}" and text["Fusion rule"] == "sfnn-map"
     assert text["Source"] == "A MRI/41010.png; B CT/41010.png" and weights_digest(tiny_weights) in text["Weights"]
@@ -25,11 +39,25 @@ def test_png_and_tiff_carry_the_rule_the_weights_and_the_sources(tmp_path, sampl
 
 
 def test_folder_mode_records_each_pairs_sources(tmp_path, samples, tiny_weights):
-    assert main(["fuse", str(samples / "PET-MRI" / "MRI"), str(samples / "PET-MRI" / "PET"), "-o",
-                 str(tmp_path / "out"), "--weights", str(tiny_weights)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                str(samples / "PET-MRI" / "MRI"),
+                str(samples / "PET-MRI" / "PET"),
+                "-o",
+                str(tmp_path / "out"),
+                "--weights",
+                str(tiny_weights),
+            ]
+        )
+        == 0
+    )
     written = sorted((tmp_path / "out").iterdir())
     assert [Image.open(path).text["Source"] for path in written] == [
-        "A MRI/25015.png; B PET/25015.png", "A MRI/25022.png; B PET/25022.png"]
+        "A MRI/25015.png; B PET/25015.png",
+        "A MRI/25022.png; B PET/25022.png",
+    ]
 
 
 def test_a_sixteen_bit_png_keeps_its_text(tmp_path):

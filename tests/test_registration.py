@@ -88,11 +88,13 @@ def test_large_rotations_of_either_sign_are_found_in_2d(mri, degrees):
 
 def test_an_ambiguous_search_is_doubted(mri):
     transform = LinearTransform("rigid", np.eye(2), np.zeros(2), np.array([127.5, 127.5]))
-    close_call = Registration(transform, 1.0, 1.2, mri, 0.0, rivals=((90.0, 0.995), (180.0, 0.5)),
-                              uncertainty=(0.25, 0.125))
+    close_call = Registration(
+        transform, 1.0, 1.2, mri, 0.0, rivals=((90.0, 0.995), (180.0, 0.5)), uncertainty=(0.25, 0.125)
+    )
     assert implausibilities(close_call, mri) == [
         "another start, landing 90 pixels away, fits about as well (99.5% of the mutual information): the "
-        "alignment is ambiguous"]
+        "alignment is ambiguous"
+    ]
     described = close_call.describe("pixels")
     assert "the next distinct start (90 pixels away) reached 99.5% of it" in described
     assert described.endswith("uncertain to about 0.25 pixels and 0.12 degrees")
@@ -198,13 +200,15 @@ def test_implausible_results_are_named_with_their_numbers(mri):
     unstable = Registration(result(0, 0).transform, 1.0, 1.2, mri, 0.0, uncertainty=(30.0, 4.0))
     assert implausibilities(unstable, mri) == [
         "knocked off by 3 degrees, it lands 30.0 pixels away (more than 10% of the field of view): the optimum is "
-        "not stable"]
+        "not stable"
+    ]
     assert implausibilities(replace(unstable, uncertainty=(20.0, 4.0)), mri) == []  # 256 pixels: 25.6 allowed
 
 
 def test_the_inverse_undoes_a_transform():
-    transform = LinearTransform("affine", np.array([[1.1, 0.2], [-0.1, 0.9]]), np.array([4.0, -7.0]),
-                                np.array([10.0, 20.0]))
+    transform = LinearTransform(
+        "affine", np.array([[1.1, 0.2], [-0.1, 0.9]]), np.array([4.0, -7.0]), np.array([10.0, 20.0])
+    )
     points = np.array([[0.0, 0.0], [31.0, -5.0], [100.0, 64.0]])
     np.testing.assert_allclose(transform.inverse().apply(transform.apply(points)), points, atol=1e-9)
     np.testing.assert_allclose(transform.apply(transform.inverse().apply(points)), points, atol=1e-9)
@@ -231,7 +235,8 @@ def test_a_2d_result_with_much_of_an_object_unmatched_is_doubted(mri):
     assert implausibilities(cut, mri) == [
         "8% of one image's object lands beyond the other's edge, where the other's object is cut, and the two "
         "share 30% of their information: the mutual information of a part of a single slice of two modalities is "
-        "unreliable"]
+        "unreliable"
+    ]
     described = cut.describe("pixels")
     assert "1.2000 after (30% of the poorer image's own)" in described
     assert described.endswith("; 8.0% of an image's object beyond the other's cut edge")
@@ -278,8 +283,18 @@ def test_cli_register_writes_image_transform_and_check_picture(tmp_path, capsys,
     true = LinearTransform("rigid", rotation_2d(3), np.array([4.0, 2.0]), np.array([127.5, 127.5]))
     save_image(tmp_path / "moving.png", np.round(resample_onto(mri, mri, true)).astype(np.uint8))
     fixed = samples / "CT-MRI" / "MRI" / "41010.png"
-    code, stdout, _ = run_cli(capsys, "register", fixed, tmp_path / "moving.png", "-o", tmp_path / "moved.png",
-                              "--save-transform", tmp_path / "t.tfm", "--check-image", tmp_path / "check.png")
+    code, stdout, _ = run_cli(
+        capsys,
+        "register",
+        fixed,
+        tmp_path / "moving.png",
+        "-o",
+        tmp_path / "moved.png",
+        "--save-transform",
+        tmp_path / "t.tfm",
+        "--check-image",
+        tmp_path / "check.png",
+    )
     # moving = fixed seen through +3 degrees: the FIXED-to-MOVING transform found turns by -3 (issue 21: signed)
     assert code == 0 and "mutual information" in stdout and "rotation -3.0" in stdout and "pixels" in stdout
     assert load_image(tmp_path / "moved.png").shape == (256, 256)
@@ -311,8 +326,9 @@ def test_cli_refuses_an_implausible_result_unless_forced(monkeypatch, tmp_path, 
 
     monkeypatch.setattr(command, "implausibilities", lambda registration, fixed: ["a rotation of 40.0 degrees"])
     pair = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
-    code, _, stderr = run_cli(capsys, "register", *pair, "-o", tmp_path / "o.png",
-                              "--save-transform", tmp_path / "t.tfm")
+    code, _, stderr = run_cli(
+        capsys, "register", *pair, "-o", tmp_path / "o.png", "--save-transform", tmp_path / "t.tfm"
+    )
     assert code == 2 and "looks wrong: a rotation of 40.0 degrees; nothing was written (--force" in stderr
     assert list(tmp_path.iterdir()) == []
     code, stdout, _ = run_cli(capsys, "register", *pair, "-o", tmp_path / "o.png", "--force")
@@ -337,8 +353,20 @@ def test_fuse_with_register_aligns_b_first(tmp_path, capsys, samples, mri, tiny_
     ct = load_image(samples / "CT-MRI" / "CT" / "41010.png").astype(np.float64)
     save_image(tmp_path / "ct_moved.png", np.round(resample_onto(ct, ct, true)).astype(np.uint8))
     fixed = samples / "CT-MRI" / "MRI" / "41010.png"
-    code, stdout, _ = run_cli(capsys, "fuse", fixed, tmp_path / "ct_moved.png", "-o", tmp_path / "f.png",
-                              "--register", "rigid", "--weights", tiny_weights, "--save-transform", tmp_path / "t.tfm")
+    code, stdout, _ = run_cli(
+        capsys,
+        "fuse",
+        fixed,
+        tmp_path / "ct_moved.png",
+        "-o",
+        tmp_path / "f.png",
+        "--register",
+        "rigid",
+        "--weights",
+        tiny_weights,
+        "--save-transform",
+        tmp_path / "t.tfm",
+    )
     assert code == 0 and "registered (rigid)" in stdout
     assert (tmp_path / "f.png").is_file() and (tmp_path / "t.tfm").is_file()
     code, _, stderr = run_cli(capsys, "fuse", fixed, fixed, "-o", tmp_path / "g.png", "--force")
@@ -353,8 +381,9 @@ def test_fuse_volumes_on_two_grids_names_register_and_register_fuses_them(tmp_pa
     b = write_nifti(tmp_path / "b.nii", data, oblique_affine(origin=(-10.0, 31.0, 7.0)))
     code, _, stderr = run_cli(capsys, "fuse", a, b, "-o", tmp_path / "f.nii", "--weights", tiny_weights)
     assert code == 2 and "--register rigid registers B to A" in stderr
-    code, stdout, stderr = run_cli(capsys, "fuse", a, b, "-o", tmp_path / "f.nii", "--weights", tiny_weights,
-                                   "--register", "rigid")
+    code, stdout, stderr = run_cli(
+        capsys, "fuse", a, b, "-o", tmp_path / "f.nii", "--weights", tiny_weights, "--register", "rigid"
+    )
     assert code == 0 and "registered (rigid)" in stdout, stderr
     assert read_volume(tmp_path / "f.nii").volume.shape == (24, 24, 10)
 
@@ -382,8 +411,9 @@ def half_size(path) -> np.ndarray:
     return grey_unit(load_image(path))[::2, ::2]
 
 
-def test_single_cross_modal_slices_are_registered_with_a_warning_that_nothing_vouches_for_them(samples, tmp_path,
-                                                                                               capsys):
+def test_single_cross_modal_slices_are_registered_with_a_warning_that_nothing_vouches_for_them(
+    samples, tmp_path, capsys
+):
     import warnings
 
     mri, ct = (half_size(samples / "CT-MRI" / modality / "41010.png") for modality in ("MRI", "CT"))
@@ -399,8 +429,11 @@ def test_single_cross_modal_slices_are_registered_with_a_warning_that_nothing_vo
 
     save_image(tmp_path / "mri.png", np.round(mri * 255).astype(np.uint8))
     save_image(tmp_path / "ct.png", np.round(resample_onto(ct, ct, true) * 255).astype(np.uint8))
-    code, stdout, stderr = run_cli(capsys, "register", tmp_path / "mri.png", tmp_path / "ct.png", "-o",
-                                   tmp_path / "moved.png", "--force")
+    code, stdout, stderr = run_cli(
+        capsys, "register", tmp_path / "mri.png", tmp_path / "ct.png", "-o", tmp_path / "moved.png", "--force"
+    )
     assert code == 0 and "registered (rigid)" in stdout
-    assert stderr.startswith("medfuse register: warning: single 2-D slices of two modalities have no reliable "
-                             "self-check") and stderr.count("\n") == 1, stderr
+    assert (
+        stderr.startswith("medfuse register: warning: single 2-D slices of two modalities have no reliable self-check")
+        and stderr.count("\n") == 1
+    ), stderr

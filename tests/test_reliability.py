@@ -37,8 +37,8 @@ from medfuse._shared.files import (
 from medfuse.cli import main
 from medfuse.clinical.batch import BatchJob, Row, fuse_row, read_manifest, record_path
 from medfuse.clinical.pipeline import VolumeOptions, fuse_files
-from medfuse.io.images import ImageFileError, load_image
 from medfuse.io.dicom import IS_RANGE, derived_series_number, dicom_text, dicom_value_problems
+from medfuse.io.images import ImageFileError, load_image
 from medfuse.io.volumes import read_volume
 
 
@@ -73,6 +73,7 @@ def volumes(tmp_path) -> Path:
 
 
 # --- locks and temporary files -------------------------------------------------------------
+
 
 def test_a_second_writer_of_one_output_is_refused_in_one_line_and_the_lock_goes(tmp_path):
     target = tmp_path / "x.txt"
@@ -114,14 +115,30 @@ def test_two_batch_processes_over_one_manifest_never_mix_records_and_fusions(vol
     it holds, and every row was fused by one run and refused or skipped by the other."""
     rows = [f"mr.nii,ct.nii,out/f{number}.nii.gz" for number in range(6)]
     (volumes / "pairs.csv").write_text("a,b,out\n" + "\n".join(rows) + "\n")
-    command = [sys.executable, "-c", "import sys; from medfuse.cli import main; sys.exit(main())", "batch",
-               str(volumes / "pairs.csv"), "--weights", str(tiny_weights), "--quiet", "--threads", "1"]
-    runs = [subprocess.Popen([*command, "--rule", rule], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for rule in rules]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from medfuse.cli import main; sys.exit(main())",
+        "batch",
+        str(volumes / "pairs.csv"),
+        "--weights",
+        str(tiny_weights),
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    runs = [
+        subprocess.Popen([*command, "--rule", rule], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rule in rules
+    ]
     results = [run.communicate(timeout=240) for run in runs]
     assert all("Traceback" not in err for _, err in results), results
-    expected = {rule: fuse_files(volumes / "mr.nii", volumes / "ct.nii", volumes / f"{rule}.nii.gz", rule=rule,
-                                 model=tiny_weights) for rule in rules}
+    expected = {
+        rule: fuse_files(
+            volumes / "mr.nii", volumes / "ct.nii", volumes / f"{rule}.nii.gz", rule=rule, model=tiny_weights
+        )
+        for rule in rules
+    }
     for number in range(6):
         out = volumes / f"out/f{number}.nii.gz"
         rule = json.loads(record_path(out).read_text())["rule"]
@@ -131,6 +148,7 @@ def test_two_batch_processes_over_one_manifest_never_mix_records_and_fusions(vol
 
 
 # --- containment -----------------------------------------------------------------------------
+
 
 def test_inside_follows_links_and_refuses_one_that_leads_out(tmp_path):
     (tmp_path / "root").mkdir()
@@ -145,8 +163,10 @@ def test_inside_follows_links_and_refuses_one_that_leads_out(tmp_path):
 
 def test_a_link_planted_in_the_bids_derivatives_is_refused_and_nothing_goes_outside(tmp_path, capsys, tiny_weights):
     raw = tmp_path / "raw"
-    for relative, data in (("sub-01/anat/sub-01_T1w.nii.gz", phantom() * 700),
-                           ("sub-01/anat/sub-01_T2w.nii.gz", phantom(inner=0.1) * 300)):
+    for relative, data in (
+        ("sub-01/anat/sub-01_T1w.nii.gz", phantom() * 700),
+        ("sub-01/anat/sub-01_T2w.nii.gz", phantom(inner=0.1) * 300),
+    ):
         (raw / relative).parent.mkdir(parents=True, exist_ok=True)
         write_nifti(raw / relative, data, oblique_affine())
     (raw / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.10.0"}))
@@ -155,8 +175,17 @@ def test_a_link_planted_in_the_bids_derivatives_is_refused_and_nothing_goes_outs
     (raw / "derivatives" / "medfuse").mkdir(parents=True)
     (raw / "derivatives" / "medfuse" / "sub-01").symlink_to(elsewhere)
     (tmp_path / "pairs.csv").write_text("a,b\nraw/sub-01/anat/sub-01_T1w.nii.gz,raw/sub-01/anat/sub-01_T2w.nii.gz\n")
-    code, _, err = run_cli(capsys, "batch", tmp_path / "pairs.csv", "--bids-derivatives", raw, "--weights",
-                           tiny_weights, "--rule", "average")
+    code, _, err = run_cli(
+        capsys,
+        "batch",
+        tmp_path / "pairs.csv",
+        "--bids-derivatives",
+        raw,
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "average",
+    )
     assert code == 2 and "outside" in one_error_line(err) and list(elsewhere.iterdir()) == []
 
 
@@ -183,6 +212,7 @@ def test_folder_mode_refuses_a_link_planted_under_a_results_name(samples, tmp_pa
 
 # --- jobs that fail: nothing of them stays ---------------------------------------------------
 
+
 def test_written_together_removes_the_outputs_and_new_folders_of_a_failed_job(tmp_path):
     (tmp_path / "kept.txt").write_text("before")
     with pytest.raises(RuntimeError), written_together():
@@ -204,27 +234,37 @@ def test_a_weight_map_that_cannot_be_written_takes_the_fusion_with_it(volumes, t
 
     monkeypatch.setattr(pipeline, "write_nifti", full_disk_for_the_map)
     with pytest.raises(OutputError, match="No space left"):
-        fuse_files(volumes / "mr.nii", volumes / "ct.nii", volumes / "f.nii.gz", model=tiny_weights,
-                   rule="sfnn-map", weight_map=volumes / "w.nii.gz")
+        fuse_files(
+            volumes / "mr.nii",
+            volumes / "ct.nii",
+            volumes / "f.nii.gz",
+            model=tiny_weights,
+            rule="sfnn-map",
+            weight_map=volumes / "w.nii.gz",
+        )
     assert sorted(p.name for p in volumes.iterdir()) == ["ct.nii", "mr.nii"]
 
 
 def test_unwritable_rows_fail_alone_and_leave_no_folders(volumes, capsys, tiny_weights):
     (volumes / "afile").write_text("a file, not a folder")
     long_name = "n" * 240 + ".nii.gz"  # fits, but its record OUT.medfuse.json does not
-    (volumes / "pairs.csv").write_text("a,b,out\n"
-                                       "mr.nii,ct.nii,afile/f.nii.gz\n"
-                                       f"mr.nii,ct.nii,{long_name}\n"
-                                       "mr.nii,missing.nii,new/deep/g.nii.gz\n"
-                                       "mr.nii,ct.nii,good.nii.gz\n")
+    (volumes / "pairs.csv").write_text(
+        "a,b,out\n"
+        "mr.nii,ct.nii,afile/f.nii.gz\n"
+        f"mr.nii,ct.nii,{long_name}\n"
+        "mr.nii,missing.nii,new/deep/g.nii.gz\n"
+        "mr.nii,ct.nii,good.nii.gz\n"
+    )
     code, out, err = run_cli(capsys, "batch", volumes / "pairs.csv", "--weights", tiny_weights, "--rule", "average")
     assert code == 1 and "1 fused" in out and "3 failed" in out and "Traceback" not in err
     assert (volumes / "good.nii.gz").is_file() and not (volumes / "new").exists()
     assert sorted(p.name for p in volumes.iterdir()) == sorted(
-        ["afile", "ct.nii", "mr.nii", "pairs.csv", "good.nii.gz", "good.nii.gz.medfuse.json"])
+        ["afile", "ct.nii", "mr.nii", "pairs.csv", "good.nii.gz", "good.nii.gz.medfuse.json"]
+    )
 
 
 # --- values ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("rule", ["average", "pyramid-energy"])
 def test_finite_values_near_float32s_limit_give_a_finite_fusion(tmp_path, tiny_weights, rule):
@@ -282,18 +322,32 @@ def dicom_ct(folder: Path, series_number: bytes) -> Path:
     for path in folder.iterdir():
         content = path.read_bytes()
         assert content.count(tag + b"\x02\x00\x00\x00" + b"3 ") == 1
-        path.write_bytes(content.replace(tag + b"\x02\x00\x00\x00" + b"3 ",
-                                         tag + len(padded).to_bytes(4, "little") + padded))
+        path.write_bytes(
+            content.replace(tag + b"\x02\x00\x00\x00" + b"3 ", tag + len(padded).to_bytes(4, "little") + padded)
+        )
     return folder
 
 
 @pytest.mark.parametrize(("stored", "written"), [(b"2147483647", 2147482647), (b"ab", 1000)])
-def test_a_derived_series_number_is_valid_whatever_the_reference_holds(tmp_path, capsys, tiny_weights, stored,
-                                                                      written):
+def test_a_derived_series_number_is_valid_whatever_the_reference_holds(tmp_path, capsys, tiny_weights, stored, written):
     ct = dicom_ct(tmp_path / "ct", stored)
     write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
-    code, _, err = run_cli(capsys, "fuse", ct, tmp_path / "mr.nii", "-o", tmp_path / "fused", "--weights",
-                           tiny_weights, "--rule", "average", "--window", "brain", "--window-on", "a")
+    code, _, err = run_cli(
+        capsys,
+        "fuse",
+        ct,
+        tmp_path / "mr.nii",
+        "-o",
+        tmp_path / "fused",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "average",
+        "--window",
+        "brain",
+        "--window-on",
+        "a",
+    )
     assert code == 0, err
     for path in (tmp_path / "fused").iterdir():
         dataset = pydicom.dcmread(path)
@@ -320,8 +374,22 @@ def test_a_full_disk_during_a_dicom_write_is_one_short_line(tmp_path, capsys, ti
 
     for vr in ("OW", "OB"):  # the pixel data's writers
         monkeypatch.setitem(pydicom.filewriter.writers, vr, (full, None))
-    code, _, err = run_cli(capsys, "fuse", ct, tmp_path / "mr.nii", "-o", tmp_path / "fused", "--weights",
-                           tiny_weights, "--rule", "average", "--window", "brain", "--window-on", "a")
+    code, _, err = run_cli(
+        capsys,
+        "fuse",
+        ct,
+        tmp_path / "mr.nii",
+        "-o",
+        tmp_path / "fused",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "average",
+        "--window",
+        "brain",
+        "--window-on",
+        "a",
+    )
     line = one_error_line(err)
     assert code == 2 and line.endswith("No space left on device") and "With tag" not in line and len(line) < 200
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ct", "mr.nii"]
@@ -333,8 +401,18 @@ def test_a_source_name_that_is_not_utf8_is_fused_and_named_with_escapes(samples,
     for target, source in ((mri, samples / "CT-MRI/MRI/41010.png"), (ct, samples / "CT-MRI/CT/41010.png")):
         with open(target, "wb") as file:
             file.write(source.read_bytes())
-    code, out, err = run_cli(capsys, "fuse", os.fsdecode(mri), os.fsdecode(ct), "-o", tmp_path / "f.png",
-                             "--weights", tiny_weights, "--rule", "average")
+    code, out, err = run_cli(
+        capsys,
+        "fuse",
+        os.fsdecode(mri),
+        os.fsdecode(ct),
+        "-o",
+        tmp_path / "f.png",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "average",
+    )
     assert code == 0, err
     assert "mri-\\xff.png" in Image.open(tmp_path / "f.png").text["Source"]
 
@@ -342,8 +420,18 @@ def test_a_source_name_that_is_not_utf8_is_fused_and_named_with_escapes(samples,
 def test_a_window_on_the_mr_proposes_the_ct_input_when_that_is_the_ct(tmp_path, capsys, tiny_weights):
     ct = write_dicom_series(tmp_path / "ct", ct_hu())
     write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
-    code, _, err = run_cli(capsys, "fuse", ct, tmp_path / "mr.nii", "-o", tmp_path / "f.nii", "--weights",
-                           tiny_weights, "--window", "brain")
+    code, _, err = run_cli(
+        capsys,
+        "fuse",
+        ct,
+        tmp_path / "mr.nii",
+        "-o",
+        tmp_path / "f.nii",
+        "--weights",
+        tiny_weights,
+        "--window",
+        "brain",
+    )
     line = one_error_line(err)
     assert code == 2 and "--window-on a" in line and "--force-window" not in line
 

@@ -24,39 +24,83 @@ def embedded_images(page: str) -> int:
 
 def test_a_pair_report_embeds_sources_fusion_weight_map_and_differences(tmp_path, capsys, samples, tiny_weights):
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
-    code, out, err = run(capsys, "report", mri, ct, "-o", tmp_path / "r.html", "--weights", tiny_weights,
-                         "--metrics", "psnr,nabf")
+    code, out, err = run(
+        capsys, "report", mri, ct, "-o", tmp_path / "r.html", "--weights", tiny_weights, "--metrics", "psnr,nabf"
+    )
     assert code == 0, err
     page = (tmp_path / "r.html").read_text()
     assert embedded_images(page) == 6 and "http://" not in page and "https://" not in page  # no network
     assert "PSNR</td>" in page and "&uarr; higher is better" in page and "&darr; lower is better" in page
     share = re.search(r"A \(MRI/41010.png\) (\d+)%", page)
     assert share and f"A {share.group(1)}%" in out and "report written to" in out
-    code, _, err = run(capsys, "report", mri, ct, "-o", tmp_path / "s.html", "--weights", tiny_weights,
-                       "--rule", "sfnn", "--metrics", "psnr")
+    code, _, err = run(
+        capsys,
+        "report",
+        mri,
+        ct,
+        "-o",
+        tmp_path / "s.html",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "sfnn",
+        "--metrics",
+        "psnr",
+    )
     page = (tmp_path / "s.html").read_text()
     assert code == 0 and embedded_images(page) == 5 and "least-squares fit" in page  # no weight map for a feature rule
 
 
 def test_a_pair_report_of_a_given_fusion_and_its_weight_map(tmp_path, capsys, samples, tiny_weights):
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
-    assert main(["fuse", str(mri), str(ct), "-o", str(tmp_path / "f.png"), "--weights", str(tiny_weights),
-                 "--rule", "sfnn-map", "--weight-map", str(tmp_path / "w.png")]) == 0  # a map that is the blend
+    assert (
+        main(
+            [
+                "fuse",
+                str(mri),
+                str(ct),
+                "-o",
+                str(tmp_path / "f.png"),
+                "--weights",
+                str(tiny_weights),
+                "--rule",
+                "sfnn-map",
+                "--weight-map",
+                str(tmp_path / "w.png"),
+            ]
+        )
+        == 0
+    )  # a map that is the blend
     fused_share = re.search(r"A (\d+)%", capsys.readouterr().out).group(1)
-    code, out, _ = run(capsys, "report", mri, ct, "--fused", tmp_path / "f.png", "--weight-map", tmp_path / "w.png",
-                       "-o", tmp_path / "r.html", "--metrics", "ssim")
+    code, out, _ = run(
+        capsys,
+        "report",
+        mri,
+        ct,
+        "--fused",
+        tmp_path / "f.png",
+        "--weight-map",
+        tmp_path / "w.png",
+        "-o",
+        tmp_path / "r.html",
+        "--metrics",
+        "ssim",
+    )
     assert code == 0 and f"A {fused_share}%" in out
     assert "fusion read from" in (tmp_path / "r.html").read_text()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["-o", "{tmp}/r.txt"], "use a name ending in .html or .htm"),
-    (["-o", "{tmp}/missing/r.html"], "does not exist"),
-    (["-o", "{tmp}/r.html", "--weight-map", "{mri}"], "give --fused too"),
-    (["-o", "{tmp}/r.html", "--metrics", "psnr,nope"], "unknown metric(s) nope"),
-    (["-o", "{tmp}/r.html", "--colour-b", "hot"], "a colour map is for volumes"),
-    (["-o", "{tmp}/r.html", "--fused", "{tmp}/missing.png"], "missing.png"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-o", "{tmp}/r.txt"], "use a name ending in .html or .htm"),
+        (["-o", "{tmp}/missing/r.html"], "does not exist"),
+        (["-o", "{tmp}/r.html", "--weight-map", "{mri}"], "give --fused too"),
+        (["-o", "{tmp}/r.html", "--metrics", "psnr,nope"], "unknown metric(s) nope"),
+        (["-o", "{tmp}/r.html", "--colour-b", "hot"], "a colour map is for volumes"),
+        (["-o", "{tmp}/r.html", "--fused", "{tmp}/missing.png"], "missing.png"),
+    ],
+)
 def test_report_mistakes_are_one_line_and_write_nothing(tmp_path, capsys, samples, extra, message):
     mri, ct = samples / "CT-MRI" / "MRI" / "41010.png", samples / "CT-MRI" / "CT" / "41010.png"
     arguments = [word.format(tmp=tmp_path, mri=mri) for word in extra]
@@ -69,11 +113,35 @@ def test_a_volume_report_holds_the_layers_the_geometry_and_refuses_other_grids(t
     affine = oblique_affine()
     a = write_nifti(tmp_path / "a.nii.gz", phantom((12, 10, 4)) * 100, affine)
     b = write_nifti(tmp_path / "b.nii.gz", phantom((12, 10, 4), inner=0.3, outer=1.0) * 50, affine)
-    assert main(["fuse", str(a), str(b), "-o", str(tmp_path / "f.nii.gz"), "--weights", str(tiny_weights),
-                 "--weight-map", str(tmp_path / "w.nii.gz")]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                str(a),
+                str(b),
+                "-o",
+                str(tmp_path / "f.nii.gz"),
+                "--weights",
+                str(tiny_weights),
+                "--weight-map",
+                str(tmp_path / "w.nii.gz"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    code, out, err = run(capsys, "report", a, b, "--fused", tmp_path / "f.nii.gz", "--weight-map",
-                         tmp_path / "w.nii.gz", "-o", tmp_path / "v.html")
+    code, out, err = run(
+        capsys,
+        "report",
+        a,
+        b,
+        "--fused",
+        tmp_path / "f.nii.gz",
+        "--weight-map",
+        tmp_path / "w.nii.gz",
+        "-o",
+        tmp_path / "v.html",
+    )
     assert code == 0, err
     page = (tmp_path / "v.html").read_text()
     data = json.loads(re.search(r'<script type="application/json" id="volumes">(.*?)</script>', page).group(1))
@@ -99,10 +167,32 @@ def test_a_large_volume_is_shown_subsampled_and_a_bad_colour_map_refused():
 
 def test_a_folder_report_and_a_benchmark_report(tmp_path, capsys, samples, tiny_weights):
     folders = samples / "CT-MRI"
-    assert main(["fuse", str(folders / "MRI"), str(folders / "CT"), "-o", str(tmp_path / "fused"), "--weights",
-                 str(tiny_weights)]) == 0
-    code, _, err = run(capsys, "report", folders / "MRI", folders / "CT", "--fused", tmp_path / "fused",
-                       "--metrics", "psnr,ssim", "-o", tmp_path / "f.html")
+    assert (
+        main(
+            [
+                "fuse",
+                str(folders / "MRI"),
+                str(folders / "CT"),
+                "-o",
+                str(tmp_path / "fused"),
+                "--weights",
+                str(tiny_weights),
+            ]
+        )
+        == 0
+    )
+    code, _, err = run(
+        capsys,
+        "report",
+        folders / "MRI",
+        folders / "CT",
+        "--fused",
+        tmp_path / "fused",
+        "--metrics",
+        "psnr,ssim",
+        "-o",
+        tmp_path / "f.html",
+    )
     page = (tmp_path / "f.html").read_text()
     assert code == 0, err
     assert "1 fused image scored" in page and embedded_images(page) == 3 and "<circle" in page
@@ -133,8 +223,10 @@ SCORES = "method,pair,psnr\nm1,p1,10\nm1,p2,12\nm2,p1,14\nm2,p2,16\n"
 def test_a_benchmark_folder_with_bytes_that_are_not_utf8(tmp_path, capsys):
     bench = tmp_path / "bench"
     bench.mkdir()
-    for content, byte in ((SCORES.encode().replace(b"psnr", b"ps\xffnr"), "0xff at offset 14"),  # in the header
-                          (SCORES.encode().replace(b"m2,p2", b"m\xe92,p2"), "0xe9 at offset 45")):  # in a row
+    for content, byte in (
+        (SCORES.encode().replace(b"psnr", b"ps\xffnr"), "0xff at offset 14"),  # in the header
+        (SCORES.encode().replace(b"m2,p2", b"m\xe92,p2"), "0xe9 at offset 45"),
+    ):  # in a row
         (bench / "scores.csv").write_bytes(content)
         code, _, err = run(capsys, "report", bench, "-o", tmp_path / "refused.html")
         assert code == 2 and err.count("\n") == 1, err
@@ -154,8 +246,26 @@ def test_benchmark_tables_are_utf8_whatever_the_locale(tmp_path, samples):
     import sys
 
     ascii_locale = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
-    finished = subprocess.run([sys.executable, "-m", "medfuse", "benchmark", str(samples / "CT-MRI"), "-o",
-                               str(tmp_path / "bench"), "--methods", "pixel-average", "--metrics", "psnr",
-                               "--montage-pairs", "0", "-q"], env=ascii_locale, capture_output=True, timeout=120)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medfuse",
+            "benchmark",
+            str(samples / "CT-MRI"),
+            "-o",
+            str(tmp_path / "bench"),
+            "--methods",
+            "pixel-average",
+            "--metrics",
+            "psnr",
+            "--montage-pairs",
+            "0",
+            "-q",
+        ],
+        env=ascii_locale,
+        capture_output=True,
+        timeout=120,
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "mean ± standard deviation" in (tmp_path / "bench" / "table.md").read_text(encoding="utf-8")

@@ -30,8 +30,14 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--allow-file-access-from-files"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--allow-file-access-from-files",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -70,8 +76,19 @@ def test_the_volume_viewer_draws_planes_that_its_sliders_mouse_and_keys_change(b
 
     a, b, fused, w_a = volumes()
     page = tmp_path / "viewer.html"
-    page.write_text(volume_report(a, b, fused, w_a, spacing=(1.0, 1.2, 2.0), geometry="test grid", colour_b="hot",
-                                  names=("mri", "pet"), shares=(0.6, 0.4)))
+    page.write_text(
+        volume_report(
+            a,
+            b,
+            fused,
+            w_a,
+            spacing=(1.0, 1.2, 2.0),
+            geometry="test grid",
+            colour_b="hot",
+            names=("mri", "pet"),
+            shares=(0.6, 0.4),
+        )
+    )
     browser.get(page.as_uri())
     assert severe_messages(browser) == []
     axial = canvas_pixels(browser, "axial")
@@ -119,12 +136,22 @@ def test_the_pair_report_shows_every_image_without_errors(browser, tmp_path):
     b[10:30, 20:40] = (255, 64, 0)
     fused = ((a.astype(float) + b.mean(axis=2)) / 2).astype(np.uint8)
     page = tmp_path / "pair.html"
-    page.write_text(pair_report(a, b, fused, w_a=np.full((48, 64), 0.7), scores={"psnr": 12.5, "nabf": 0.1},
-                                names=("mri.png", "pet.png"), shares=(0.7, 0.3)))
+    page.write_text(
+        pair_report(
+            a,
+            b,
+            fused,
+            w_a=np.full((48, 64), 0.7),
+            scores={"psnr": 12.5, "nabf": 0.1},
+            names=("mri.png", "pet.png"),
+            shares=(0.7, 0.3),
+        )
+    )
     browser.get(page.as_uri())
     assert severe_messages(browser) == []
     sizes = browser.execute_script(
-        "return Array.from(document.images).map(image => [image.complete, image.naturalWidth, image.naturalHeight]);")
+        "return Array.from(document.images).map(image => [image.complete, image.naturalWidth, image.naturalHeight]);"
+    )
     assert sizes == [[True, 64, 48]] * 6  # A, B, fusion, weight map, two differences, at full size
     text = browser.find_element("tag name", "body").text
     assert "↑ higher is better" in text and "↓ lower is better" in text and "A (mri.png) 70%" in text

@@ -21,8 +21,10 @@ from medfuse.dran.rules import (
 
 def random_pair(seed: int, shape=(2, 5, 6, 7)) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=generator, dtype=torch.float64),
-            torch.randn(shape, generator=generator, dtype=torch.float64))
+    return (
+        torch.randn(shape, generator=generator, dtype=torch.float64),
+        torch.randn(shape, generator=generator, dtype=torch.float64),
+    )
 
 
 def slow_nuclear_norms(features: np.ndarray) -> np.ndarray:
@@ -47,8 +49,11 @@ def slow_activity(features: np.ndarray) -> np.ndarray:
     activity = np.zeros_like(raw)
     for y in range(height):
         for x in range(width):
-            window = [raw[min(max(y + dy, 0), height - 1), min(max(x + dx, 0), width - 1)]
-                      for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            window = [
+                raw[min(max(y + dy, 0), height - 1), min(max(x + dx, 0), width - 1)]
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+            ]
             activity[y, x] = np.mean(window)
     return activity
 
@@ -58,17 +63,17 @@ def slow_rule(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros_like(a)
     for i in range(a.shape[0]):
         if name == "sfnn":
-            m_a, m_b = slow_nuclear_norms(a[i:i + 1]).max(), slow_nuclear_norms(b[i:i + 1]).max()
+            m_a, m_b = slow_nuclear_norms(a[i : i + 1]).max(), slow_nuclear_norms(b[i : i + 1]).max()
             w = m_a**2 / (m_a**2 + m_b**2)
             out[i] = w * a[i] + (1 - w) * b[i]
         elif name == "sfnn-channel":
-            n_a, n_b = slow_nuclear_norms(a[i:i + 1])[0], slow_nuclear_norms(b[i:i + 1])[0]
+            n_a, n_b = slow_nuclear_norms(a[i : i + 1])[0], slow_nuclear_norms(b[i : i + 1])[0]
             for k in range(a.shape[1]):
                 w = n_a[k] ** 2 / (n_a[k] ** 2 + n_b[k] ** 2)
                 out[i, k] = w * a[i, k] + (1 - w) * b[i, k]
         elif name in ("sfnn-spatial", "sfnn-pixel"):
-            activities = [slow_activity(x[i:i + 1]) for x in (a, b)]
-            global_terms = [slow_nuclear_norms(x[i:i + 1]).max() ** 2 for x in (a, b)]
+            activities = [slow_activity(x[i : i + 1]) for x in (a, b)]
+            global_terms = [slow_nuclear_norms(x[i : i + 1]).max() ** 2 for x in (a, b)]
             if name == "sfnn-pixel":
                 global_terms = [1.0, 1.0]
             for y, x in np.ndindex(a.shape[2:]):
@@ -105,8 +110,9 @@ def test_rule_matches_direct_definition(name):
 
 
 def test_every_rule_is_registered():
-    assert list_rules() == sorted(FEATURE_RULES + ["pyramid-energy", "sfnn-map", "sfnn-map-e4", "sfnn-pyramid",
-                                                   "trained-pyramid"])
+    assert list_rules() == sorted(
+        FEATURE_RULES + ["pyramid-energy", "sfnn-map", "sfnn-map-e4", "sfnn-pyramid", "trained-pyramid"]
+    )
     assert DEFAULT_RULE in list_rules()
 
 

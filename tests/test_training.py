@@ -34,8 +34,18 @@ def image_folder(tmp_path_factory):
 
 
 def config(folder, out, **changes) -> TrainConfig:
-    settings = dict(data=[str(folder)], out=str(out), steps=4, batch_size=2, crop=16, lr=1e-3,
-                    val_every=2, width=8, val_fraction=0.34, seed=0)
+    settings = dict(
+        data=[str(folder)],
+        out=str(out),
+        steps=4,
+        batch_size=2,
+        crop=16,
+        lr=1e-3,
+        val_every=2,
+        width=8,
+        val_fraction=0.34,
+        seed=0,
+    )
     settings.update(changes)
     return TrainConfig(**settings)
 
@@ -131,8 +141,29 @@ def test_resume_keeps_the_checkpoints_learning_rate_unless_given_one(image_folde
     history = json.loads((tmp_path / "log.json").read_text())
     assert [record["lr"] for record in history["log"]] == [2e-3, 2e-3] and history["config"]["lr"] == 2e-3
 
-    code = main(["train", str(image_folder), "-o", str(tmp_path), "--resume", "--steps", "6", "--batch-size", "2",
-                 "--crop", "16", "--width", "8", "--val-every", "2", "--val-fraction", "0.34", "--lr", "5e-4"])
+    code = main(
+        [
+            "train",
+            str(image_folder),
+            "-o",
+            str(tmp_path),
+            "--resume",
+            "--steps",
+            "6",
+            "--batch-size",
+            "2",
+            "--crop",
+            "16",
+            "--width",
+            "8",
+            "--val-every",
+            "2",
+            "--val-fraction",
+            "0.34",
+            "--lr",
+            "5e-4",
+        ]
+    )
     assert code == 0 and "learning rate 0.002 until step 4, 0.0005 from here on" in capsys.readouterr().out
     history = json.loads((tmp_path / "log.json").read_text())
     assert [record["lr"] for record in history["log"]] == [2e-3, 2e-3, 5e-4] and history["config"]["lr"] == 5e-4
@@ -164,8 +195,9 @@ def test_a_short_run_has_a_loss_plot_with_a_point_per_step(image_folder, tmp_pat
 
 
 def test_init_fine_tunes_from_weights_with_their_architecture(image_folder, tmp_path, tiny_weights):
-    train(config(image_folder, tmp_path, steps=1, val_every=1, lr=1e-12, width=64, init=str(tiny_weights)),
-          progress=False)
+    train(
+        config(image_folder, tmp_path, steps=1, val_every=1, lr=1e-12, width=64, init=str(tiny_weights)), progress=False
+    )
     tuned = load_model(tmp_path / "weights.safetensors")
     start = load_model(tiny_weights)
     for (name, before), (_, after) in zip(start.state_dict().items(), tuned.state_dict().items()):
@@ -206,8 +238,7 @@ def test_a_crop_too_small_for_the_network_is_refused_before_anything(image_folde
     torch.save({f"features.{key}": value for key, value in vgg16_bn_blocks().state_dict().items()}, vgg)
     with pytest.raises(InputError, match=r"crop must be at least 4 px \(the perceptual loss"):
         train(config(image_folder, tmp_path / "three", crop=3, vgg_weights=str(vgg)), progress=False)
-    train(config(image_folder, tmp_path / "four", crop=4, steps=1, val_every=1, vgg_weights=str(vgg)),
-          progress=False)
+    train(config(image_folder, tmp_path / "four", crop=4, steps=1, val_every=1, vgg_weights=str(vgg)), progress=False)
     model = medfuse.create_model("dran", width=8)
     with pytest.raises(RuntimeError):  # one pixel less than each minimum fails inside torch
         model(torch.rand(1, 1, 1, 1))
@@ -215,8 +246,7 @@ def test_a_crop_too_small_for_the_network_is_refused_before_anything(image_folde
         ReconstructionLoss(0.2, 0.2, PerceptualLoss(vgg))(model(torch.rand(1, 1, 3, 3)), torch.rand(1, 1, 3, 3))
 
 
-def test_an_image_too_small_held_out_for_validation_is_named_before_the_first_step(image_folder, tmp_path,
-                                                                                   capsys):
+def test_an_image_too_small_held_out_for_validation_is_named_before_the_first_step(image_folder, tmp_path, capsys):
     from medfuse._shared.errors import InputError
 
     data = tmp_path / "data"
@@ -227,8 +257,23 @@ def test_an_image_too_small_held_out_for_validation_is_named_before_the_first_st
     with pytest.raises(InputError, match=r"tiny\.png: 1 x 1 px is held out for validation.*at least 2 px"):
         train(config(data, tmp_path / "run", seed=seed, val_every=500, steps=1000), progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
-    code = main(["train", str(data), "-o", str(tmp_path / "cli"), "--seed", str(seed), "--val-fraction", "0.34",
-                 "--crop", "16", "--width", "8", "--quiet"])
+    code = main(
+        [
+            "train",
+            str(data),
+            "-o",
+            str(tmp_path / "cli"),
+            "--seed",
+            str(seed),
+            "--val-fraction",
+            "0.34",
+            "--crop",
+            "16",
+            "--width",
+            "8",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "tiny.png: 1 x 1 px" in err
     assert not (tmp_path / "cli" / "checkpoint.pt").exists()

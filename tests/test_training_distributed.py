@@ -8,15 +8,38 @@ import sys
 from medfuse.cli import main
 from medfuse.dran.models import load_model
 
-SETTINGS = ("--batch-size", "2", "--crop", "16", "--width", "8", "--val-every", "2", "--val-fraction", "0.34",
-            "--threads", "1")
+SETTINGS = (
+    "--batch-size",
+    "2",
+    "--crop",
+    "16",
+    "--width",
+    "8",
+    "--val-every",
+    "2",
+    "--val-fraction",
+    "0.34",
+    "--threads",
+    "1",
+)
 
 
 def torchrun(*arguments: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "medfuse", "train", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "medfuse",
+        "train",
+        *arguments,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 def test_two_processes_train_one_model_and_resume(noise_images, tmp_path, capsys):

@@ -26,8 +26,9 @@ def nifti_pair(tmp_path):
 
 def test_fuse_two_nifti_volumes(tmp_path, capsys, nifti_pair, tiny_weights, tiny_model):
     out = tmp_path / "fused.nii.gz"
-    code, stdout, _ = run_cli(capsys, "fuse", *nifti_pair, "-o", out, "--weights", tiny_weights,
-                              "--rule", "average", "--batch-size", "4")
+    code, stdout, _ = run_cli(
+        capsys, "fuse", *nifti_pair, "-o", out, "--weights", tiny_weights, "--rule", "average", "--batch-size", "4"
+    )
     assert code == 0 and str(out) in stdout
     image = nib.load(out)
     reference = read_volume(nifti_pair[0])
@@ -45,8 +46,23 @@ def test_fuse_dicom_ct_with_nifti_mr_writes_a_dicom_series(tmp_path, capsys, tin
     ct = read_volume(ct_folder)
     mr = write_nifti(tmp_path / "mr.nii", phantom(inner=0.3, outer=0.8) * 500, ct.volume.geometry.affine)
     out = tmp_path / "fused"
-    code, _, _ = run_cli(capsys, "fuse", ct_folder, mr, "-o", out, "--weights", tiny_weights,
-                         "--window", "brain", "--window-on", "a", "--percentiles", "1", "99")
+    code, _, _ = run_cli(
+        capsys,
+        "fuse",
+        ct_folder,
+        mr,
+        "-o",
+        out,
+        "--weights",
+        tiny_weights,
+        "--window",
+        "brain",
+        "--window-on",
+        "a",
+        "--percentiles",
+        "1",
+        "99",
+    )
     assert code == 0
     fused = read_volume(out)
     for new, old in zip(fused.header, ct.header):
@@ -77,18 +93,21 @@ def bad_volume_cases(tmp_path):
     affine = oblique_affine()
     a = write_nifti(tmp_path / "a.nii", phantom(), affine)
     return {
-        "origin differs": ([a, write_nifti(tmp_path / "b1.nii", phantom(), oblique_affine(origin=(0, 0, 0)))],
-                           "different grids: origin ("),
-        "orientation differs": ([a, write_nifti(tmp_path / "b2.nii", phantom(), oblique_affine(angle=0.5))],
-                                "different grids: orientation"),
+        "origin differs": (
+            [a, write_nifti(tmp_path / "b1.nii", phantom(), oblique_affine(origin=(0, 0, 0)))],
+            "different grids: origin (",
+        ),
+        "orientation differs": (
+            [a, write_nifti(tmp_path / "b2.nii", phantom(), oblique_affine(angle=0.5))],
+            "different grids: orientation",
+        ),
         "4-D NIfTI": ([a, write_nifti(tmp_path / "b3.nii", np.ones((32, 28, 6, 2)), affine)], "4-D NIfTI"),
         "missing slice": ([write_dicom_series(tmp_path / "ct", ct_hu(), skip=(2,)), a], "a missing slice?"),
         "bad window": ([a, a, "--level", "40"], "needs both --level and --width"),
     }
 
 
-@pytest.mark.parametrize("case", ["origin differs", "orientation differs", "4-D NIfTI", "missing slice",
-                                  "bad window"])
+@pytest.mark.parametrize("case", ["origin differs", "orientation differs", "4-D NIfTI", "missing slice", "bad window"])
 def test_refused_volumes_one_line_no_output(tmp_path, capsys, tiny_weights, case):
     arguments, message = bad_volume_cases(tmp_path)[case]
     before = set(tmp_path.rglob("*"))
@@ -116,8 +135,9 @@ def test_slices_too_small_are_refused(tmp_path, capsys, tiny_weights):
     assert not (tmp_path / "f.nii").exists()
 
 
-def test_volume_too_large_for_memory_is_refused_before_the_work(monkeypatch, tmp_path, capsys, nifti_pair,
-                                                                tiny_weights):
+def test_volume_too_large_for_memory_is_refused_before_the_work(
+    monkeypatch, tmp_path, capsys, nifti_pair, tiny_weights
+):
     from medfuse.fusion import memory
 
     monkeypatch.setattr(memory, "free_memory", lambda device: 2**20)
@@ -128,17 +148,28 @@ def test_volume_too_large_for_memory_is_refused_before_the_work(monkeypatch, tmp
     assert "fusing" not in capsys.readouterr().err and not out.exists()
 
 
-def test_a_ct_window_on_values_that_are_not_hounsfield_units_is_refused_unless_forced(tmp_path, capsys, nifti_pair,
-                                                                                    tiny_weights):
+def test_a_ct_window_on_values_that_are_not_hounsfield_units_is_refused_unless_forced(
+    tmp_path, capsys, nifti_pair, tiny_weights
+):
     eight_bit = write_nifti(tmp_path / "ct8.nii", phantom() * 255, oblique_affine())
-    arguments = ["fuse", nifti_pair[0], eight_bit, "-o", tmp_path / "f.nii", "--weights", tiny_weights,
-                 "--window", "brain"]
+    arguments = [
+        "fuse",
+        nifti_pair[0],
+        eight_bit,
+        "-o",
+        tmp_path / "f.nii",
+        "--weights",
+        tiny_weights,
+        "--window",
+        "brain",
+    ]
     code, _, stderr = run_cli(capsys, *arguments)
     assert code == 2 and stderr.count("\n") == 1 and not (tmp_path / "f.nii").exists()
     assert "does not look like a CT in Hounsfield units: its values run from 0 to 255" in stderr
     code, _, _ = run_cli(capsys, *arguments, "--force-window")
     assert code == 0 and (tmp_path / "f.nii").is_file()
     mr_series = write_dicom_series(tmp_path / "mr", ct_hu(), modality="MR")
-    code, _, stderr = run_cli(capsys, "fuse", mr_series, mr_series, "-o", tmp_path / "g.nii", "--weights",
-                              tiny_weights, "--window", "brain")
+    code, _, stderr = run_cli(
+        capsys, "fuse", mr_series, mr_series, "-o", tmp_path / "g.nii", "--weights", tiny_weights, "--window", "brain"
+    )
     assert code == 2 and "its DICOM modality is MR, not CT" in stderr

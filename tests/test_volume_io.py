@@ -40,8 +40,14 @@ def test_nifti_two_and_four_dimensions(tmp_path):
 def test_nifti_write_keeps_affine_codes_and_records_intensity(tmp_path):
     affine = oblique_affine()
     reference = read_volume(write_nifti(tmp_path / "ref.nii.gz", phantom(), affine))
-    out = write_nifti_volume(tmp_path / "out.nii.gz", phantom() * 0.5, reference.volume.geometry, reference,
-                             "medfuse sfnn: A pct 0.5-99.5; B win brain", "x" * 200)
+    out = write_nifti_volume(
+        tmp_path / "out.nii.gz",
+        phantom() * 0.5,
+        reference.volume.geometry,
+        reference,
+        "medfuse sfnn: A pct 0.5-99.5; B win brain",
+        "x" * 200,
+    )
     image = nib.load(out)
     assert image.get_data_dtype() == np.float32
     np.testing.assert_allclose(image.affine, reference.volume.geometry.affine, atol=1e-6)
@@ -54,8 +60,15 @@ def test_nifti_write_keeps_affine_codes_and_records_intensity(tmp_path):
 
 def test_dicom_series_sorted_rescaled_and_in_ras(tmp_path):
     hu = ct_hu()
-    folder = write_dicom_series(tmp_path / "ct", hu, spacing=(0.8, 0.9), thickness=2.5,
-                                origin=(100.0, -50.0, 20.0), slope=2.0, intercept=-1024.0)
+    folder = write_dicom_series(
+        tmp_path / "ct",
+        hu,
+        spacing=(0.8, 0.9),
+        thickness=2.5,
+        origin=(100.0, -50.0, 20.0),
+        slope=2.0,
+        intercept=-1024.0,
+    )
     volume_file = read_volume(folder)
     assert volume_file.kind == "dicom" and volume_file.modality == "CT"
     np.testing.assert_array_equal(volume_file.volume.data, hu)  # HU exactly: stored * 2 - 1024
@@ -106,8 +119,15 @@ def test_dicom_series_write_keeps_geometry_and_maps_back_to_unit_values(tmp_path
     series = {s.SeriesInstanceUID for s in back.header}
     assert len(series) == 1 and series != {reference.header[0].SeriesInstanceUID}
     for new, old in zip(back.header, reference.header):
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
-                        "SpacingBetweenSlices", "StudyInstanceUID", "PatientID"):
+        for keyword in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "SpacingBetweenSlices",
+            "StudyInstanceUID",
+            "PatientID",
+        ):
             assert new[keyword].value == old[keyword].value
         assert new.SOPInstanceUID != old.SOPInstanceUID
         assert new.ImageComments == "A: window brain L40 W80 HU" and new.BitsAllocated == 16
@@ -127,8 +147,14 @@ def test_dicom_output_needs_a_dicom_reference(tmp_path):
 def test_oblique_dicom_series_geometry(tmp_path):
     angle = np.deg2rad(20)
     row, column = np.array([np.cos(angle), np.sin(angle), 0.0]), np.array([0.0, 0.0, -1.0])  # coronal-ish, tilted
-    folder = write_dicom_series(tmp_path / "obl", ct_hu(), spacing=(0.7, 0.6), thickness=3.0,
-                                origin=(10.0, 20.0, 30.0), orientation=(*row, *column))
+    folder = write_dicom_series(
+        tmp_path / "obl",
+        ct_hu(),
+        spacing=(0.7, 0.6),
+        thickness=3.0,
+        origin=(10.0, 20.0, 30.0),
+        orientation=(*row, *column),
+    )
     volume_file = read_volume(folder)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * 0.6, column * 0.7, np.cross(row, column) * 3.0
@@ -145,7 +171,7 @@ def test_reader_warnings_pass_on_as_one_line_or_not_at_all(tmp_path, monkeypatch
     real_dcmread = pydicom.dcmread
 
     def warning_dcmread(path, *args, **kwargs):
-        warnings.warn("The value length exceeds the maximum\nallowed for VR UI", UserWarning)
+        warnings.warn("The value length exceeds the maximum\nallowed for VR UI", UserWarning, stacklevel=2)
         return real_dcmread(path, *args, **kwargs)
 
     monkeypatch.setattr(pydicom, "dcmread", warning_dcmread)

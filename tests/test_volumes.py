@@ -23,11 +23,14 @@ def test_geometry_parts():
         Volume(np.zeros((4, 4)), geometry)
 
 
-@pytest.mark.parametrize("change, word", [
-    (dict(spacing=(0.9, 1.1, 3.0)), "spacing"),
-    (dict(origin=(-12.0, 30.5, 9.0)), "origin"),
-    (dict(angle=0.35), "orientation"),
-])
+@pytest.mark.parametrize(
+    "change, word",
+    [
+        (dict(spacing=(0.9, 1.1, 3.0)), "spacing"),
+        (dict(origin=(-12.0, 30.5, 9.0)), "origin"),
+        (dict(angle=0.35), "orientation"),
+    ],
+)
 def test_grid_differences_name_what_differs(change, word):
     base = Geometry(oblique_affine())
     other = Geometry(oblique_affine(**change))
@@ -66,9 +69,11 @@ def test_resample_is_linear_between_voxels_and_fills_outside():
     half = Geometry(np.diag([1.0, 1.0, 1.0, 1.0]))
     fine = resample(Volume(data, geometry), (9, 4, 2), half, fill=0.0)
     np.testing.assert_allclose(fine.data[:, 1, 0], [0, 0.5, 1, 0.5, 0, 0, 0, 0, 0], atol=1e-6)
-    outside = resample(Volume(np.ones((4, 4, 2), np.float32), geometry), (4, 4, 2),
-                       Geometry(np.diag([2.0, 1.0, 1.0, 1.0]) @ np.array([[1, 0, 0, 10], [0, 1, 0, 0],
-                                                                          [0, 0, 1, 0], [0, 0, 0, 1.0]])))
+    outside = resample(
+        Volume(np.ones((4, 4, 2), np.float32), geometry),
+        (4, 4, 2),
+        Geometry(np.diag([2.0, 1.0, 1.0, 1.0]) @ np.array([[1, 0, 0, 10], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])),
+    )
     assert not outside.data.any()
 
 
@@ -87,8 +92,12 @@ def test_fuse_volumes_equals_slice_by_slice_fusion(tiny_model, rule, batch_size)
     assert fused.shape == a.shape and fused.dtype == np.float32
     assert 0 <= fused.min() and fused.max() <= 1 and sum(calls) == 5
     for k in range(5):
-        one = fuse_tensors(tiny_model, torch.from_numpy(a[:, :, k].T.copy())[None, None],
-                           torch.from_numpy(b[:, :, k].T.copy())[None, None], get_rule(rule))
+        one = fuse_tensors(
+            tiny_model,
+            torch.from_numpy(a[:, :, k].T.copy())[None, None],
+            torch.from_numpy(b[:, :, k].T.copy())[None, None],
+            get_rule(rule),
+        )
         np.testing.assert_allclose(fused[:, :, k], np.clip(one[0, 0].numpy().T, 0, 1), atol=1e-5)
 
 
@@ -99,4 +108,3 @@ def test_fuse_volumes_refuses_bad_input(tiny_model):
         fuse_volumes(tiny_model, np.zeros((1, 4, 2)), np.zeros((1, 4, 2)), "average")
     with pytest.raises(ValueError, match="batch size"):
         fuse_volumes(tiny_model, np.zeros((4, 4, 2)), np.zeros((4, 4, 2)), "average", batch_size=0)
-

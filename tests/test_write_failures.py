@@ -49,8 +49,10 @@ def test_write_atomically_leaves_nothing_and_says_why(tmp_path):
     with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'x.txt'}: No space left on device"):
         write_atomically(tmp_path / "x.txt", fill_the_disk)
     with pytest.raises(OutputError, match="cannot write .*: out of memory in the writer"):
-        write_atomically(tmp_path / "y.pt", lambda path: (path.write_bytes(b"half"), _raise(RuntimeError(
-            "out of memory in the writer"))))
+        write_atomically(
+            tmp_path / "y.pt",
+            lambda path: (path.write_bytes(b"half"), _raise(RuntimeError("out of memory in the writer"))),
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -72,8 +74,9 @@ def test_fuse_on_a_full_disk_leaves_nothing(monkeypatch, tmp_path, capsys, pair,
 
 def test_fuse_folders_into_a_folder_that_cannot_be_made(capsys, samples, tiny_weights):
     folder_a, folder_b = samples / "PET-MRI" / "MRI", samples / "PET-MRI" / "PET"
-    code, _, stderr = run_cli(capsys, "fuse", folder_a, folder_b, "-o", f"{UNWRITABLE}/fused", "--weights",
-                              tiny_weights)
+    code, _, stderr = run_cli(
+        capsys, "fuse", folder_a, folder_b, "-o", f"{UNWRITABLE}/fused", "--weights", tiny_weights
+    )
     assert one_line_error(code, stderr, f"{UNWRITABLE}/fused")
 
 
@@ -96,8 +99,9 @@ def test_dicom_series_on_a_full_disk_leaves_no_folder(monkeypatch, tmp_path):
 
 
 def test_evaluate_scores_into_a_folder_that_takes_no_files(capsys, pair):
-    code, _, stderr = run_cli(capsys, "evaluate", pair[1], *pair, "--metrics", "psnr", "--csv",
-                              f"{UNWRITABLE}/scores.csv")
+    code, _, stderr = run_cli(
+        capsys, "evaluate", pair[1], *pair, "--metrics", "psnr", "--csv", f"{UNWRITABLE}/scores.csv"
+    )
     assert one_line_error(code, stderr, f"{UNWRITABLE}/scores.csv")
 
 
@@ -105,8 +109,17 @@ def test_benchmark_into_a_folder_that_cannot_be_made(tmp_path, capsys, phantom):
     for modality in ("MRI", "CT"):
         (tmp_path / "data" / modality).mkdir(parents=True)
         save_image(tmp_path / "data" / modality / "p.png", phantom)
-    code, _, stderr = run_cli(capsys, "benchmark", tmp_path / "data", "-o", f"{UNWRITABLE}/bench",
-                              "--methods", "pixel-average", "--metrics", "psnr")
+    code, _, stderr = run_cli(
+        capsys,
+        "benchmark",
+        tmp_path / "data",
+        "-o",
+        f"{UNWRITABLE}/bench",
+        "--methods",
+        "pixel-average",
+        "--metrics",
+        "psnr",
+    )
     assert one_line_error(code, stderr, f"{UNWRITABLE}/bench")
 
 
@@ -140,8 +153,9 @@ def test_batch_reports_an_unwritable_row_and_fuses_the_others(tmp_path, capsys, 
     assert (tmp_path / "out" / "f.nii").is_file()
 
 
-def test_outputs_that_cannot_take_the_result_are_refused_before_fusing(monkeypatch, tmp_path, capsys, samples,
-                                                                       tiny_weights):
+def test_outputs_that_cannot_take_the_result_are_refused_before_fusing(
+    monkeypatch, tmp_path, capsys, samples, tiny_weights
+):
     import medfuse.fusion.engine as engine
 
     def no_fusion(*args, **kwargs):

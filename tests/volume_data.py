@@ -12,8 +12,9 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 SHAPE = (32, 28, 6)
 
 
-def phantom(shape: tuple[int, int, int] = SHAPE, inner: float = 1.0, outer: float = 0.4,
-            shift: float = 0.0) -> np.ndarray:
+def phantom(
+    shape: tuple[int, int, int] = SHAPE, inner: float = 1.0, outer: float = 0.4, shift: float = 0.0
+) -> np.ndarray:
     """An ellipsoid (value ``outer``) holding a smaller one (``inner``) on 0, float32 (i, j, k)."""
     i, j, k = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     radius = (i / 0.8) ** 2 + (j / 0.7) ** 2 + (k / 1.2) ** 2
@@ -39,10 +40,20 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype=np.float
     return path
 
 
-def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.8, 0.9), thickness=2.0,
-                       origin=(100.0, -50.0, 20.0), slope=2.0, intercept=-1024.0, modality="CT",
-                       skip: tuple[int, ...] = (), implicit: bool = True, shuffle: bool = True,
-                       orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)) -> Path:
+def write_dicom_series(
+    folder: Path,
+    hu: np.ndarray,
+    spacing=(0.8, 0.9),
+    thickness=2.0,
+    origin=(100.0, -50.0, 20.0),
+    slope=2.0,
+    intercept=-1024.0,
+    modality="CT",
+    skip: tuple[int, ...] = (),
+    implicit: bool = True,
+    shuffle: bool = True,
+    orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+) -> Path:
     """A DICOM series of ``hu`` (i = column, j = row, k = slice) in LPS: ``orientation`` is
     ImageOrientationPatient (default: along a row +x, down a column +y), slices step along the
     normal from ``origin``; stored = (hu - intercept) / slope. The slices hold, with made-up

@@ -85,8 +85,12 @@ def check_result(values: object, what: str, low: float | None = None, high: floa
         return
     finite = np.isfinite(values)
     if not finite.all():
-        raise OutputError(f"{what}: the result holds {int((~finite).sum())} NaN or infinite value(s); nothing was "
-                          "written (please report this with the inputs)")
+        raise OutputError(
+            f"{what}: the result holds {int((~finite).sum())} NaN or infinite value(s); nothing was "
+            "written (please report this with the inputs)"
+        )
     if values.size and ((low is not None and values.min() < low) or (high is not None and values.max() > high)):
-        raise OutputError(f"{what}: the result runs from {values.min():g} to {values.max():g}, outside "
-                          f"[{low:g}, {high:g}]; nothing was written (please report this with the inputs)")
+        raise OutputError(
+            f"{what}: the result runs from {values.min():g} to {values.max():g}, outside "
+            f"[{low:g}, {high:g}]; nothing was written (please report this with the inputs)"
+        )

@@ -22,10 +22,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable
 
 from medfuse._shared.errors import MedfuseError, OutputError, one_line
 
@@ -82,7 +81,7 @@ def partial_prefix(path: Path) -> str:
     name, stored = path.name, os.fsencode(path.name)  # the name's bytes on disk, UTF-8 or not
     if len(stored) + TEMPORARY_EXTRA > NAME_LIMIT:
         digest = hashlib.sha256(stored).hexdigest()[:12]
-        name = f"{os.fsdecode(stored[:NAME_LIMIT - TEMPORARY_EXTRA - 13])}~{digest}"
+        name = f"{os.fsdecode(stored[: NAME_LIMIT - TEMPORARY_EXTRA - 13])}~{digest}"
     return f".{name}-"
 
 
@@ -260,8 +259,9 @@ def _acquire(path: Path) -> int:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(descriptor)
-            raise OutputError(f"{path} is being written by another medfuse run; wait for it to finish, or "
-                              "choose another output") from None
+            raise OutputError(
+                f"{path} is being written by another medfuse run; wait for it to finish, or choose another output"
+            ) from None
         except OSError as error:
             os.close(descriptor)
             raise write_error(path, error) from None
@@ -290,8 +290,9 @@ def inside(path: str | os.PathLike, root: str | os.PathLike, what: str = "output
     too); :class:`OutputError` if a link (or a ``..``) leads it out, before anything is written."""
     resolved, folder = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     if not resolved.is_relative_to(folder):
-        raise OutputError(f"{what} {path} leads to {resolved}, outside {root} (a symbolic link?); nothing was "
-                          "written there")
+        raise OutputError(
+            f"{what} {path} leads to {resolved}, outside {root} (a symbolic link?); nothing was written there"
+        )
     return resolved
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 
 class LazyModule:
@@ -20,7 +21,7 @@ class LazyModule:
     def __init__(self, name: str) -> None:
         self._name = name
 
-    def __getattr__(self, attribute: str) -> object:
+    def __getattr__(self, attribute: str) -> Any:  # the module's attribute, whatever it is (as ModuleType's)
         module: ModuleType = importlib.import_module(self._name)
         return getattr(module, attribute)
 
@@ -37,10 +38,9 @@ def lazy_names(package: str, names: dict[str, str]) -> Callable[[str], object]:
     """A module ``__getattr__`` for ``package`` that imports each of ``names`` (name -> module
     defining it) on first use, so that importing the package stays cheap."""
 
-    def __getattr__(name: str) -> object:
+    def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(names[name]), name)
 
     return __getattr__
-

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+)
 """Read by torch (intra-op), the BLAS libraries and SimpleITK when they start."""
 
 

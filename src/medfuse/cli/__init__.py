@@ -46,9 +46,15 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (not action.option_strings or "default" in text or action.default is None or action.default is False
-                or action.default == [] or action.default == argparse.SUPPRESS
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default is None
+            or action.default is False
+            or action.default == []
+            or action.default == argparse.SUPPRESS
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+        ):
             return text
         return f"{text} (default %(default)s)"
 
@@ -79,12 +85,19 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
             importlib.import_module(f"medfuse.cli.{name.replace('-', '_')}").add_parser(commands, summary)
             command = commands.choices[name]
             if not any("--threads" in action.option_strings for action in command._actions):
-                command.add_argument("--threads", type=int,
-                                     help="CPU threads for torch, BLAS and SimpleITK (default: the libraries' "
-                                     "own, one per core; see benchmarks/threads_under_load.py)")
-            command.add_argument("-q", "--quiet", action="store_true",
-                                 help="no progress bars (they are drawn only when standard error is a terminal, so "
-                                 "logs and pipes never get them)")
+                command.add_argument(
+                    "--threads",
+                    type=int,
+                    help="CPU threads for torch, BLAS and SimpleITK (default: the libraries' "
+                    "own, one per core; see benchmarks/threads_under_load.py)",
+                )
+            command.add_argument(
+                "-q",
+                "--quiet",
+                action="store_true",
+                help="no progress bars (they are drawn only when standard error is a terminal, so "
+                "logs and pipes never get them)",
+            )
         else:
             commands.add_parser(name, help=summary)
     return parser

@@ -38,14 +38,18 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=rules_epilog,
     )
-    parser.add_argument("manifest", help="CSV file with the columns a, b, out (none with --bids-derivatives) and "
-                        "optionally window")
-    parser.add_argument("--bids-derivatives", metavar="ROOT",
-                        help="write BIDS derivatives of the BIDS dataset ROOT (its NIfTI files, BIDS-named) into "
-                        "ROOT/derivatives/medfuse: each fusion named after A "
-                        "(sub-XX[_ses-YY]_..._desc-dranfusion_<A's suffix>.nii.gz in A's datatype folder) with a "
-                        "JSON sidecar of its Sources and settings, and a dataset_description.json; the manifest "
-                        "then has no out column. Default: the outputs the manifest names")
+    parser.add_argument(
+        "manifest", help="CSV file with the columns a, b, out (none with --bids-derivatives) and optionally window"
+    )
+    parser.add_argument(
+        "--bids-derivatives",
+        metavar="ROOT",
+        help="write BIDS derivatives of the BIDS dataset ROOT (its NIfTI files, BIDS-named) into "
+        "ROOT/derivatives/medfuse: each fusion named after A "
+        "(sub-XX[_ses-YY]_..._desc-dranfusion_<A's suffix>.nii.gz in A's datatype folder) with a "
+        "JSON sidecar of its Sources and settings, and a dataset_description.json; the manifest "
+        "then has no out column. Default: the outputs the manifest names",
+    )
     add_model_arguments(parser)
     add_volume_arguments(parser, window=False)
     group = parser.add_argument_group(
@@ -54,11 +58,15 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "exists are skipped, every output is written whole or not at all, and a row whose worker dies "
         "runs again on another. Workers need the same medfuse version and the same paths to the "
         "files. With --device cuda and --scheduler, each task asks for the Dask resource GPU=1: start "
-        "each worker with `dask worker ADDRESS --resources GPU=1` on a machine with one GPU per worker.")
+        "each worker with `dask worker ADDRESS --resources GPU=1` on a machine with one GPU per worker.",
+    )
     group.add_argument("--workers", type=int, help="start a local Dask cluster of N worker processes")
-    group.add_argument("--scheduler", metavar="ADDRESS",
-                       help="use a running Dask scheduler, e.g. tcp://scheduler-host:8786 (from `dask scheduler`, "
-                       "or dask-jobqueue on SLURM/PBS/SGE)")
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use a running Dask scheduler, e.g. tcp://scheduler-host:8786 (from `dask scheduler`, "
+        "or dask-jobqueue on SLURM/PBS/SGE)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -95,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
         return report_rows(rows, _finished(outcomes, plan, job), show_progress(args))
 
 
-def _finished(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan | None,
-              job: BatchJob) -> Iterable[tuple[Row, Outcome]]:
+def _finished(
+    outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan | None, job: BatchJob
+) -> Iterable[tuple[Row, Outcome]]:
     """The outcomes, with each fused row's BIDS sidecar written on the way when there is a ``plan``."""
     if plan is None:
         return outcomes
@@ -118,8 +127,10 @@ def report_rows(rows: list[Row], outcomes: Iterable[tuple[Row, Outcome]], progre
                 tqdm.write(f"medfuse batch: line {row.line} failed: {message}", file=sys.stderr)
             else:
                 counts[status] += 1
-    print(f"batch: {len(rows)} pair(s): {counts['done']} fused, {counts['skipped']} skipped (output exists), "
-          f"{len(failures)} failed")
+    print(
+        f"batch: {len(rows)} pair(s): {counts['done']} fused, {counts['skipped']} skipped (output exists), "
+        f"{len(failures)} failed"
+    )
     for line, message in sorted(failures):  # Dask finishes rows in any order
         print(f"  failed line {line}: {message}")
     return 1 if failures else 0

@@ -32,20 +32,29 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     )
     parser.add_argument("data", help="dataset folder holding two modality folders of paired images")
     parser.add_argument("-o", "--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--methods", default="all",
-                        help="comma-separated method names (default all: every DRAN rule as dran-RULE "
-                        "and every baseline)")
-    parser.add_argument("--external", action="append", default=[], metavar="NAME=FOLDER",
-                        help="a method run elsewhere: a folder of its fused images named like the pairs "
-                        "(may be repeated)")
-    parser.add_argument("--metrics", default=",".join(RANKED_METRICS),
-                        help=f"comma-separated metric names (default {','.join(RANKED_METRICS)})")
-    parser.add_argument("--a", dest="modality_a",
-                        help="folder name of the first modality (default MRI if present)")
+    parser.add_argument(
+        "--methods",
+        default="all",
+        help="comma-separated method names (default all: every DRAN rule as dran-RULE and every baseline)",
+    )
+    parser.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="a method run elsewhere: a folder of its fused images named like the pairs (may be repeated)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=",".join(RANKED_METRICS),
+        help=f"comma-separated metric names (default {','.join(RANKED_METRICS)})",
+    )
+    parser.add_argument("--a", dest="modality_a", help="folder name of the first modality (default MRI if present)")
     parser.add_argument("--b", dest="modality_b", help="folder name of the second modality")
     add_model_arguments(parser, rule=False, what=" for the DRAN methods")
-    parser.add_argument("--montage-pairs", type=int, default=MONTAGE_PAIRS,
-                        help=f"pairs shown in montage.png (default {MONTAGE_PAIRS})")
+    parser.add_argument(
+        "--montage-pairs", type=int, default=MONTAGE_PAIRS, help=f"pairs shown in montage.png (default {MONTAGE_PAIRS})"
+    )
     parser.set_defaults(run=run)
 
 
@@ -71,10 +80,18 @@ def run(args: argparse.Namespace) -> None:
     from medfuse.cli.common import show_progress
     from medfuse.evaluation.benchmark import benchmark_folder
 
-    run = benchmark_folder(args.data, args.out, None if args.methods == "all" else _split_names(args.methods),
-                           _external_methods(args.external), _split_names(args.metrics), args.modality_a,
-                           args.modality_b, args.weights, args.device, args.montage_pairs,
-                           progress=lambda pairs: tqdm(pairs, desc="benchmark", unit="pair",
-                                                       disable=not show_progress(args)))
+    run = benchmark_folder(
+        args.data,
+        args.out,
+        None if args.methods == "all" else _split_names(args.methods),
+        _external_methods(args.external),
+        _split_names(args.metrics),
+        args.modality_a,
+        args.modality_b,
+        args.weights,
+        args.device,
+        args.montage_pairs,
+        progress=lambda pairs: tqdm(pairs, desc="benchmark", unit="pair", disable=not show_progress(args)),
+    )
     print(run.heading + run.table)
     print(f"written to {args.out}: {', '.join(run.written)}, fused/ (cached fused images)")

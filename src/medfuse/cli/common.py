@@ -15,22 +15,28 @@ from medfuse.fusion.memory import CPU_BATCH_SIZE, MAX_CUDA_BATCH_SIZE, MEMORY_SH
 if TYPE_CHECKING:
     from medfuse.clinical.pipeline import VolumeOptions
 
-RULE_HELP = (f"fusion rule (default {DEFAULT_RULE}: both sources' detail kept whole at lesion scales, their "
-             "brightness blended by their local brightness, no network; trained-pyramid: the trained DRAN "
-             "fusion stage; sfnn-pyramid: the network's weights; sfnn-map-e4 leans to one source; the list is below)")
+RULE_HELP = (
+    f"fusion rule (default {DEFAULT_RULE}: both sources' detail kept whole at lesion scales, their "
+    "brightness blended by their local brightness, no network; trained-pyramid: the trained DRAN "
+    "fusion stage; sfnn-pyramid: the network's weights; sfnn-map-e4 leans to one source; the list is below)"
+)
 
-RESAMPLE_HELP = ("resample the other volume onto the grid of A (or B) by trilinear interpolation; the "
-                 "output takes that grid. This is NOT registration: it only helps volumes that already "
-                 "lie in one world space (e.g. one scanner session), it cannot correct movement")
+RESAMPLE_HELP = (
+    "resample the other volume onto the grid of A (or B) by trilinear interpolation; the "
+    "output takes that grid. This is NOT registration: it only helps volumes that already "
+    "lie in one world space (e.g. one scanner session), it cannot correct movement"
+)
 
 
-def defaulted_options(parser: argparse.ArgumentParser,
-                      defaults: dict[str, object]) -> Callable[[str, type, str], None]:
+def defaulted_options(parser: argparse.ArgumentParser, defaults: dict[str, object]) -> Callable[[str, type, str], None]:
     """``option(name, kind, text)``: adds ``--NAME`` (underscores as hyphens) of type ``kind``
     with its default from ``defaults`` (a config dataclass's), said at the end of its help."""
+
     def option(name: str, kind: type, text: str) -> None:
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=defaults[name],
-                            help=f"{text} (default {defaults[name]})")
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=defaults[name], help=f"{text} (default {defaults[name]})"
+        )
+
     return option
 
 
@@ -46,8 +52,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, rule: bool = True, what
     (e.g. "for the DRAN methods")."""
     if rule:
         parser.add_argument("--rule", default=DEFAULT_RULE, help=RULE_HELP)
-    parser.add_argument("--weights", default=DEFAULT_MODEL,
-                        help=f"shipped model name or safetensors path{what} (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--weights",
+        default=DEFAULT_MODEL,
+        help=f"shipped model name or safetensors path{what} (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--device", default="cpu", help=f"torch device{what}, e.g. cpu or cuda (default cpu)")
 
 
@@ -57,24 +66,44 @@ def add_volume_arguments(parser: argparse.ArgumentParser, window: bool = True) -
     group = parser.add_argument_group("volumes (NIfTI .nii/.nii.gz, a DICOM file or a folder of one DICOM series)")
     if window:
         windows = ", ".join(f"{name} L{level:g} W{width:g}" for name, (level, width) in CT_WINDOWS.items())
-        group.add_argument("--window", choices=sorted(CT_WINDOWS),
-                           help=f"CT window by name for the CT input (see --window-on): {windows} (HU)")
+        group.add_argument(
+            "--window",
+            choices=sorted(CT_WINDOWS),
+            help=f"CT window by name for the CT input (see --window-on): {windows} (HU)",
+        )
         group.add_argument("--level", type=float, help="CT window level in HU (with --width)")
         group.add_argument("--width", type=float, help="CT window width in HU (with --level)")
-    group.add_argument("--window-on", choices=("a", "b"), default=None,
-                       help="which input is the CT that the window applies to (default b)")
-    group.add_argument("--force-window", action="store_true",
-                       help="apply the CT window even to a volume that does not look like a CT in Hounsfield "
-                       "units (a DICOM modality other than CT, or no value as low as air)")
-    group.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
-                       help="inputs without a window (MRI, PET, SPECT) are clipped at these percentiles "
-                       f"and scaled to [0, 1] (default {DEFAULT_PERCENTILES[0]:g} {DEFAULT_PERCENTILES[1]:g})")
+    group.add_argument(
+        "--window-on",
+        choices=("a", "b"),
+        default=None,
+        help="which input is the CT that the window applies to (default b)",
+    )
+    group.add_argument(
+        "--force-window",
+        action="store_true",
+        help="apply the CT window even to a volume that does not look like a CT in Hounsfield "
+        "units (a DICOM modality other than CT, or no value as low as air)",
+    )
+    group.add_argument(
+        "--percentiles",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="inputs without a window (MRI, PET, SPECT) are clipped at these percentiles "
+        f"and scaled to [0, 1] (default {DEFAULT_PERCENTILES[0]:g} {DEFAULT_PERCENTILES[1]:g})",
+    )
     group.add_argument("--resample-to", choices=("A", "B"), default=None, help=RESAMPLE_HELP)
-    group.add_argument("--batch-size", type=int, default=None,
-                       help="slices (or, for folders of 2-D images, pairs of one size) per network batch "
-                       f"(default {CPU_BATCH_SIZE} on the CPU, where larger batches measured slower; on CUDA "
-                       f"as many as fit in {MEMORY_SHARE * 100:.0f}%% of the free GPU memory, at most "
-                       f"{MAX_CUDA_BATCH_SIZE})")
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="slices (or, for folders of 2-D images, pairs of one size) per network batch "
+        f"(default {CPU_BATCH_SIZE} on the CPU, where larger batches measured slower; on CUDA "
+        f"as many as fit in {MEMORY_SHARE * 100:.0f}%% of the free GPU memory, at most "
+        f"{MAX_CUDA_BATCH_SIZE})",
+    )
 
 
 VOLUME_OPTIONS = ("window", "level", "width", "window_on", "percentiles", "resample_to", "force_window")
@@ -111,8 +140,9 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
-def progress_bar(description: str,
-                 enabled: bool = True) -> tuple[Callable[[int, int, str], object], Callable[[], None]]:
+def progress_bar(
+    description: str, enabled: bool = True
+) -> tuple[Callable[[int, int, str], object], Callable[[], None]]:
     """A progress callback for the library (``progress(done, total, unit)``) that draws a tqdm
     bar once work begins (if ``enabled``, see :func:`show_progress`), and the function that closes it."""
     bars = []

@@ -16,8 +16,10 @@ def _metrics_epilog() -> str:
     from medfuse.evaluation.metrics import METRICS
 
     lower = [name for name, metric in METRICS.items() if not metric.higher_is_better]
-    return (f"metrics: {', '.join(METRICS)} ({' and '.join(lower)}: lower is better). Conventions: "
-            "docs/metrics.md and each function's docstring in medfuse.evaluation.metrics.")
+    return (
+        f"metrics: {', '.join(METRICS)} ({' and '.join(lower)}: lower is better). Conventions: "
+        "docs/metrics.md and each function's docstring in medfuse.evaluation.metrics."
+    )
 
 
 def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
@@ -37,8 +39,11 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("a", help="first source image (or folder)")
     parser.add_argument("b", help="second source image (or folder)")
     parser.add_argument("--metrics", default="all", help="comma-separated metric names (default: all)")
-    parser.add_argument("--csv", help="write per-image scores as CSV here (one row per image) and the summary "
-                        "(mean, std, infinite count per metric) beside it as NAME.summary.csv")
+    parser.add_argument(
+        "--csv",
+        help="write per-image scores as CSV here (one row per image) and the summary "
+        "(mean, std, infinite count per metric) beside it as NAME.summary.csv",
+    )
     parser.add_argument("--json", help="write per-image scores and the summary as JSON here")
     parser.set_defaults(run=run)
 
@@ -61,16 +66,22 @@ def run(args: argparse.Namespace) -> int:
     from medfuse.evaluation.metrics import METRICS
     from medfuse.evaluation.scoring import check_metric_names, evaluate_paths, summary_path, write_csv, write_json
 
-    metrics = list(METRICS) if args.metrics == "all" else check_metric_names(
-        name.strip() for name in args.metrics.split(",") if name.strip())
+    metrics = (
+        list(METRICS)
+        if args.metrics == "all"
+        else check_metric_names(name.strip() for name in args.metrics.split(",") if name.strip())
+    )
     inputs = check_exists(args.fused, args.a, args.b)
     outputs = [check_new_output(path, inputs) for path in (args.csv, args.json) if path]
     if args.csv:
         outputs.append(check_new_output(summary_path(args.csv), inputs, "summary CSV"))
-    if any(same_path(first, second) for n, first in enumerate(outputs) for second in outputs[n + 1:]):
+    if any(same_path(first, second) for n, first in enumerate(outputs) for second in outputs[n + 1 :]):
         raise InputError("--csv, its summary (NAME.summary.csv) and --json must be three files")
-    evaluation = evaluate_paths(*inputs, metrics, lambda triples: tqdm(triples, desc="evaluating", unit="image",
-                                                                       disable=not show_progress(args)))
+    evaluation = evaluate_paths(
+        *inputs,
+        metrics,
+        lambda triples: tqdm(triples, desc="evaluating", unit="image", disable=not show_progress(args)),
+    )
     for problem in evaluation.problems:
         print(f"medfuse evaluate: skipped {problem}", file=sys.stderr)
     print_table(evaluation)

@@ -22,14 +22,24 @@ DESCRIPTION = (
 def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser = commands.add_parser("export-onnx", help=summary, description=DESCRIPTION)
     parser.add_argument("out", help="the ONNX file to write (written whole or not at all)")
-    parser.add_argument("--rule", default=DEFAULT_RULE,
-                        help=f"a fusion rule with a weight map (default {DEFAULT_RULE}; a feature rule is refused "
-                        "with the list of those that can be exported)")
-    parser.add_argument("--weights", default=DEFAULT_MODEL,
-                        help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=list(ONNX_SIZE),
-                        help=f"the image size the graph fuses (default {ONNX_SIZE[0]} {ONNX_SIZE[1]}, the size of "
-                        "the bundled and the Havard pairs)")
+    parser.add_argument(
+        "--rule",
+        default=DEFAULT_RULE,
+        help=f"a fusion rule with a weight map (default {DEFAULT_RULE}; a feature rule is refused "
+        "with the list of those that can be exported)",
+    )
+    parser.add_argument(
+        "--weights", default=DEFAULT_MODEL, help=f"shipped model name or safetensors path (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=list(ONNX_SIZE),
+        help=f"the image size the graph fuses (default {ONNX_SIZE[0]} {ONNX_SIZE[1]}, the size of "
+        "the bundled and the Havard pairs)",
+    )
     parser.set_defaults(run=run)
 
 

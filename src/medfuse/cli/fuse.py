@@ -45,22 +45,33 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
     parser = commands.add_parser("fuse", help=summary, description=DESCRIPTION, epilog=rules_epilog)
     parser.add_argument("a", help="first image (e.g. the MRI), or a folder of them, or a volume")
     parser.add_argument("b", help="second image (e.g. CT, PET or SPECT), or a folder of them, or a volume")
-    parser.add_argument("-o", "--out", required=True,
-                        help="output image (its suffix picks the format), or output folder in folder mode")
+    parser.add_argument(
+        "-o", "--out", required=True, help="output image (its suffix picks the format), or output folder in folder mode"
+    )
     add_model_arguments(parser)
-    parser.add_argument("--weight-map", metavar="PATH",
-                        help="also write A's weight at every pixel (B's is 1 - it): a 16-bit grey PNG or TIFF for two "
-                        "images (65535 = all A), a float32 NIfTI (.nii, .nii.gz) for two volumes; for rules with a "
-                        "weight map (not the feature rules, which mix the network's features)")
-    parser.add_argument("--colour-map", choices=("hot",),
-                        help="two volumes into NIfTI: write an RGB NIfTI, the fusion's brightness in the colours of B "
-                        "(e.g. the PET or SPECT) through this colour map, as 2-D fusion keeps a colour source's colour")
-    parser.add_argument("--suffix", default=FOLDER_SUFFIX,
-                        help=f"folder mode: suffix of the written files (default {FOLDER_SUFFIX}; 16-bit colour "
-                        "results are written as .tif)")
+    parser.add_argument(
+        "--weight-map",
+        metavar="PATH",
+        help="also write A's weight at every pixel (B's is 1 - it): a 16-bit grey PNG or TIFF for two "
+        "images (65535 = all A), a float32 NIfTI (.nii, .nii.gz) for two volumes; for rules with a "
+        "weight map (not the feature rules, which mix the network's features)",
+    )
+    parser.add_argument(
+        "--colour-map",
+        choices=("hot",),
+        help="two volumes into NIfTI: write an RGB NIfTI, the fusion's brightness in the colours of B "
+        "(e.g. the PET or SPECT) through this colour map, as 2-D fusion keeps a colour source's colour",
+    )
+    parser.add_argument(
+        "--suffix",
+        default=FOLDER_SUFFIX,
+        help=f"folder mode: suffix of the written files (default {FOLDER_SUFFIX}; 16-bit colour "
+        "results are written as .tif)",
+    )
     group = parser.add_argument_group("registration (one pair of images, or two volumes)")
-    group.add_argument("--register", choices=TRANSFORMS,
-                       help=f"register B to A first: {TRANSFORM_HELP}; see medfuse register --help")
+    group.add_argument(
+        "--register", choices=TRANSFORMS, help=f"register B to A first: {TRANSFORM_HELP}; see medfuse register --help"
+    )
     add_registration_outputs(group)
     add_volume_arguments(parser)
     parser.set_defaults(run=run)
@@ -69,18 +80,28 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
 def _check_options(args: argparse.Namespace, volumes: bool, folders: bool) -> None:
     """Refuse options that do not fit the inputs, naming them."""
     if not volumes and given_volume_options(args):
-        raise InputError(f"{', '.join(given_volume_options(args))}: only for volumes (NIfTI or DICOM), "
-                         "not for 2-D images")
+        raise InputError(
+            f"{', '.join(given_volume_options(args))}: only for volumes (NIfTI or DICOM), not for 2-D images"
+        )
     if args.register is None:
-        given = [name for name, value in (("--save-transform", args.save_transform),
-                                          ("--check-image", args.check_image), ("--force", args.force)) if value]
+        given = [
+            name
+            for name, value in (
+                ("--save-transform", args.save_transform),
+                ("--check-image", args.check_image),
+                ("--force", args.force),
+            )
+            if value
+        ]
         if given:
             raise InputError(f"{', '.join(given)}: only with --register")
     elif args.resample_to is not None:
         raise InputError("--register and --resample-to: choose one (registration puts B on A's grid)")
     if folders and (args.register or args.weight_map):
-        raise InputError(f"{'--register' if args.register else '--weight-map'}: for one pair of images or two "
-                         "volumes, not for folders")
+        raise InputError(
+            f"{'--register' if args.register else '--weight-map'}: for one pair of images or two "
+            "volumes, not for folders"
+        )
     if not volumes and not folders and args.batch_size is not None:
         raise InputError("--batch-size: only for two folders or two volumes, not for one pair of images")
 
@@ -98,11 +119,24 @@ def run(args: argparse.Namespace) -> None:
     unit = "mm" if volumes else "pixels"
     progress, close = progress_bar("fusing", show_progress(args))
     try:
-        result = showing_refusals(lambda: fuse_files(
-            path_a, path_b, Path(args.out), rule=args.rule, model=args.weights, device=args.device,
-            register=registration_request(args, args.register), batch_size=args.batch_size,
-            volume=volume_options(args) if volumes else None, suffix=args.suffix, progress=progress,
-            weight_map=args.weight_map, colour_map=args.colour_map), unit)
+        result = showing_refusals(
+            lambda: fuse_files(
+                path_a,
+                path_b,
+                Path(args.out),
+                rule=args.rule,
+                model=args.weights,
+                device=args.device,
+                register=registration_request(args, args.register),
+                batch_size=args.batch_size,
+                volume=volume_options(args) if volumes else None,
+                suffix=args.suffix,
+                progress=progress,
+                weight_map=args.weight_map,
+                colour_map=args.colour_map,
+            ),
+            unit,
+        )
     finally:
         close()
     if result.registration is not None:

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from medfuse.clinical.registration import Registration
 
 T = TypeVar("T")
-TRANSFORM_HELP = ("MOVING registered to FIXED by Mattes mutual information, multi-resolution, a rigid stage "
-                  "(rotation and shift) and for 'affine' an affine one after it (scale and shear too)")
+TRANSFORM_HELP = (
+    "MOVING registered to FIXED by Mattes mutual information, multi-resolution, a rigid stage "
+    "(rotation and shift) and for 'affine' an affine one after it (scale and shear too)"
+)
 
 
 def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
@@ -47,12 +49,18 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
 
 def add_registration_outputs(parser: argparse.ArgumentParser) -> None:
     """--save-transform, --check-image and --force (register and fuse --register)."""
-    parser.add_argument("--save-transform", metavar="T.tfm",
-                        help="also write the transform in ITK's text format (.tfm or .txt): physical LPS "
-                        "coordinates, FIXED to MOVING, as SimpleITK.ReadTransform and 3D Slicer read it")
-    parser.add_argument("--check-image", metavar="CHECK.png",
-                        help="also write checkerboards of FIXED with MOVING before and after registration "
-                        "(for volumes the middle slice of each plane)")
+    parser.add_argument(
+        "--save-transform",
+        metavar="T.tfm",
+        help="also write the transform in ITK's text format (.tfm or .txt): physical LPS "
+        "coordinates, FIXED to MOVING, as SimpleITK.ReadTransform and 3D Slicer read it",
+    )
+    parser.add_argument(
+        "--check-image",
+        metavar="CHECK.png",
+        help="also write checkerboards of FIXED with MOVING before and after registration "
+        "(for volumes the middle slice of each plane)",
+    )
     parser.add_argument("--force", action="store_true", help="accept a result that looks wrong")
 
 
@@ -62,8 +70,12 @@ def registration_request(args: argparse.Namespace, kind: str | None) -> Registra
         return None
     from medfuse.clinical.pipeline import RegistrationRequest
 
-    return RegistrationRequest(kind, Path(args.save_transform) if args.save_transform else None,
-                               Path(args.check_image) if args.check_image else None, args.force)
+    return RegistrationRequest(
+        kind,
+        Path(args.save_transform) if args.save_transform else None,
+        Path(args.check_image) if args.check_image else None,
+        args.force,
+    )
 
 
 def print_registration(registration: Registration, unit: str, args: argparse.Namespace) -> None:

@@ -28,15 +28,17 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "--model and --rule trained-pyramid), log.json and loss.png into OUT. torchrun works as for "
         "medfuse train. In Python: medfuse.training.loop.train(FusionTrainConfig(...)).",
     )
-    parser.add_argument("data", nargs="+",
-                        help="folders of registered pairs, each holding two modality folders whose images are "
-                        "paired by file name (MRI first, as medfuse benchmark reads them)")
+    parser.add_argument(
+        "data",
+        nargs="+",
+        help="folders of registered pairs, each holding two modality folders whose images are "
+        "paired by file name (MRI first, as medfuse benchmark reads them)",
+    )
     parser.add_argument("-o", "--out", required=True, help="output folder for checkpoints, weights and logs")
 
     option = defaulted_options(parser, DEFAULTS)
 
-    option("init", str, "the stage-1 model whose frozen features the head reads: a shipped name or a "
-           "safetensors path")
+    option("init", str, "the stage-1 model whose frozen features the head reads: a shipped name or a safetensors path")
     option("steps", int, "optimiser steps in all")
     option("batch_size", int, "pairs of crops per step")
     option("crop", int, "side of the random square crops (the same place in both sources)")
@@ -70,11 +72,16 @@ def run(args: argparse.Namespace) -> None:
     main = ranks_from_environment().is_main
     if main:
         train_pairs, val_pairs = split_pairs(find_pair_folders(config.data), config.val_fraction, config.seed)
-        print(f"training on {len(train_pairs)} pairs, validating on {len(val_pairs)} (--val-fraction "
-              f"{config.val_fraction:g}); {config.steps} steps of {config.batch_size} crops of {config.crop} px, "
-              f"on the frozen features of {config.init}")
+        print(
+            f"training on {len(train_pairs)} pairs, validating on {len(val_pairs)} (--val-fraction "
+            f"{config.val_fraction:g}); {config.steps} steps of {config.batch_size} crops of {config.crop} px, "
+            f"on the frozen features of {config.init}"
+        )
     last = train(config, progress=show_progress(args))
     if main:
-        print(f"trained {last['step']} steps: train loss {last['train_loss']:.6f}, validation loss "
-              f"{last['val_loss']:.6f} (lesion transfer {last['val_transfer']:.4f}, 1 - SSIM {last['val_structure']:.4f})")
+        print(
+            f"trained {last['step']} steps: train loss {last['train_loss']:.6f}, validation loss "
+            f"{last['val_loss']:.6f} (lesion transfer {last['val_transfer']:.4f}, "
+            f"1 - SSIM {last['val_structure']:.4f})"
+        )
         print(f"weights: {Path(args.out) / 'weights.safetensors'}")

@@ -87,22 +87,33 @@ def read_manifest(path: str | os.PathLike, outputs: bool = True) -> list[Row]:
             columns = [name.strip() for name in reader.fieldnames or []]
             missing = [name for name in required if name not in columns]
             if missing:
-                raise InputError(f"{path}: missing column(s) {', '.join(missing)} (the header must name "
-                                 f"{', '.join(required)} and optionally {', '.join(OPTIONAL_COLUMNS)})")
+                raise InputError(
+                    f"{path}: missing column(s) {', '.join(missing)} (the header must name "
+                    f"{', '.join(required)} and optionally {', '.join(OPTIONAL_COLUMNS)})"
+                )
             unknown = [name for name in columns if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
             if unknown:
                 raise InputError(f"{path}: unknown column(s) {', '.join(unknown)} (known: a, b, out, window)")
             rows = []
             for record in reader:
                 if None in record and any(value.strip() for value in record[None]):
-                    raise InputError(f"{path}: line {reader.line_num} has {len(columns) + len(record[None])} "
-                                     f"fields, the header {len(columns)} ({', '.join(columns)}); quote a value "
-                                     "that holds a comma")
+                    raise InputError(
+                        f"{path}: line {reader.line_num} has {len(columns) + len(record[None])} "
+                        f"fields, the header {len(columns)} ({', '.join(columns)}); quote a value "
+                        "that holds a comma"
+                    )
                 values = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
                 if not any(values.values()):
                     continue
-                rows.append(Row(reader.line_num, values.get("a", ""), values.get("b", ""),
-                                values.get("out", ""), values.get("window", "")))
+                rows.append(
+                    Row(
+                        reader.line_num,
+                        values.get("a", ""),
+                        values.get("b", ""),
+                        values.get("out", ""),
+                        values.get("window", ""),
+                    )
+                )
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"{path}: not a readable CSV manifest ({error})") from None
     if not rows:
@@ -173,10 +184,16 @@ def settings_record(row: Row, job: BatchJob) -> dict[str, object]:
     from medfuse.dran.models import weights_digest
 
     options = job.options
-    return {"inputs": [os.path.normpath(row.a), os.path.normpath(row.b)], "rule": job.rule,
-            "weights_sha256": weights_digest(job.weights), "window": row.window,
-            "window_on": options.window_on, "percentiles": list(options.percentiles),
-            "resample_to": options.resample_to, "force_window": options.force_window}
+    return {
+        "inputs": [os.path.normpath(row.a), os.path.normpath(row.b)],
+        "rule": job.rule,
+        "weights_sha256": weights_digest(job.weights),
+        "window": row.window,
+        "window_on": options.window_on,
+        "percentiles": list(options.percentiles),
+        "resample_to": options.resample_to,
+        "force_window": options.force_window,
+    }
 
 
 def _existing_outcome(out: Path, settings: dict[str, object]) -> Outcome:
@@ -184,13 +201,20 @@ def _existing_outcome(out: Path, settings: dict[str, object]) -> Outcome:
     try:
         recorded = json.loads(record_path(out).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "failed", (f"{out} exists without a readable record of its settings ({record_path(out).name}); "
-                          "delete it to fuse it again")
-    changed = [f"{key} {recorded.get(key)!r} there, {value!r} now" for key, value in settings.items()
-               if recorded.get(key) != value and not (key == "inputs" and key not in recorded)]  # older records
+        return "failed", (
+            f"{out} exists without a readable record of its settings ({record_path(out).name}); "
+            "delete it to fuse it again"
+        )
+    changed = [
+        f"{key} {recorded.get(key)!r} there, {value!r} now"
+        for key, value in settings.items()
+        if recorded.get(key) != value and not (key == "inputs" and key not in recorded)
+    ]  # older records
     if changed:
-        return "failed", (f"{out} was made with other settings ({'; '.join(changed)}); delete it and "
-                          f"{record_path(out).name} to fuse it again with these")
+        return "failed", (
+            f"{out} was made with other settings ({'; '.join(changed)}); delete it and "
+            f"{record_path(out).name} to fuse it again with these"
+        )
     return "skipped", ""
 
 
@@ -219,8 +243,16 @@ def fuse_row(row: Row, job: BatchJob) -> Outcome:
                 # the record first: a row killed after its output is written then still resumes (a
                 # record without its output is harmless: only an existing output is skipped)
                 write_json_atomically(record_path(out), settings)
-                fuse_files(path_a, path_b, out, rule=job.rule, model=job.weights, device=job.device,
-                           volume=replace(job.options, window=window), batch_size=job.batch_size)
+                fuse_files(
+                    path_a,
+                    path_b,
+                    out,
+                    rule=job.rule,
+                    model=job.weights,
+                    device=job.device,
+                    volume=replace(job.options, window=window),
+                    batch_size=job.batch_size,
+                )
         return "done", ""
     except (MedfuseError, OSError) as error:  # OSError: a folder or file that could not be written
         return "failed", error_message(error)

@@ -24,8 +24,13 @@ def _vector(values: np.ndarray) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-def grid_differences(shape_a: tuple[int, ...], geometry_a: Geometry, shape_b: tuple[int, ...],
-                     geometry_b: Geometry, tolerance: float = GRID_TOLERANCE) -> list[str]:
+def grid_differences(
+    shape_a: tuple[int, ...],
+    geometry_a: Geometry,
+    shape_b: tuple[int, ...],
+    geometry_b: Geometry,
+    tolerance: float = GRID_TOLERANCE,
+) -> list[str]:
     """What differs between two grids, one phrase each for shape, spacing, orientation and origin.
 
     Spacing and origin differ when a component differs by more than ``tolerance`` mm; the
@@ -51,8 +56,9 @@ def check_same_grid(volume_a: Volume, volume_b: Volume, tolerance: float = GRID_
         raise GridMismatchError("the volumes are on different grids: " + "; ".join(differences))
 
 
-def resample(volume: Volume, shape: tuple[int, int, int], geometry: Geometry, fill: float = 0.0,
-             slab: int = 8) -> Volume:
+def resample(
+    volume: Volume, shape: tuple[int, int, int], geometry: Geometry, fill: float = 0.0, slab: int = 8
+) -> Volume:
     """``volume`` sampled on the grid ``(shape, geometry)`` by trilinear interpolation.
 
     Each target voxel ``t`` lies at world point ``A_target t``, which is voxel
@@ -69,14 +75,18 @@ def resample(volume: Volume, shape: tuple[int, int, int], geometry: Geometry, fi
     for start in range(0, shape[2], slab):
         stop = min(start + slab, shape[2])
         k = np.arange(start, stop)
-        indices = np.stack([
-            np.broadcast_to(i[..., None], (*i.shape, k.size)),
-            np.broadcast_to(j[..., None], (*j.shape, k.size)),
-            np.broadcast_to(k, (*i.shape, k.size)),
-        ]).reshape(3, -1).astype(np.float64)
+        indices = (
+            np.stack(
+                [
+                    np.broadcast_to(i[..., None], (*i.shape, k.size)),
+                    np.broadcast_to(j[..., None], (*j.shape, k.size)),
+                    np.broadcast_to(k, (*i.shape, k.size)),
+                ]
+            )
+            .reshape(3, -1)
+            .astype(np.float64)
+        )
         coordinates = mapping[:3, :3] @ indices + mapping[:3, 3:]
         values = map_coordinates(source, coordinates, order=1, mode="constant", cval=fill)
         out[:, :, start:stop] = values.reshape(shape[0], shape[1], stop - start)
     return Volume(out, geometry)
-
-

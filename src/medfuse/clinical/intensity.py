@@ -95,8 +95,8 @@ def _linear_unit(volume: np.ndarray, low: float, high: float) -> np.ndarray:
     source = np.ascontiguousarray(volume).reshape(-1)
     unit = np.empty(source.size, dtype=np.float32)
     for start in range(0, source.size, LINEAR_CHUNK):
-        chunk = source[start:start + LINEAR_CHUNK].astype(np.float64)
-        unit[start:start + LINEAR_CHUNK] = np.clip((chunk - low) / (high - low), 0.0, 1.0)
+        chunk = source[start : start + LINEAR_CHUNK].astype(np.float64)
+        unit[start : start + LINEAR_CHUNK] = np.clip((chunk - low) / (high - low), 0.0, 1.0)
     return unit.reshape(np.shape(volume))
 
 
@@ -110,8 +110,10 @@ class CtWindow:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.level) and np.isfinite(self.width) and self.width > 0):
-            raise InputError(f"a CT window needs a finite level and a positive width (HU), "
-                             f"got level {self.level:g}, width {self.width:g}")
+            raise InputError(
+                f"a CT window needs a finite level and a positive width (HU), "
+                f"got level {self.level:g}, width {self.width:g}"
+            )
 
     @classmethod
     def named(cls, name: str) -> CtWindow:
@@ -154,8 +156,10 @@ def hounsfield_doubts(volume: np.ndarray, modality: str | None = None) -> list[s
         doubts.append(f"its DICOM modality is {modality}, not CT")
     finite = volume[np.isfinite(volume)]
     if finite.size and float(finite.min()) > AIR_BOUND_HU:
-        doubts.append(f"its values run from {float(finite.min()):g} to {float(finite.max()):g}, none as low as "
-                      f"air (about -1000 HU; none at or below {AIR_BOUND_HU:g})")
+        doubts.append(
+            f"its values run from {float(finite.min()):g} to {float(finite.max()):g}, none as low as "
+            f"air (about -1000 HU; none at or below {AIR_BOUND_HU:g})"
+        )
     return doubts
 
 
@@ -166,19 +170,20 @@ def check_percentiles(low: float, high: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def percentile_clip(volume: np.ndarray, low: float = DEFAULT_PERCENTILES[0],
-                    high: float = DEFAULT_PERCENTILES[1]) -> tuple[np.ndarray, IntensityMapping]:
+def percentile_clip(
+    volume: np.ndarray, low: float = DEFAULT_PERCENTILES[0], high: float = DEFAULT_PERCENTILES[1]
+) -> tuple[np.ndarray, IntensityMapping]:
     """``clip((x - p_low) / (p_high - p_low), 0, 1)`` with ``p`` the volume's percentiles
     (numpy's linear interpolation); a constant volume maps to zeros. Float32 out."""
     low, high = check_percentiles(low, high)
     volume = _finite(volume)
     p_low, p_high = (float(p) for p in np.percentile(volume, [low, high]))
-    return _linear_unit(volume, p_low, p_high), IntensityMapping("percentiles", p_low, p_high,
-                                                                   percentiles=(low, high))
+    return _linear_unit(volume, p_low, p_high), IntensityMapping("percentiles", p_low, p_high, percentiles=(low, high))
 
 
-def normalise(volume: np.ndarray, window: CtWindow | None = None,
-              percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> tuple[np.ndarray, IntensityMapping]:
+def normalise(
+    volume: np.ndarray, window: CtWindow | None = None, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> tuple[np.ndarray, IntensityMapping]:
     """``volume`` -> float32 in [0, 1]: the CT ``window`` if given, else percentile clipping."""
     if window is not None:
         return apply_window(volume, window)

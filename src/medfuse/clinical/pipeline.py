@@ -125,8 +125,10 @@ class RegistrationRequest:
         """Refuse, before any work, output paths that cannot be written, that are inputs, or that
         name one of the job's other ``outputs`` (what -> path)."""
         taken = {what: path for what, path in (outputs or {}).items() if path is not None}
-        for what, path, suffixes in (("transform file", self.save_transform, TRANSFORM_SUFFIXES),
-                                     ("check image", self.check_image, CHECK_IMAGE_SUFFIXES)):
+        for what, path, suffixes in (
+            ("transform file", self.save_transform, TRANSFORM_SUFFIXES),
+            ("check image", self.check_image, CHECK_IMAGE_SUFFIXES),
+        ):
             if path is not None:
                 check_suffix(path, suffixes, what)
                 check_new_output(path, inputs, what)
@@ -164,24 +166,36 @@ class FusedFiles:
 
         if self.shares is None:
             return []
-        return [f"{name} keeps only {share:.0%} of the fused foreground: the fusion shows mostly the other "
-                "source there (see the weight map; another rule may keep more of it)"
-                for name, share in zip("AB", self.shares) if share < SMALL_SHARE]
+        return [
+            f"{name} keeps only {share:.0%} of the fused foreground: the fusion shows mostly the other "
+            "source there (see the weight map; another rule may keep more of it)"
+            for name, share in zip("AB", self.shares)
+            if share < SMALL_SHARE
+        ]
 
     def describe_shares(self) -> str:
         """One line: each source's share of the fused foreground, or why there is none."""
         if self.shares is None:
             return ""
-        return (f"share of the fused foreground ({self.shares_measure}): A {self.shares[0]:.0%}, "
-                f"B {self.shares[1]:.0%}")
+        return f"share of the fused foreground ({self.shares_measure}): A {self.shares[0]:.0%}, B {self.shares[1]:.0%}"
 
 
-def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | os.PathLike, *,
-               rule: str = DEFAULT_RULE, model: str | os.PathLike | torch.nn.Module = DEFAULT_MODEL,
-               device: str | None = None, register: RegistrationRequest | None = None,
-               volume: VolumeOptions | None = None, batch_size: int | None = None, suffix: str = FOLDER_SUFFIX,
-               progress: Progress | None = None, weight_map: str | os.PathLike | None = None,
-               colour_map: str | None = None) -> FusedFiles:
+def fuse_files(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    rule: str = DEFAULT_RULE,
+    model: str | os.PathLike | torch.nn.Module = DEFAULT_MODEL,
+    device: str | None = None,
+    register: RegistrationRequest | None = None,
+    volume: VolumeOptions | None = None,
+    batch_size: int | None = None,
+    suffix: str = FOLDER_SUFFIX,
+    progress: Progress | None = None,
+    weight_map: str | os.PathLike | None = None,
+    colour_map: str | None = None,
+) -> FusedFiles:
     """Fuse the files (or folders) ``path_a`` and ``path_b`` into ``out``, as ``medfuse fuse`` does.
 
     - Two 2-D images (PNG, JPEG, TIFF, BMP; 8 or 16 bit, grey or colour) -> one image, whose
@@ -210,14 +224,38 @@ def fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | 
     """
     outputs = (out, weight_map, *((register.save_transform, register.check_image) if register else ()))
     with output_locks(*outputs), written_together():
-        return _fuse_files(path_a, path_b, out, rule, model, device, register, volume, batch_size, suffix,
-                           progress, weight_map, colour_map)
+        return _fuse_files(
+            path_a,
+            path_b,
+            out,
+            rule,
+            model,
+            device,
+            register,
+            volume,
+            batch_size,
+            suffix,
+            progress,
+            weight_map,
+            colour_map,
+        )
 
 
-def _fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str | os.PathLike, rule: str,
-                model: str | os.PathLike | torch.nn.Module, device: str | None, register: RegistrationRequest | None,
-                volume: VolumeOptions | None, batch_size: int | None, suffix: str, progress: Progress | None,
-                weight_map: str | os.PathLike | None, colour_map: str | None) -> FusedFiles:
+def _fuse_files(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    out: str | os.PathLike,
+    rule: str,
+    model: str | os.PathLike | torch.nn.Module,
+    device: str | None,
+    register: RegistrationRequest | None,
+    volume: VolumeOptions | None,
+    batch_size: int | None,
+    suffix: str,
+    progress: Progress | None,
+    weight_map: str | os.PathLike | None,
+    colour_map: str | None,
+) -> FusedFiles:
     path_a, path_b = check_exists(path_a, path_b)
     out = Path(out)
     check_batch_size(batch_size)
@@ -225,8 +263,10 @@ def _fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str |
     if is_volume_path(path_a) or is_volume_path(path_b):
         for path in (path_a, path_b):
             if not is_volume_path(path):
-                raise InputError(f"{path}: not a volume (NIfTI .nii/.nii.gz, DICOM file or DICOM series folder), "
-                                 "but the other input is one; fuse two volumes or two 2-D images")
+                raise InputError(
+                    f"{path}: not a volume (NIfTI .nii/.nii.gz, DICOM file or DICOM series folder), "
+                    "but the other input is one; fuse two volumes or two 2-D images"
+                )
         _check_weight_map_target(weight_map, "volume", rule, (path_a, path_b, out))
         if colour_map is not None:
             from medfuse.image.colour import COLOUR_MAPS
@@ -236,19 +276,32 @@ def _fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str |
                 raise InputError(f"colour map {colour_map!r}: choose one of {', '.join(COLOUR_MAPS)}")
             if not is_nifti_path(out):
                 raise InputError(f"{out}: a colour overlay is written as RGB NIfTI; name the output .nii or .nii.gz")
-        return _fuse_volume_pair(path_a, path_b, out, rule, model, device, register, volume or VolumeOptions(),
-                                 batch_size, progress, weight_map, colour_map)
+        return _fuse_volume_pair(
+            path_a,
+            path_b,
+            out,
+            rule,
+            model,
+            device,
+            register,
+            volume or VolumeOptions(),
+            batch_size,
+            progress,
+            weight_map,
+            colour_map,
+        )
     if colour_map is not None:
         raise InputError("a colour map is for two volumes; a colour 2-D source is fused in its own colours")
     if volume is not None:
-        raise InputError("CT windows, percentiles and resampling are for volumes (NIfTI or DICOM), not for "
-                         "2-D images")
+        raise InputError("CT windows, percentiles and resampling are for volumes (NIfTI or DICOM), not for 2-D images")
     if path_a.is_dir() != path_b.is_dir():
         raise InputError("A and B must both be files or both be folders")
     if path_a.is_dir():
         if register is not None or weight_map is not None:
-            raise InputError(f"{'registration' if register is not None else 'a weight map'} is for one pair of images "
-                             "or two volumes, not for folders")
+            raise InputError(
+                f"{'registration' if register is not None else 'a weight map'} is for one pair of images "
+                "or two volumes, not for folders"
+            )
         return _fuse_folders(path_a, path_b, out, rule, model, device, suffix, batch_size, progress)
     if batch_size is not None:
         raise InputError("a batch size is only for two folders or two volumes, not for one pair of images")
@@ -269,32 +322,45 @@ def _fuse_files(path_a: str | os.PathLike, path_b: str | os.PathLike, out: str |
 
         image_b = move_image(image_b, image_a.shape, registration.transform)
     fused, w_a = fuse_with_weights(image_a, image_b, rule=fusion_rule, model=fusion_model)
-    notes = [] if registration is None else [f"B registered to A ({register.kind}): "
-                                             f"{registration.transform.describe('pixels')}"]
+    notes = (
+        []
+        if registration is None
+        else [f"B registered to A ({register.kind}): {registration.transform.describe('pixels')}"]
+    )
     save_image(out, fused, provenance(rule, model, path_a, path_b, notes))
     from medfuse.evaluation.metrics.fidelity import fusion_shares
     from medfuse.fusion.engine import weights_make_the_fusion
 
-    shares, measure = fusion_shares(w_a if weights_make_the_fusion(fusion_rule) else None, grey_unit(image_a),
-                                    grey_unit(image_b), grey_unit(fused))
+    shares, measure = fusion_shares(
+        w_a if weights_make_the_fusion(fusion_rule) else None, grey_unit(image_a), grey_unit(image_b), grey_unit(fused)
+    )
     if weight_map is not None:
         save_image(weight_map, np.round(w_a * 65535).astype(np.uint16))
     if registration is not None:
         write_registration_outputs(register, grey_a, grey_b, registration)
-    return FusedFiles(out, "image", registration=registration, shares=shares, shares_measure=measure,
-                      weight_map=weight_map)
+    return FusedFiles(
+        out, "image", registration=registration, shares=shares, shares_measure=measure, weight_map=weight_map
+    )
 
 
-def provenance(rule: str | FusionRule, model: str | os.PathLike | torch.nn.Module, path_a: Path, path_b: Path,
-               notes: list[str] = ()) -> dict[str, str]:
+def provenance(
+    rule: str | FusionRule,
+    model: str | os.PathLike | torch.nn.Module,
+    path_a: Path,
+    path_b: Path,
+    notes: list[str] = (),
+) -> dict[str, str]:
     """How a fused image was made, for its file (PNG text chunks, TIFF description): medfuse's
     version, the rule, the weights (name and SHA-256), the sources and what was done to them."""
     from medfuse import __version__
 
-    record = {"Software": f"medfuse {__version__}",
-              "Source": "; ".join(f"{name} {printable(Path(path.parent.name, path.name))}"
-                                  for name, path in (("A", path_a), ("B", path_b))),
-              "Fusion rule": rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")}
+    record = {
+        "Software": f"medfuse {__version__}",
+        "Source": "; ".join(
+            f"{name} {printable(Path(path.parent.name, path.name))}" for name, path in (("A", path_a), ("B", path_b))
+        ),
+        "Fusion rule": rule if isinstance(rule, str) else getattr(rule, "__name__", "custom"),
+    }
     if isinstance(model, (str, os.PathLike)):
         from medfuse.dran.models import weights_digest
 
@@ -306,8 +372,9 @@ def provenance(rule: str | FusionRule, model: str | os.PathLike | torch.nn.Modul
     return record
 
 
-def _check_weight_map_target(weight_map: Path | None, kind: str, rule: str | FusionRule,
-                             inputs: tuple[Path, ...]) -> None:
+def _check_weight_map_target(
+    weight_map: Path | None, kind: str, rule: str | FusionRule, inputs: tuple[Path, ...]
+) -> None:
     """Refuse, before any work, a weight map that cannot be written or that the rule has not."""
     if weight_map is None:
         return
@@ -319,8 +386,9 @@ def _check_weight_map_target(weight_map: Path | None, kind: str, rule: str | Fus
     check_weight_map(rule)
 
 
-def load_fusion(model: str | os.PathLike | torch.nn.Module, rule: str | FusionRule,
-                device: str | None = None) -> tuple[torch.nn.Module, FusionRule]:
+def load_fusion(
+    model: str | os.PathLike | torch.nn.Module, rule: str | FusionRule, device: str | None = None
+) -> tuple[torch.nn.Module, FusionRule]:
     """The model on ``device`` and the rule, from names (a shipped model name or weights path,
     a rule name) or as given; ``device`` None keeps a given model where it is and loads a named
     one on the CPU. :class:`~medfuse._shared.errors.InputError` for an unknown rule, device or
@@ -344,8 +412,9 @@ def load_pair(path_a: Path, path_b: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         check_pair(image_a, image_b)
     except InputError as error:  # e.g. two sizes, or an image too small for the network
-        raise ImageFileError(f"{path_a.name} and {path_b.name}: {error}; the images must be registered "
-                             "to one grid") from None
+        raise ImageFileError(
+            f"{path_a.name} and {path_b.name}: {error}; the images must be registered to one grid"
+        ) from None
     return image_a, image_b
 
 
@@ -356,8 +425,17 @@ def _folder_suffix(suffix: str) -> str:
     return suffix
 
 
-def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: str | os.PathLike | torch.nn.Module,
-                  device: str | None, suffix: str, batch_size: int | None, progress: Progress | None) -> FusedFiles:
+def _fuse_folders(
+    folder_a: Path,
+    folder_b: Path,
+    out: Path,
+    rule: str,
+    model: str | os.PathLike | torch.nn.Module,
+    device: str | None,
+    suffix: str,
+    batch_size: int | None,
+    progress: Progress | None,
+) -> FusedFiles:
     if same_path(out, folder_a) or same_path(out, folder_b):
         raise OutputError(f"output folder {out} is one of the input folders; choose another")
     check_output_folder(out)
@@ -365,8 +443,9 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
     files_a, files_b = images_by_stem(folder_a), images_by_stem(folder_b)
     names = sorted(files_a.keys() & files_b.keys())
     for name in sorted(files_a.keys() ^ files_b.keys()):
-        warnings.warn(f"{files_a.get(name) or files_b.get(name)} has no partner of the same name; skipped",
-                      stacklevel=2)
+        warnings.warn(
+            f"{files_a.get(name) or files_b.get(name)} has no partner of the same name; skipped", stacklevel=2
+        )
     if not names:
         raise InputError(f"no images with the same name in {folder_a} and {folder_b}")
     fusion_model, fusion_rule = load_fusion(model, rule, device)
@@ -391,8 +470,9 @@ def _fuse_folders(folder_a: Path, folder_b: Path, out: Path, rule: str, model: s
     make_folders(out)
     check_folder_writable(out / f"{names[0]}{suffix}")
     fused = 0
-    for name, image in fuse_pairs(chain([first] if first else [], pairs), fusion_rule, fusion_model,
-                                  batch_size=batch_size):
+    for name, image in fuse_pairs(
+        chain([first] if first else [], pairs), fusion_rule, fusion_model, batch_size=batch_size
+    ):
         target = out / f"{name}{suffix}"
         inside(target, out)  # a link planted in the output folder under a result's name is refused
         try:
@@ -415,13 +495,17 @@ def registered(fixed: Volume | np.ndarray, moving: Volume | np.ndarray, request:
     registration = register(fixed, moving, request.kind)
     problems = implausibilities(registration, fixed)
     if problems and not request.force:
-        raise RegistrationError("the registration looks wrong: " + "; ".join(problems) + "; nothing was written "
-                                "(--force, or force=True in Python, accepts it)", registration)
+        raise RegistrationError(
+            "the registration looks wrong: " + "; ".join(problems) + "; nothing was written "
+            "(--force, or force=True in Python, accepts it)",
+            registration,
+        )
     return replace(registration, doubts=tuple(problems))
 
 
-def write_registration_outputs(request: RegistrationRequest, fixed: Volume | np.ndarray,
-                               moving: Volume | np.ndarray, registration: Registration) -> None:
+def write_registration_outputs(
+    request: RegistrationRequest, fixed: Volume | np.ndarray, moving: Volume | np.ndarray, registration: Registration
+) -> None:
     """The transform file and the check image, where ``request`` asks for them."""
     from medfuse.clinical.registration import check_picture, write_transform
 
@@ -431,10 +515,20 @@ def write_registration_outputs(request: RegistrationRequest, fixed: Volume | np.
         save_image(request.check_image, check_picture(fixed, moving, registration))
 
 
-def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: str | os.PathLike | torch.nn.Module,
-                      device: str | None, register: RegistrationRequest | None, options: VolumeOptions,
-                      batch_size: int | None, progress: Progress | None, weight_map: Path | None,
-                      colour_map: str | None) -> FusedFiles:
+def _fuse_volume_pair(
+    path_a: Path,
+    path_b: Path,
+    out: Path,
+    rule: str,
+    model: str | os.PathLike | torch.nn.Module,
+    device: str | None,
+    register: RegistrationRequest | None,
+    options: VolumeOptions,
+    batch_size: int | None,
+    progress: Progress | None,
+    weight_map: Path | None,
+    colour_map: str | None,
+) -> FusedFiles:
     if register is not None and options.resample_to is not None:
         raise InputError("register B to A or resample onto one grid: choose one (registration puts B on A's grid)")
     check_volume_target(out, (path_a, path_b))
@@ -449,12 +543,16 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
         if doubts and not options.force_window:
             other = "a" if name == "b" else "b"
             if not hounsfield_doubts(files[other].volume.data, files[other].modality):
-                raise InputError(f"{file.path}: the CT window applies to input {name.upper()}, which does not look "
-                                 f"like a CT in Hounsfield units ({'; '.join(doubts)}), while input "
-                                 f"{other.upper()} ({files[other].path.name}) does: --window-on {other} (or "
-                                 f"window_on={other!r}) windows it")
-            raise InputError(f"{file.path}: a CT window on a volume that does not look like a CT in Hounsfield "
-                             f"units: {'; '.join(doubts)} (--force-window, or force_window=True, applies it anyway)")
+                raise InputError(
+                    f"{file.path}: the CT window applies to input {name.upper()}, which does not look "
+                    f"like a CT in Hounsfield units ({'; '.join(doubts)}), while input "
+                    f"{other.upper()} ({files[other].path.name}) does: --window-on {other} (or "
+                    f"window_on={other!r}) windows it"
+                )
+            raise InputError(
+                f"{file.path}: a CT window on a volume that does not look like a CT in Hounsfield "
+                f"units: {'; '.join(doubts)} (--force-window, or force_window=True, applies it anyway)"
+            )
         try:
             unit[name], mappings[name] = normalise(file.volume.data, window, options.percentiles)
         except InputError as error:
@@ -477,27 +575,32 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
     from medfuse.fusion.memory import running_out_as_error
     from medfuse.fusion.volumes import fuse_volumes
 
-    host_bytes = width * height * depth * (4 * has_weight_map(fusion_rule)
-                                           + COLOUR_BYTES_PER_VOXEL * (colour_map is not None))
+    host_bytes = (
+        width * height * depth * (4 * has_weight_map(fusion_rule) + COLOUR_BYTES_PER_VOXEL * (colour_map is not None))
+    )
     step = (lambda count: progress(count, depth, "slice")) if progress else None
     w_a = np.empty(unit["a"].shape, dtype=np.float32) if has_weight_map(fusion_rule) else None
-    fused = fuse_volumes(fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a,
-                         host_bytes=host_bytes)  # planned there, before the first slice
+    fused = fuse_volumes(
+        fusion_model, unit["a"], unit["b"], fusion_rule, batch_size, step, weights_out=w_a, host_bytes=host_bytes
+    )  # planned there, before the first slice
     check_result(fused, str(out), 0.0, 1.0)
     from medfuse.evaluation.metrics.fidelity import fusion_shares
     from medfuse.fusion.engine import weights_make_the_fusion
 
     with running_out_as_error("measuring the sources' shares"):
-        shares, measure = fusion_shares(w_a if weights_make_the_fusion(fusion_rule) else None, unit["a"], unit["b"],
-                                        fused)
+        shares, measure = fusion_shares(
+            w_a if weights_make_the_fusion(fusion_rule) else None, unit["a"], unit["b"], fused
+        )
     rule_name = rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
     summary = f"medfuse fusion (rule {rule_name}): A {mappings['a'].brief()}; B {mappings['b'].brief()}"
-    description = "; ".join([
-        f"medfuse fuse, rule {rule_name}, output in [0, 1]",
-        f"A {files['a'].path.name}: {mappings['a'].describe()}",
-        f"B {files['b'].path.name}: {mappings['b'].describe()}",
-        *notes,
-    ])
+    description = "; ".join(
+        [
+            f"medfuse fuse, rule {rule_name}, output in [0, 1]",
+            f"A {files['a'].path.name}: {mappings['a'].describe()}",
+            f"B {files['b'].path.name}: {mappings['b'].describe()}",
+            *notes,
+        ]
+    )
     record = "; registered" if registration is not None else "; resampled" if notes else ""
     if colour_map is None:
         write_volume(out, fused, reference, summary + record, description, sources=(files["a"], files["b"]))
@@ -506,15 +609,34 @@ def _fuse_volume_pair(path_a: Path, path_b: Path, out: Path, rule: str, model: s
 
         with running_out_as_error("colouring the fusion"):
             overlay = np.round(colour_overlay(fused, unit["b"], colour_map) * 255).astype(np.uint8)
-        write_nifti(out, overlay, reference.volume.geometry, reference, f"{summary}; RGB, B {colour_map}",
-                    f"{description}; RGB: the fusion's brightness in B's colours through the {colour_map} map")
+        write_nifti(
+            out,
+            overlay,
+            reference.volume.geometry,
+            reference,
+            f"{summary}; RGB, B {colour_map}",
+            f"{description}; RGB: the fusion's brightness in B's colours through the {colour_map} map",
+        )
     if weight_map is not None:
-        write_nifti(weight_map, w_a, reference.volume.geometry, reference, f"medfuse {rule_name}: weight of A",
-                    f"weight of A ({files['a'].path.name}) in the fusion {out.name}, rule {rule_name}; B's is 1 - it")
+        write_nifti(
+            weight_map,
+            w_a,
+            reference.volume.geometry,
+            reference,
+            f"medfuse {rule_name}: weight of A",
+            f"weight of A ({files['a'].path.name}) in the fusion {out.name}, rule {rule_name}; B's is 1 - it",
+        )
     if registration is not None:
         write_registration_outputs(register, volume_a, volume_b, registration)
-    return FusedFiles(out, "volume", registration=registration, notes=notes, shares=shares,
-                      shares_measure=measure, weight_map=weight_map)
+    return FusedFiles(
+        out,
+        "volume",
+        registration=registration,
+        notes=notes,
+        shares=shares,
+        shares_measure=measure,
+        weight_map=weight_map,
+    )
 
 
 def _match_grids(files: dict[str, VolumeFile], unit: dict[str, np.ndarray], resample_to: str | None) -> list[str]:
@@ -526,9 +648,11 @@ def _match_grids(files: dict[str, VolumeFile], unit: dict[str, np.ndarray], resa
         try:
             check_same_grid(files["a"].volume, files["b"].volume)
         except GridMismatchError as error:
-            raise GridMismatchError(f"{error} (--register rigid registers B to A, register= in Python; "
-                                    "--resample-to A only resamples B onto A's grid, for volumes that already "
-                                    "lie in one world space)") from None
+            raise GridMismatchError(
+                f"{error} (--register rigid registers B to A, register= in Python; "
+                "--resample-to A only resamples B onto A's grid, for volumes that already "
+                "lie in one world space)"
+            ) from None
         return []
     reference_name = resample_to.lower()
     other_name = "b" if reference_name == "a" else "a"
@@ -537,8 +661,9 @@ def _match_grids(files: dict[str, VolumeFile], unit: dict[str, np.ndarray], resa
     return [f"{other_name.upper()} resampled onto {resample_to}'s grid (trilinear)"]
 
 
-def register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str | os.PathLike,
-                   request: RegistrationRequest) -> Registration:
+def register_files(
+    fixed: str | os.PathLike, moving: str | os.PathLike, out: str | os.PathLike, request: RegistrationRequest
+) -> Registration:
     """Register MOVING to FIXED and write MOVING resampled onto FIXED's grid as ``out``, as
     ``medfuse register`` does: two 2-D images (colour kept; any image format) or two volumes
     (NIfTI, or a DICOM series when FIXED is DICOM). A result that looks wrong is refused and
@@ -548,8 +673,9 @@ def register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str
         return _register_files(fixed, moving, out, request)
 
 
-def _register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: str | os.PathLike,
-                    request: RegistrationRequest) -> Registration:
+def _register_files(
+    fixed: str | os.PathLike, moving: str | os.PathLike, out: str | os.PathLike, request: RegistrationRequest
+) -> Registration:
     path_fixed, path_moving = check_exists(fixed, moving)
     out = Path(out)
     is_volume = [is_volume_path(path) for path in (path_fixed, path_moving)]
@@ -563,18 +689,30 @@ def _register_files(fixed: str | os.PathLike, moving: str | os.PathLike, out: st
         fixed_file, moving_file = read_volume(path_fixed), read_volume(path_moving)
         check_volume_format(out, fixed_file)
         if not is_nifti_path(out) and moving_file.modality != fixed_file.modality:
-            raise VolumeFileError(f"{out}: a DICOM series output copies FIXED's {fixed_file.modality} slices, which "
-                                  f"would label the registered {moving_file.modality or 'NIfTI'} image "
-                                  f"{fixed_file.modality}; write NIfTI (.nii or .nii.gz) instead")
+            raise VolumeFileError(
+                f"{out}: a DICOM series output copies FIXED's {fixed_file.modality} slices, which "
+                f"would label the registered {moving_file.modality or 'NIfTI'} image "
+                f"{fixed_file.modality}; write NIfTI (.nii or .nii.gz) instead"
+            )
         request.check_outputs(inputs)
         registration = registered(fixed_file.volume, moving_file.volume, request)
         data = registration.moved.data
         low, high = float(data.min()), float(data.max())
         summary = f"medfuse register {request.kind}: {moving_file.path.name} on {fixed_file.path.name}"
-        description = (f"medfuse register, {request.kind}: {moving_file.path.name} registered to and resampled "
-                       f"onto {fixed_file.path.name}")
-        write_volume(out, data, fixed_file, summary, description, (low, high if high > low else low + 1),
-                     sources=(moving_file,), hounsfield=moving_file.modality == "CT")
+        description = (
+            f"medfuse register, {request.kind}: {moving_file.path.name} registered to and resampled "
+            f"onto {fixed_file.path.name}"
+        )
+        write_volume(
+            out,
+            data,
+            fixed_file,
+            summary,
+            description,
+            (low, high if high > low else low + 1),
+            sources=(moving_file,),
+            hounsfield=moving_file.modality == "CT",
+        )
         write_registration_outputs(request, fixed_file.volume, moving_file.volume, registration)
         return registration
     fixed_image, moving_image = load_image(path_fixed), load_image(path_moving)

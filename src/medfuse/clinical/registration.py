@@ -133,7 +133,8 @@ beyond the moved slice's cut edge; 7 results that agreed put 4.1 to 8.9 % there 
 CROSS_MODAL_SLICE_CAVEAT = (
     "single 2-D slices of two modalities have no reliable self-check: a result accepted here may still be "
     "several pixels off, with nothing in it to tell; look at the alignment (a check image: medfuse register "
-    "--check-image, or check_picture in Python)")
+    "--check-image, or check_picture in Python)"
+)
 """Said, as a warning, by every :func:`register` of two single slices of two modalities
 (:attr:`Registration.cross_modal_slice`). Measured with ``benchmarks/registration_large_rotations.py``
 (``benchmarks/results/registration_large_rotations.md``): Havard CT-MRI test slices turned by 25 to 60
@@ -201,8 +202,9 @@ class LinearTransform:
         if len(rotation) == 2:
             turn = f"rotation {math.degrees(math.atan2(rotation[1, 0], rotation[0, 0])):+.2f} degrees (+x towards +y)"
         else:
-            axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0],
-                             rotation[1, 0] - rotation[0, 1]])
+            axis = np.array(
+                [rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]]
+            )
             norm = np.linalg.norm(axis)
             about = ", ".join(f"{value:.2f}" for value in (axis / norm if norm > 1e-12 else np.array([0, 0, 1.0])))
             turn = f"rotation {self.rotation_degrees:.2f} degrees about ({about})"
@@ -250,16 +252,23 @@ class Registration:
 
     def describe(self, unit: str) -> str:
         """One line: the mutual information before and after, then the transform (shifts in ``unit``)."""
-        spread = (f"; uncertain to about {self.uncertainty[0]:.2f} {unit} and {self.uncertainty[1]:.2f} degrees"
-                  if self.uncertainty else "")
-        margin = (f"; the next distinct start ({self.rivals[0][0]:.0f} {unit} away) reached "
-                  f"{self.rivals[0][1]:.1%} of it" if self.rivals else "")
-        outside = (f"; {self.unmatched:.1%} of an image's object beyond the other's cut edge"
-                   if self.unmatched else "")
-        return (f"registered ({self.transform.kind}) in {self.seconds:.1f} s: mutual information "
-                f"{self.metric_before:.4f} before, {self.metric_after:.4f} after ({self.shared:.0%} of the poorer "
-                f"image's own){margin}; "
-                f"{self.transform.describe(unit)}{spread}{outside}")
+        spread = (
+            f"; uncertain to about {self.uncertainty[0]:.2f} {unit} and {self.uncertainty[1]:.2f} degrees"
+            if self.uncertainty
+            else ""
+        )
+        margin = (
+            f"; the next distinct start ({self.rivals[0][0]:.0f} {unit} away) reached {self.rivals[0][1]:.1%} of it"
+            if self.rivals
+            else ""
+        )
+        outside = f"; {self.unmatched:.1%} of an image's object beyond the other's cut edge" if self.unmatched else ""
+        return (
+            f"registered ({self.transform.kind}) in {self.seconds:.1f} s: mutual information "
+            f"{self.metric_before:.4f} before, {self.metric_after:.4f} after ({self.shared:.0%} of the poorer "
+            f"image's own){margin}; "
+            f"{self.transform.describe(unit)}{spread}{outside}"
+        )
 
 
 def _check_pair(fixed: Image, moving: Image) -> int:
@@ -322,11 +331,17 @@ def _method(dimension_sizes: tuple[int, ...], seed: int, levels: bool) -> sitk.I
     return method
 
 
-def _optimise(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, seed: int,
-              iterations: int, levels: bool = True) -> None:
+def _optimise(
+    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, seed: int, iterations: int, levels: bool = True
+) -> None:
     method = _method(fixed.GetSize(), seed, levels)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
-                                                    relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0,
+        minStep=1e-4,
+        numberOfIterations=iterations,
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-8,
+    )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetInitialTransform(transform, inPlace=True)
     method.Execute(fixed, moving)
@@ -339,8 +354,12 @@ def _mutual_information(fixed: sitk.Image, moving: sitk.Image, transform: sitk.T
 
 
 def _as_linear(transform: sitk.Transform, kind: str, dimension: int) -> LinearTransform:
-    return LinearTransform(kind, np.array(transform.GetMatrix()).reshape(dimension, dimension),
-                           np.array(transform.GetTranslation()), np.array(transform.GetCenter()))
+    return LinearTransform(
+        kind,
+        np.array(transform.GetMatrix()).reshape(dimension, dimension),
+        np.array(transform.GetTranslation()),
+        np.array(transform.GetCenter()),
+    )
 
 
 def to_sitk_transform(transform: LinearTransform) -> sitk.Transform:
@@ -363,8 +382,9 @@ def resample_onto(moving: Image, fixed: Image, transform: LinearTransform, fill:
     ``fill`` outside): ``SimpleITK.Resample(moving, fixed, transform)``."""
     sitk = import_optional("SimpleITK", purpose="registration")
 
-    resampled = sitk.Resample(to_sitk(moving), to_sitk(fixed), to_sitk_transform(transform), sitk.sitkLinear,
-                              fill, sitk.sitkFloat32)
+    resampled = sitk.Resample(
+        to_sitk(moving), to_sitk(fixed), to_sitk_transform(transform), sitk.sitkLinear, fill, sitk.sitkFloat32
+    )
     return from_sitk(resampled, fixed)
 
 
@@ -386,8 +406,9 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     started = time.perf_counter()
     fixed_image, moving_image = to_sitk(fixed), to_sitk(moving)
     rigid = sitk.Euler3DTransform() if dimension == 3 else sitk.Euler2DTransform()
-    rigid = sitk.CenteredTransformInitializer(fixed_image, moving_image, rigid,
-                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    rigid = sitk.CenteredTransformInitializer(
+        fixed_image, moving_image, rigid, sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
     identity = sitk.Transform(dimension, sitk.sitkIdentity)
     before = _mutual_information(fixed_image, moving_image, identity, seed)
     plain = sitk.Euler3DTransform(rigid) if dimension == 3 else sitk.Euler2DTransform(rigid)
@@ -406,15 +427,25 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     checked_score = _mutual_information(fixed_image, moving_image, to_sitk_transform(checked), seed)
     if checked_score > after:  # knocked off, it found a better optimum nearby
         result, after = checked, checked_score
-    moved = sitk.Resample(moving_image, fixed_image, to_sitk_transform(result), sitk.sitkLinear, 0.0,
-                          sitk.sitkFloat32)
+    moved = sitk.Resample(moving_image, fixed_image, to_sitk_transform(result), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     own = min(_mutual_information(image, image, identity, seed) for image in (fixed_image, moving_image))
-    registration = Registration(result, before, after, from_sitk(moved, fixed), time.perf_counter() - started,
-                                rivals, tuple(uncertainty), min(1.0, after / own) if own > 0 else 0.0,
-                                unmatched_share(fixed, moving, result) if dimension == 2 else None)
+    registration = Registration(
+        result,
+        before,
+        after,
+        from_sitk(moved, fixed),
+        time.perf_counter() - started,
+        rivals,
+        tuple(uncertainty),
+        min(1.0, after / own) if own > 0 else 0.0,
+        unmatched_share(fixed, moving, result) if dimension == 2 else None,
+    )
     if registration.cross_modal_slice:
-        warnings.warn(f"{CROSS_MODAL_SLICE_CAVEAT} (the two share {registration.shared:.0%} of their information)",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{CROSS_MODAL_SLICE_CAVEAT} (the two share {registration.shared:.0%} of their information)",
+            UserWarning,
+            stacklevel=2,
+        )
     return registration
 
 
@@ -448,9 +479,15 @@ def unmatched_share(fixed: np.ndarray, moving: np.ndarray, transform: LinearTran
     return max(shares)
 
 
-def _full_resolution_choice(fixed: sitk.Image, moving: sitk.Image, best: sitk.Transform, plain: sitk.Transform,
-                            coarse_rivals: list[tuple[float, float, sitk.Transform]], seed: int,
-                            iterations: int) -> tuple[sitk.Transform, tuple[tuple[float, float], ...]]:
+def _full_resolution_choice(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    best: sitk.Transform,
+    plain: sitk.Transform,
+    coarse_rivals: list[tuple[float, float, sitk.Transform]],
+    seed: int,
+    iterations: int,
+) -> tuple[sitk.Transform, tuple[tuple[float, float], ...]]:
     """The search's winner optimised at full resolution, against those that may beat it there:
     the plain start (the grids' centres, unturned; when the search moved away from it) and the
     coarse rivals within ``CLOSE_CALL`` of the winner. Each is optimised too and the one with
@@ -506,8 +543,9 @@ def _distinct(fixed: sitk.Image) -> float:
     return DISTINCT_SHARE * float(np.max(np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())))
 
 
-def _uncertainty(fixed: sitk.Image, moving: sitk.Image, result: LinearTransform, seed: int,
-                 iterations: int) -> tuple[float, float, LinearTransform]:
+def _uncertainty(
+    fixed: sitk.Image, moving: sitk.Image, result: LinearTransform, seed: int, iterations: int
+) -> tuple[float, float, LinearTransform]:
     """How far ``result`` lands when knocked off (``CHECK_DEGREES``, ``CHECK_SHIFT_SHARE``) and
     optimised again at full resolution with another metric sample: the largest move of a corner
     of FIXED's grid, the rotation between the two results (degrees), and where it landed."""
@@ -521,8 +559,9 @@ def _uncertainty(fixed: sitk.Image, moving: sitk.Image, result: LinearTransform,
         axis = np.ones(3) / math.sqrt(3)
         cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
         turn = np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
-    knocked = LinearTransform(result.kind, result.matrix @ turn,
-                              result.translation + axes @ (CHECK_SHIFT_SHARE * extents), result.center)
+    knocked = LinearTransform(
+        result.kind, result.matrix @ turn, result.translation + axes @ (CHECK_SHIFT_SHARE * extents), result.center
+    )
     again = to_sitk_transform(knocked)
     _optimise(fixed, moving, again, seed + 1, iterations, levels=False)
     second = _as_linear(again, result.kind, dimension)
@@ -554,28 +593,41 @@ def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
     return starts
 
 
-def _best_start(fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform,
-                seed: int) -> tuple[sitk.Transform, list[tuple[float, float, sitk.Transform]]]:
+def _best_start(
+    fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform, seed: int
+) -> tuple[sitk.Transform, list[tuple[float, float, sitk.Transform]]]:
     """Each start optimised at the coarsest resolution and scored by its mutual information
     there; the best, and the others that land elsewhere: (how far, share of the best's mutual
     information, the transform), as :attr:`Registration.rivals` with their transforms."""
     sitk = import_optional("SimpleITK", purpose="registration")
 
     dimension = fixed.GetDimension()
-    factor, smoothing = next(((f, s) for f, s in zip(START_SHRINK[dimension], START_SMOOTHING_MM[dimension])
-                              if min(fixed.GetSize()) / f >= 8), (1, 0.0))
+    factor, smoothing = next(
+        (
+            (f, s)
+            for f, s in zip(START_SHRINK[dimension], START_SMOOTHING_MM[dimension])
+            if min(fixed.GetSize()) / f >= 8
+        ),
+        (1, 0.0),
+    )
+
     def coarse(image: sitk.Image) -> sitk.Image:
-        return sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, smoothing), [factor] * dimension) if smoothing \
-            else image
+        return (
+            sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, smoothing), [factor] * dimension) if smoothing else image
+        )
 
     small_fixed, small_moving = coarse(fixed), coarse(moving)
     outcomes = []
     for start in _starts(centred, dimension):  # the first start is the unturned one
         start = _best_shift(small_fixed, small_moving, start, seed)
         method = _method(small_fixed.GetSize(), seed, levels=False)
-        method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3,
-                                                        numberOfIterations=START_ITERATIONS,
-                                                        relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
+        method.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=1.0,
+            minStep=1e-3,
+            numberOfIterations=START_ITERATIONS,
+            relaxationFactor=0.6,
+            gradientMagnitudeTolerance=1e-8,
+        )
         method.SetOptimizerScalesFromPhysicalShift()
         method.SetInitialTransform(start, inPlace=True)
         method.Execute(small_fixed, small_moving)
@@ -600,8 +652,9 @@ def _best_shift(fixed: sitk.Image, moving: sitk.Image, start: sitk.Transform, se
     import itertools
 
     dimension = fixed.GetDimension()
-    steps, share = (START_SHIFT_STEPS, START_SHIFT_SHARE) if dimension == 2 else \
-        (START_SHIFT_STEPS_3D, START_SHIFT_SHARE_3D)
+    steps, share = (
+        (START_SHIFT_STEPS, START_SHIFT_SHARE) if dimension == 2 else (START_SHIFT_STEPS_3D, START_SHIFT_SHARE_3D)
+    )
     extents = np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())
     axes = np.array(fixed.GetDirection()).reshape(dimension, dimension)
     translation = np.array(start.GetTranslation())
@@ -649,24 +702,31 @@ def implausibilities(registration: Registration, fixed: Image) -> list[str]:
     if registration.rivals and registration.rivals[0][1] > 1 - AMBIGUITY_MARGIN:
         apart, share = registration.rivals[0]
         unit = "mm" if isinstance(fixed, Volume) else "pixels"
-        problems.append(f"another start, landing {apart:.0f} {unit} away, fits about as well ({share:.1%} of the "
-                        "mutual information): the alignment is ambiguous")
+        problems.append(
+            f"another start, landing {apart:.0f} {unit} away, fits about as well ({share:.1%} of the "
+            "mutual information): the alignment is ambiguous"
+        )
     unmatched = registration.unmatched
     if unmatched is not None and unmatched > MAX_UNMATCHED_SHARE_2D and registration.shared < ONE_MODALITY_SHARE:
-        problems.append(f"{unmatched:.0%} of one image's object lands beyond the other's edge, where the other's "
-                        f"object is cut, and the two share {registration.shared:.0%} of their information: the "
-                        "mutual information of a part of a single slice of two modalities is unreliable")
+        problems.append(
+            f"{unmatched:.0%} of one image's object lands beyond the other's edge, where the other's "
+            f"object is cut, and the two share {registration.shared:.0%} of their information: the "
+            "mutual information of a part of a single slice of two modalities is unreliable"
+        )
     centre, axes, extents = field_of_view(fixed)
     if registration.uncertainty and registration.uncertainty[0] > DISTINCT_SHARE * extents.max():
         unit = "mm" if isinstance(fixed, Volume) else "pixels"
-        problems.append(f"knocked off by {CHECK_DEGREES:g} degrees, it lands {registration.uncertainty[0]:.1f} "
-                        f"{unit} away (more than {DISTINCT_SHARE:.0%} of the field of view): the optimum is not stable")
+        problems.append(
+            f"knocked off by {CHECK_DEGREES:g} degrees, it lands {registration.uncertainty[0]:.1f} "
+            f"{unit} away (more than {DISTINCT_SHARE:.0%} of the field of view): the optimum is not stable"
+        )
     shift = registration.transform.apply(centre[None])[0] - centre
     along = np.abs(axes.T @ shift)
     for axis, (moved, extent) in enumerate(zip(along, extents)):
         if moved > MAX_SHIFT_SHARE * extent:
-            problems.append(f"a shift of {moved:.1f} along axis {axis} (more than a third of the "
-                            f"{extent:.1f} field of view)")
+            problems.append(
+                f"a shift of {moved:.1f} along axis {axis} (more than a third of the {extent:.1f} field of view)"
+            )
     return problems
 
 
@@ -716,8 +776,12 @@ def check_picture(fixed: Image, moving: Image, registration: Registration) -> np
     MOVING as it lies (top row) and with the moved image (bottom row); for volumes the middle
     slice of each of the three planes across each row (pixels, not mm: a plane with thick
     slices looks squashed)."""
-    identity = LinearTransform("rigid", np.eye(len(registration.transform.center)),
-                               np.zeros(len(registration.transform.center)), registration.transform.center)
+    identity = LinearTransform(
+        "rigid",
+        np.eye(len(registration.transform.center)),
+        np.zeros(len(registration.transform.center)),
+        registration.transform.center,
+    )
     before = resample_onto(moving, fixed, identity)
     rows = []
     for other in (before, registration.moved):
@@ -733,7 +797,7 @@ def check_picture(fixed: Image, moving: Image, registration: Registration) -> np
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             top, left = r * (height + gap), c * (width + gap)
-            canvas[top:top + panel.shape[0], left:left + panel.shape[1]] = panel
+            canvas[top : top + panel.shape[0], left : left + panel.shape[1]] = panel
     return np.round(canvas * 255).astype(np.uint8)
 
 
@@ -744,8 +808,10 @@ def move_image(moving: np.ndarray, fixed_shape: tuple[int, ...], transform: Line
     moving = np.asarray(moving)
     channels = moving[..., None] if moving.ndim == 2 else moving
     grid = np.zeros(fixed_shape[:2], dtype=np.float32)
-    moved = np.stack([resample_onto(channels[..., c].astype(np.float32), grid, transform)
-                      for c in range(channels.shape[-1])], axis=-1)
+    moved = np.stack(
+        [resample_onto(channels[..., c].astype(np.float32), grid, transform) for c in range(channels.shape[-1])],
+        axis=-1,
+    )
     if np.issubdtype(moving.dtype, np.integer):
         limits = np.iinfo(moving.dtype)
         moved = np.clip(np.round(moved), limits.min, limits.max)

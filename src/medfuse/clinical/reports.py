@@ -40,11 +40,19 @@ class Report:
     shares_measure: str
 
 
-def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, out: str | os.PathLike, *,
-                 fused: str | os.PathLike | None = None, weight_map: str | os.PathLike | None = None,
-                 rule: str = DEFAULT_RULE, model: str | os.PathLike = DEFAULT_MODEL,
-                 device: str | None = None, metrics: tuple[str, ...] = RANKED_METRICS,
-                 colour_b: str | None = None) -> Report:
+def write_report(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike | None,
+    out: str | os.PathLike,
+    *,
+    fused: str | os.PathLike | None = None,
+    weight_map: str | os.PathLike | None = None,
+    rule: str = DEFAULT_RULE,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    device: str | None = None,
+    metrics: tuple[str, ...] = RANKED_METRICS,
+    colour_b: str | None = None,
+) -> Report:
     """Write the HTML report of fusing ``path_a`` with ``path_b`` to ``out`` (.html).
 
     A ``medfuse benchmark`` output folder (``path_a``, with ``path_b`` None): its scores, ranks
@@ -64,8 +72,10 @@ def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, ou
     if path_b is None:
         (folder,) = check_exists(path_a)
         if fused is not None or weight_map is not None or not (folder / "scores.csv").is_file():
-            raise InputError(f"{folder}: one input is a medfuse benchmark output folder (holding scores.csv); "
-                             "otherwise give two sources")
+            raise InputError(
+                f"{folder}: one input is a medfuse benchmark output folder (holding scores.csv); "
+                "otherwise give two sources"
+            )
         check_new_output(out, (folder,), "report")
         page = _benchmark_page(folder)
         write_atomically(out, lambda temporary: temporary.write_text(page, encoding="utf-8"))
@@ -85,8 +95,9 @@ def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, ou
     if is_volume_path(path_a) or is_volume_path(path_b):
         if fused is None:
             raise InputError("for two volumes, give the fused volume (--fused, as medfuse fuse wrote it)")
-        page, shares = _volume_page(path_a, path_b, Path(fused), None if weight_map is None else Path(weight_map),
-                                    colour_b)
+        page, shares = _volume_page(
+            path_a, path_b, Path(fused), None if weight_map is None else Path(weight_map), colour_b
+        )
         kind, measure = "volume", "weight map"
     else:
         if colour_b is not None:
@@ -97,9 +108,16 @@ def write_report(path_a: str | os.PathLike, path_b: str | os.PathLike | None, ou
     return Report(out, kind, shares, measure)
 
 
-def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, weight_map: str | os.PathLike | None,
-                rule: str, model: str | os.PathLike, device: str | None,
-                metrics: tuple[str, ...]) -> tuple[str, tuple[float, float] | None, str]:
+def _image_page(
+    path_a: Path,
+    path_b: Path,
+    fused: str | os.PathLike | None,
+    weight_map: str | os.PathLike | None,
+    rule: str,
+    model: str | os.PathLike,
+    device: str | None,
+    metrics: tuple[str, ...],
+) -> tuple[str, tuple[float, float] | None, str]:
     from medfuse.clinical.pipeline import load_pair
     from medfuse.evaluation.metrics.fidelity import fusion_shares
     from medfuse.evaluation.report import pair_report
@@ -123,13 +141,25 @@ def _image_page(path_a: Path, path_b: Path, fused: str | os.PathLike | None, wei
         notes.append(f"fusion read from {fused}")
     for name, image in (("fusion", fused_image), ("weight map", w_a)):
         if image is not None and image.shape[:2] != image_a.shape[:2]:
-            raise InputError(f"the {name} is {image.shape[1]} x {image.shape[0]}, the sources "
-                             f"{image_a.shape[1]} x {image_a.shape[0]}")
+            raise InputError(
+                f"the {name} is {image.shape[1]} x {image.shape[0]}, the sources "
+                f"{image_a.shape[1]} x {image_a.shape[0]}"
+            )
     shares, measure = fusion_shares(share_map, grey_unit(image_a), grey_unit(image_b), grey_unit(fused_image))
     scores = score_triple(fused_image, image_a, image_b, metrics)
     names = (_name(path_a), _name(path_b))
-    page = pair_report(image_a, image_b, fused_image, w_a, scores, names, shares, measure,
-                       title=f"medfuse: {names[0]} + {names[1]}", notes=notes)
+    page = pair_report(
+        image_a,
+        image_b,
+        fused_image,
+        w_a,
+        scores,
+        names,
+        shares,
+        measure,
+        title=f"medfuse: {names[0]} + {names[1]}",
+        notes=notes,
+    )
     return page, shares, measure
 
 
@@ -147,8 +177,9 @@ def _weight_image(path: Path) -> np.ndarray:
     return image / 65535.0
 
 
-def _volume_page(path_a: Path, path_b: Path, fused: Path, weight_map: Path | None,
-                 colour_b: str | None) -> tuple[str, tuple[float, float] | None]:
+def _volume_page(
+    path_a: Path, path_b: Path, fused: Path, weight_map: Path | None, colour_b: str | None
+) -> tuple[str, tuple[float, float] | None]:
     from medfuse.clinical.grids import check_same_grid
     from medfuse.clinical.intensity import normalise
     from medfuse.evaluation.metrics.fidelity import weight_shares
@@ -163,8 +194,10 @@ def _volume_page(path_a: Path, path_b: Path, fused: Path, weight_map: Path | Non
             try:
                 check_same_grid(files["a"].volume, file.volume)
             except InputError as error:
-                raise InputError(f"{file.path} and {path_a}: {error} (register B to A first: medfuse register; "
-                                 "medfuse fuse writes its fusion on A's grid)") from None
+                raise InputError(
+                    f"{file.path} and {path_a}: {error} (register B to A first: medfuse register; "
+                    "medfuse fuse writes its fusion on A's grid)"
+                ) from None
     unit_a, _ = normalise(files["a"].volume.data)
     unit_b, _ = normalise(files["b"].volume.data)
     fused_data = np.clip(files["fused"].volume.data, 0.0, 1.0)
@@ -175,13 +208,26 @@ def _volume_page(path_a: Path, path_b: Path, fused: Path, weight_map: Path | Non
     import nibabel
 
     codes = "".join(nibabel.orientations.aff2axcodes(geometry.affine))
-    described = (f"spacing {', '.join(f'{s:.3g}' for s in geometry.spacing)} mm; origin (RAS) "
-                 f"{', '.join(f'{v:.1f}' for v in geometry.origin)} mm; i, j, k point towards {codes} "
-                 "(nibabel's axis codes); planes drawn with the highest index on top")
+    described = (
+        f"spacing {', '.join(f'{s:.3g}' for s in geometry.spacing)} mm; origin (RAS) "
+        f"{', '.join(f'{v:.1f}' for v in geometry.origin)} mm; i, j, k point towards {codes} "
+        "(nibabel's axis codes); planes drawn with the highest index on top"
+    )
     shares = None if w_a is None else weight_shares(w_a, unit_a, unit_b)
     names = (_name(path_a), _name(path_b))
-    page = volume_report(unit_a, unit_b, fused_data, w_a, tuple(geometry.spacing), described, colour_b, names,
-                         shares, title=f"medfuse: {names[0]} + {names[1]}", notes=[f"fusion read from {fused}"])
+    page = volume_report(
+        unit_a,
+        unit_b,
+        fused_data,
+        w_a,
+        tuple(geometry.spacing),
+        described,
+        colour_b,
+        names,
+        shares,
+        title=f"medfuse: {names[0]} + {names[1]}",
+        notes=[f"fusion read from {fused}"],
+    )
     return page, shares
 
 
@@ -193,11 +239,18 @@ def _folder_page(folder_a: Path, folder_b: Path, fused: Path, metrics: tuple[str
 
     evaluation = evaluate_paths(fused, folder_a, folder_b, metrics)
     triples, _ = match_folders(fused, folder_a, folder_b)
-    shown = [(name, load_image(path_a), load_image(path_b), load_image(path_f))
-             for name, path_f, path_a, path_b in triples if name in evaluation.scores][:MONTAGE_PAIRS]
-    return folder_report(evaluation.scores, shown, evaluation.problems,
-                         title=f"medfuse: {fused.name} against {folder_a.name} and {folder_b.name}",
-                         notes=[f"fused images from {fused}; sources from {folder_a} and {folder_b}"])
+    shown = [
+        (name, load_image(path_a), load_image(path_b), load_image(path_f))
+        for name, path_f, path_a, path_b in triples
+        if name in evaluation.scores
+    ][:MONTAGE_PAIRS]
+    return folder_report(
+        evaluation.scores,
+        shown,
+        evaluation.problems,
+        title=f"medfuse: {fused.name} against {folder_a.name} and {folder_b.name}",
+        notes=[f"fused images from {fused}; sources from {folder_a} and {folder_b}"],
+    )
 
 
 def _benchmark_page(folder: Path) -> str:
@@ -215,8 +268,10 @@ def _benchmark_page(folder: Path) -> str:
     try:
         text = scores.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InputError(f"{scores}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
-                         f"{error.start}), as medfuse benchmark writes it; save it as UTF-8") from None
+        raise InputError(
+            f"{scores}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}), as medfuse benchmark writes it; save it as UTF-8"
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     values: dict[str, dict[str, list[float]]] = {}
     pairs = set()
@@ -237,7 +292,12 @@ def _benchmark_page(folder: Path) -> str:
     ranks = mean_ranks({method: {m: mean for m, (mean, _) in row.items()} for method, row in means.items()}, ranked)
     table = folder / "table.md"
     heading = table.read_text(encoding="utf-8", errors="replace").splitlines()[0] if table.is_file() else ""
-    figures = [((folder / name).read_bytes(), caption) for name, caption in
-               (("distributions.png", "Distributions per method"), ("montage.png", "Montage (sources and fusions)"))
-               if (folder / name).is_file()]
+    figures = [
+        ((folder / name).read_bytes(), caption)
+        for name, caption in (
+            ("distributions.png", "Distributions per method"),
+            ("montage.png", "Montage (sources and fusions)"),
+        )
+        if (folder / name).is_file()
+    ]
     return benchmark_report(means, ranks, len(pairs), figures, heading, title=f"medfuse benchmark: {folder.name}")

@@ -77,15 +77,17 @@ class PyramidWeightHead(nn.Module):
         return self.out(F.relu(self.mix(torch.cat([reduced_own, reduced_other], dim=1))))
 
     def forward(self, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
-        check_same_shape("feature tensors", {"features_a": features_a.shape, "features_b": features_b.shape},
-                         "(N, C, H, W)")
+        check_same_shape(
+            "feature tensors", {"features_a": features_a.shape, "features_b": features_b.shape}, "(N, C, H, W)"
+        )
         reduced_a, reduced_b = F.relu(self.reduce(features_a)), F.relu(self.reduce(features_b))
         logits_a, logits_b = self.logits(reduced_a, reduced_b), self.logits(reduced_b, reduced_a)
-        w_a = torch.sigmoid(logits_a[:, LEVELS:LEVELS + 1] - logits_b[:, LEVELS:LEVELS + 1])
-        base_gain = torch.sigmoid(logits_a[:, LEVELS + 1:LEVELS + 2] + logits_b[:, LEVELS + 1:LEVELS + 2])
-        lift = LIFT_MAX * torch.sigmoid(logits_a[:, LEVELS + 2:] + logits_b[:, LEVELS + 2:])
-        return torch.cat([w_a, base_gain, lift, detail_gains(logits_a[:, :LEVELS]),
-                          detail_gains(logits_b[:, :LEVELS])], dim=1)
+        w_a = torch.sigmoid(logits_a[:, LEVELS : LEVELS + 1] - logits_b[:, LEVELS : LEVELS + 1])
+        base_gain = torch.sigmoid(logits_a[:, LEVELS + 1 : LEVELS + 2] + logits_b[:, LEVELS + 1 : LEVELS + 2])
+        lift = LIFT_MAX * torch.sigmoid(logits_a[:, LEVELS + 2 :] + logits_b[:, LEVELS + 2 :])
+        return torch.cat(
+            [w_a, base_gain, lift, detail_gains(logits_a[:, :LEVELS]), detail_gains(logits_b[:, :LEVELS])], dim=1
+        )
 
 
 def _logit(p: float) -> float:
@@ -113,10 +115,12 @@ def blend_pyramids(image_a: torch.Tensor, image_b: torch.Tensor, maps: torch.Ten
     pyramid_a, pyramid_b = laplacian_pyramid(image_a, LEVELS), laplacian_pyramid(image_b, LEVELS)
     depth = len(pyramid_a) - 1
     map_pyramid = gaussian_pyramid(maps, depth)
-    fused = [level_maps[:, GAINS + level:GAINS + 1 + level] * detail_a
-             + level_maps[:, GAINS + LEVELS + level:GAINS + 1 + LEVELS + level] * detail_b
-             for level, (level_maps, detail_a, detail_b) in enumerate(zip(map_pyramid, pyramid_a, pyramid_b))
-             if level < depth]
+    fused = [
+        level_maps[:, GAINS + level : GAINS + 1 + level] * detail_a
+        + level_maps[:, GAINS + LEVELS + level : GAINS + 1 + LEVELS + level] * detail_b
+        for level, (level_maps, detail_a, detail_b) in enumerate(zip(map_pyramid, pyramid_a, pyramid_b))
+        if level < depth
+    ]
     base_maps = map_pyramid[depth]
     w_a, base_gain, lift = base_maps[:, :1], base_maps[:, 1:2], base_maps[:, 2:3]
     fused.append(base_gain * (w_a * pyramid_a[-1] + (1 - w_a) * pyramid_b[-1]) + lift)

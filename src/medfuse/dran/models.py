@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
@@ -41,8 +41,13 @@ def create_model(architecture: str = "dran", **arguments: int) -> nn.Module:
     return ARCHITECTURES[architecture](**arguments)
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, architecture: str = "dran",
-                 arguments: dict[str, int] | None = None, extra: dict[str, str] | None = None) -> Path:
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike,
+    architecture: str = "dran",
+    arguments: dict[str, int] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Path:
     """Write a model's parameters as safetensors, with what ``load_model`` needs to rebuild it."""
     path = Path(path)
     metadata = {"architecture": architecture, "arguments": json.dumps(arguments or {})}

@@ -66,9 +66,7 @@ class DilatedResidualAttention(nn.Module):
 
     def __init__(self, width: int, dilations: tuple[int, ...] = (1, 3, 5)) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in dilations
-        )
+        self.branches = nn.ModuleList(nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in dilations)
         self.merge = nn.Conv2d(width * len(dilations), width, 3, padding=1)
         self.attention = PyramidAttention(width)
 

@@ -98,8 +98,9 @@ def polar_coefficients(iterations: int = POLAR_ITERATIONS, floor: float = POLAR_
     return coefficients
 
 
-def nuclear_norms_by_polar_iteration(matrices: torch.Tensor, iterations: int = POLAR_ITERATIONS,
-                                     floor: float = POLAR_FLOOR) -> torch.Tensor:
+def nuclear_norms_by_polar_iteration(
+    matrices: torch.Tensor, iterations: int = POLAR_ITERATIONS, floor: float = POLAR_FLOOR
+) -> torch.Tensor:
     """``||M||_* = tr(Q^T M)`` with Q the orthogonal polar factor of M, for every matrix,
     (..., h, w) -> (...), by matrix products only.
 

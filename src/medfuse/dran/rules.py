@@ -23,8 +23,8 @@ otherwise (chosen on train pairs, see BENCHMARKS.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from medfuse._shared.checks import check_same_shape
 from medfuse._shared.errors import InputError
@@ -80,7 +80,7 @@ class ImageFusion:
     blend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-FusionRule = Union[FeatureRule, SourceWeighting, SourceFusion, TrainedFusion, ImageFusion]
+FusionRule = FeatureRule | SourceWeighting | SourceFusion | TrainedFusion | ImageFusion
 RULES: dict[str, FusionRule] = {}
 ACTIVITY_POWER = 2
 ACTIVITY_RADIUS = 1
@@ -117,8 +117,9 @@ def get_rule(name: str) -> FusionRule:
 
 
 def _check_pair(features_a: torch.Tensor, features_b: torch.Tensor) -> None:
-    check_same_shape("feature tensors", {"features_a": features_a.shape, "features_b": features_b.shape},
-                     "(N, C, H, W)")
+    check_same_shape(
+        "feature tensors", {"features_a": features_a.shape, "features_b": features_b.shape}, "(N, C, H, W)"
+    )
 
 
 def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -164,8 +165,9 @@ def sfnn_channel(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Te
     return w_a * features_a + (1 - w_a) * features_b
 
 
-def nuclear_activity(features: torch.Tensor, norms: torch.Tensor | None = None, *,
-                     radius: int = ACTIVITY_RADIUS) -> torch.Tensor:
+def nuclear_activity(
+    features: torch.Tensor, norms: torch.Tensor | None = None, *, radius: int = ACTIVITY_RADIUS
+) -> torch.Tensor:
     """Activity of every pixel, (N, C, H, W) -> (N, 1, H, W): the channels' absolute
     responses weighted by their share of the nuclear norms, ``a(x) = sum_k nu_k |f_k(x)|``
     with ``nu_k = n_k / sum_j n_j`` (``n_k`` from :func:`nuclear_norms`), then averaged over
@@ -178,8 +180,14 @@ def nuclear_activity(features: torch.Tensor, norms: torch.Tensor | None = None, 
     return F.avg_pool2d(padded, 2 * radius + 1, stride=1)
 
 
-def sfnn_spatial_weights(features_a: torch.Tensor, features_b: torch.Tensor, *, power: int = ACTIVITY_POWER,
-                         radius: int = ACTIVITY_RADIUS, evidence_power: int = EVIDENCE_POWER) -> torch.Tensor:
+def sfnn_spatial_weights(
+    features_a: torch.Tensor,
+    features_b: torch.Tensor,
+    *,
+    power: int = ACTIVITY_POWER,
+    radius: int = ACTIVITY_RADIUS,
+    evidence_power: int = EVIDENCE_POWER,
+) -> torch.Tensor:
     """A's weight at every pixel, (N, 1, H, W): sfnn's per-image evidence ``m^q`` times the
     local activity ``a(x)^p`` of :func:`nuclear_activity` (window radius ``radius``):
     ``w_A(x) = m_A^q a_A(x)^p / (m_A^q a_A(x)^p + m_B^q a_B(x)^p)`` (0/0 -> 1/2), ``q`` =
@@ -267,8 +275,10 @@ def trained_maps(model: torch.nn.Module, features_a: torch.Tensor, features_b: t
     :class:`~medfuse._shared.errors.InputError` if the model has none."""
     head = getattr(model, "fusion_head", None)
     if head is None:
-        raise InputError("this model has no trained fusion stage, which rule 'trained-pyramid' needs: use the "
-                         "shipped dran-fusion-havard, train one (medfuse train-fusion), or choose another rule")
+        raise InputError(
+            "this model has no trained fusion stage, which rule 'trained-pyramid' needs: use the "
+            "shipped dran-fusion-havard, train one (medfuse train-fusion), or choose another rule"
+        )
     return head(features_a, features_b)
 
 
@@ -289,6 +299,7 @@ ENERGY_RADIUS = 4
 def energy_weights(image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
     """A's weight from the sources' local brightness, no network: ``w_A = e_A^2 / (e_A^2 + e_B^2)``
     with ``e`` each image's (N, 1, H, W) mean over 9 x 9 pixels (mirrored borders; 0/0 -> 1/2)."""
+
     def local_mean(image: torch.Tensor) -> torch.Tensor:
         pad = min(ENERGY_RADIUS, image.shape[-2] - 1, image.shape[-1] - 1)
         padded = F.pad(image, (pad,) * 4, mode="reflect") if pad else image

@@ -108,8 +108,7 @@ class BenchmarkResult:
         """Mean and population standard deviation of each metric, per method."""
         return {
             method: {
-                metric: mean_and_std(row[metric] for row in self.scores[method].values())
-                for metric in self.metrics
+                metric: mean_and_std(row[metric] for row in self.scores[method].values()) for metric in self.metrics
             }
             for method in self.methods
         }
@@ -128,9 +127,11 @@ FEW_PAIRS = 10
 
 def few_pairs_caution(pairs: int) -> str:
     """The caution for a ranking on only ``pairs`` pairs."""
-    return (f"Caution: ranked on {pairs} pair{'s' if pairs != 1 else ''} only (fewer than {FEW_PAIRS}): the "
-            "ranks may change with more pairs, and metrics that average over both sources can be won by copying "
-            "one; look at montage.png.")
+    return (
+        f"Caution: ranked on {pairs} pair{'s' if pairs != 1 else ''} only (fewer than {FEW_PAIRS}): the "
+        "ranks may change with more pairs, and metrics that average over both sources can be won by copying "
+        "one; look at montage.png."
+    )
 
 
 def method_identity(name: str, function: Callable, weights: str | os.PathLike | None = None) -> str:
@@ -207,13 +208,20 @@ def check_sizes(dataset: Dataset, external: Mapping[str, Mapping[str, Path]]) ->
         others += [(files[pair], load_image(files[pair]).shape[:2]) for files in external.values()]
         for path, other in others:
             if other != size:
-                raise ImageFileError(f"pair {pair}: {path} is {other[1]}x{other[0]} but {path_a} is "
-                                     f"{size[1]}x{size[0]}; every image of a pair must have one size")
+                raise ImageFileError(
+                    f"pair {pair}: {path} is {other[1]}x{other[0]} but {path_a} is "
+                    f"{size[1]}x{size[0]}; every image of a pair must have one size"
+                )
 
 
-def run_benchmark(dataset: Dataset, methods: Mapping[str, Method | str | os.PathLike], metrics: Iterable[str],
-                  out: str | os.PathLike, identities: Mapping[str, str] | None = None,
-                  progress: Callable[[Iterable], Iterable] = iter) -> BenchmarkResult:
+def run_benchmark(
+    dataset: Dataset,
+    methods: Mapping[str, Method | str | os.PathLike],
+    metrics: Iterable[str],
+    out: str | os.PathLike,
+    identities: Mapping[str, str] | None = None,
+    progress: Callable[[Iterable], Iterable] = iter,
+) -> BenchmarkResult:
     """Fuse every pair with every method and score the results.
 
     ``methods`` maps a name to a method function, or to a folder of images fused elsewhere
@@ -231,8 +239,10 @@ def run_benchmark(dataset: Dataset, methods: Mapping[str, Method | str | os.Path
             external[name] = images_by_stem(method)
             missing = [pair for pair, _, _ in dataset.pairs if pair not in external[name]]
             if missing:
-                raise ImageFileError(f"method {name}: {method} has no fused image for {len(missing)} pair(s), "
-                                     f"e.g. {', '.join(missing[:3])}")
+                raise ImageFileError(
+                    f"method {name}: {method} has no fused image for {len(missing)} pair(s), "
+                    f"e.g. {', '.join(missing[:3])}"
+                )
     check_sizes(dataset, external)
     out.mkdir(exist_ok=True)
     caches = {name: _Cache(out, name, identities.get(name, name)) for name in methods if name not in external}
@@ -269,8 +279,10 @@ def markdown_table(result: BenchmarkResult) -> str:
     for metric in result.metrics:
         means = [summary[m][metric][0] for m in result.methods]
         best[metric] = (np.nanmax if METRICS[metric].higher_is_better else np.nanmin)(means)
-    lines = ["| method | " + " | ".join(result.metrics) + " | mean rank |",
-             "| --- |" + " ---: |" * (len(result.metrics) + 1)]
+    lines = [
+        "| method | " + " | ".join(result.metrics) + " | mean rank |",
+        "| --- |" + " ---: |" * (len(result.metrics) + 1),
+    ]
     for method in order:
         cells = []
         for metric in result.metrics:
@@ -301,8 +313,9 @@ def _figure_to_png(figure: object, path: str | os.PathLike) -> Path:
         plt.close(figure)
 
 
-def write_montage(dataset: Dataset, fused_images: Mapping[str, Mapping[str, Path]], path: str | os.PathLike,
-                  pairs: int = 3) -> Path:
+def write_montage(
+    dataset: Dataset, fused_images: Mapping[str, Mapping[str, Path]], path: str | os.PathLike, pairs: int = 3
+) -> Path:
     """A grid of images: one row per pair (the first ``pairs``), the two sources, then
     each method's result (``fused_images`` maps method -> pair -> file), in the given order."""
     import matplotlib
@@ -312,8 +325,7 @@ def write_montage(dataset: Dataset, fused_images: Mapping[str, Mapping[str, Path
 
     rows = dataset.pairs[:pairs]
     columns = [dataset.modality_a, dataset.modality_b, *fused_images]
-    figure, axes = plt.subplots(len(rows), len(columns), figsize=(1.6 * len(columns), 1.75 * len(rows)),
-                                squeeze=False)
+    figure, axes = plt.subplots(len(rows), len(columns), figsize=(1.6 * len(columns), 1.75 * len(rows)), squeeze=False)
     for row, (pair, path_a, path_b) in enumerate(rows):
         files = [path_a, path_b, *(fused_images[m][pair] for m in fused_images)]
         for column, (title, file) in enumerate(zip(columns, files)):
@@ -345,7 +357,7 @@ def write_distributions(result: BenchmarkResult, path: str | os.PathLike) -> Pat
         axis.set_xticks(range(1, len(result.methods) + 1), result.methods, rotation=60, ha="right", fontsize=7)
         higher = "higher" if METRICS[metric].higher_is_better else "lower"
         axis.set_title(f"{metric} ({higher} is better)", fontsize=9)
-    for axis in list(axes.flat)[len(result.metrics):]:
+    for axis in list(axes.flat)[len(result.metrics) :]:
         axis.set_visible(False)
     figure.tight_layout()
     return _figure_to_png(figure, path)
@@ -363,12 +375,19 @@ class BenchmarkRun:
     written: list[str]
 
 
-def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: Iterable[str] | None = None,
-                     external: Mapping[str, str | os.PathLike] | None = None,
-                     metrics: Iterable[str] = RANKED_METRICS, modality_a: str | None = None,
-                     modality_b: str | None = None, weights: str | os.PathLike = DEFAULT_MODEL,
-                     device: str = "cpu", montage_pairs: int = MONTAGE_PAIRS,
-                     progress: Callable[[Iterable], Iterable] = iter) -> BenchmarkRun:
+def benchmark_folder(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    methods: Iterable[str] | None = None,
+    external: Mapping[str, str | os.PathLike] | None = None,
+    metrics: Iterable[str] = RANKED_METRICS,
+    modality_a: str | None = None,
+    modality_b: str | None = None,
+    weights: str | os.PathLike = DEFAULT_MODEL,
+    device: str = "cpu",
+    montage_pairs: int = MONTAGE_PAIRS,
+    progress: Callable[[Iterable], Iterable] = iter,
+) -> BenchmarkRun:
     """Fuse every pair of a dataset folder with every method, score, rank and write the reports
     into ``out``, as ``medfuse benchmark`` does: table.md, scores.csv, distributions.png,
     montage.png (the first ``montage_pairs`` pairs; none for 0) and ``fused/METHOD/`` (cached).
@@ -425,9 +444,11 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
         raise OutputError(f"output {out}: cannot write there ({error.strerror or error})") from None
     seconds = time.perf_counter() - start
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"
-    heading = (f"{len(dataset.pairs)} pairs {dataset.modality_a}/{dataset.modality_b}, "
-               f"{len(result.methods)} methods, mean ± standard deviation; fused and scored in "
-               f"{seconds:.0f} s ({machine})\n\n")
+    heading = (
+        f"{len(dataset.pairs)} pairs {dataset.modality_a}/{dataset.modality_b}, "
+        f"{len(result.methods)} methods, mean ± standard deviation; fused and scored in "
+        f"{seconds:.0f} s ({machine})\n\n"
+    )
     if len(dataset.pairs) < FEW_PAIRS:
         heading += few_pairs_caution(len(dataset.pairs)) + "\n\n"
     table = markdown_table(result)
@@ -439,7 +460,8 @@ def benchmark_folder(data: str | os.PathLike, out: str | os.PathLike, methods: I
         ranks = result.mean_ranks()
         order = sorted(result.methods, key=lambda method: (ranks[method], method))
         fused = {m: external[m] if m in external else out / "fused" / m for m in order}
-        write_montage(dataset, {m: images_by_stem(folder) for m, folder in fused.items()},
-                      out / "montage.png", montage_pairs)
+        write_montage(
+            dataset, {m: images_by_stem(folder) for m, folder in fused.items()}, out / "montage.png", montage_pairs
+        )
         written.append("montage.png")
     return BenchmarkRun(result, dataset, heading, table, written)

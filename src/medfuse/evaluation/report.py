@@ -80,33 +80,49 @@ def metric_rows(scores: Mapping[str, float]) -> str:
         paragraph = " ".join((metric.function.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "")
         summary = paragraph.split(": ")[0].split(". ")[0].split("; ")[0].rstrip(".")
         arrow = "&uarr; higher is better" if metric.higher_is_better else "&darr; lower is better"
-        rows.append(f"<tr><td>{name.upper()}</td><td>{value:.4f}</td><td>{arrow}</td><td>{html.escape(summary)} "
-                    f"(<code>medfuse.evaluation.metrics.{name}</code>, docs/metrics.md)</td></tr>")
+        rows.append(
+            f"<tr><td>{name.upper()}</td><td>{value:.4f}</td><td>{arrow}</td><td>{html.escape(summary)} "
+            f"(<code>medfuse.evaluation.metrics.{name}</code>, docs/metrics.md)</td></tr>"
+        )
     return "\n".join(rows)
 
 
 def _page(title: str, body: str, script: str = "") -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
-            f"{f'<script>{script}</script>' if script else ''}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+        f"{f'<script>{script}</script>' if script else ''}</body></html>\n"
+    )
 
 
 def _shares_text(shares: tuple[float, float] | None, names: Sequence[str], measure: str) -> str:
     if shares is None:
         return ""
-    text = (f"<p>Share of the fused foreground ({html.escape(measure)}): A ({html.escape(names[0])}) "
-            f"{shares[0]:.0%}, B ({html.escape(names[1])}) {shares[1]:.0%}.</p>")
+    text = (
+        f"<p>Share of the fused foreground ({html.escape(measure)}): A ({html.escape(names[0])}) "
+        f"{shares[0]:.0%}, B ({html.escape(names[1])}) {shares[1]:.0%}.</p>"
+    )
     for name, share in zip(names, shares):
         if share < SMALL_SHARE:
-            text += (f"<p class=\"warn\">{html.escape(name)} keeps only {share:.0%} of the fused foreground: the "
-                     "fusion shows mostly the other source.</p>")
+            text += (
+                f'<p class="warn">{html.escape(name)} keeps only {share:.0%} of the fused foreground: the '
+                "fusion shows mostly the other source.</p>"
+            )
     return text
 
 
-def pair_report(image_a: np.ndarray, image_b: np.ndarray, fused: np.ndarray, w_a: np.ndarray | None = None,
-                scores: Mapping[str, float] | None = None, names: Sequence[str] = ("A", "B"),
-                shares: tuple[float, float] | None = None, shares_measure: str = "weight map",
-                title: str = "medfuse fusion report", notes: Sequence[str] = ()) -> str:
+def pair_report(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    fused: np.ndarray,
+    w_a: np.ndarray | None = None,
+    scores: Mapping[str, float] | None = None,
+    names: Sequence[str] = ("A", "B"),
+    shares: tuple[float, float] | None = None,
+    shares_measure: str = "weight map",
+    title: str = "medfuse fusion report",
+    notes: Sequence[str] = (),
+) -> str:
     """The HTML page for one fused pair: sources, fusion, weight map of A (white = all A) and
     the absolute differences of the fusion's grey level from each grey source (white = 1), one
     figure each at full size; then the shares and the metrics (``scores``, by name)."""
@@ -117,14 +133,19 @@ def pair_report(image_a: np.ndarray, image_b: np.ndarray, fused: np.ndarray, w_a
     if w_a is not None:
         figures.append((np.asarray(w_a, dtype=np.float64), "weight of A (white: all A, black: all B)"))
     figures += [(np.abs(grey_f - grey_a), "|fusion - A| (white: 1)"), (np.abs(grey_f - grey_b), "|fusion - B|")]
-    body = "\n".join(f"<figure><img alt=\"{html.escape(caption)}\" src=\"{png_data_uri(image)}\">"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>" for image, caption in figures)
+    body = "\n".join(
+        f'<figure><img alt="{html.escape(caption)}" src="{png_data_uri(image)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for image, caption in figures
+    )
     body += _shares_text(shares, names, shares_measure)
     if scores:
-        body += ("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>better</th><th>what</th></tr>"
-                 f"{metric_rows(scores)}</table><p class=\"note\">Metrics that average over both sources (PSNR, "
-                 "VIF, MI) can be won by copying the stronger source: look at the images above.</p>")
-    body += "".join(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
+        body += (
+            "<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>better</th><th>what</th></tr>"
+            f'{metric_rows(scores)}</table><p class="note">Metrics that average over both sources (PSNR, '
+            "VIF, MI) can be won by copying the stronger source: look at the images above.</p>"
+        )
+    body += "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
     return _page(title, body)
 
 
@@ -137,21 +158,29 @@ def strip_plot(values: Sequence[float], labels: Sequence[str], width: int = 420)
     finite value, each with its label as a tooltip; infinite values are left out and counted."""
     finite = [(value, label) for value, label in zip(values, labels) if np.isfinite(value)]
     if not finite:
-        return "<svg width=\"0\" height=\"0\"></svg>"
+        return '<svg width="0" height="0"></svg>'
     low, high = min(v for v, _ in finite), max(v for v, _ in finite)
     span = high - low or 1.0
-    dots = "".join(f"<circle cx=\"{10 + (width - 20) * (value - low) / span:.1f}\" cy=\"12\" r=\"4\" fill=\"#4af\" "
-                   f"fill-opacity=\"0.6\"><title>{html.escape(label)}: {value:.4g}</title></circle>"
-                   for value, label in finite)
-    return (f"<svg width=\"{width}\" height=\"34\" role=\"img\"><line x1=\"10\" x2=\"{width - 10}\" y1=\"12\" "
-            f"y2=\"12\" stroke=\"#666\"/>{dots}<text x=\"10\" y=\"31\" fill=\"#bbb\" font-size=\"11\">{low:.4g}</text>"
-            f"<text x=\"{width - 10}\" y=\"31\" fill=\"#bbb\" font-size=\"11\" text-anchor=\"end\">"
-            f"{high:.4g}</text></svg>")
+    dots = "".join(
+        f'<circle cx="{10 + (width - 20) * (value - low) / span:.1f}" cy="12" r="4" fill="#4af" '
+        f'fill-opacity="0.6"><title>{html.escape(label)}: {value:.4g}</title></circle>'
+        for value, label in finite
+    )
+    return (
+        f'<svg width="{width}" height="34" role="img"><line x1="10" x2="{width - 10}" y1="12" '
+        f'y2="12" stroke="#666"/>{dots}<text x="10" y="31" fill="#bbb" font-size="11">{low:.4g}</text>'
+        f'<text x="{width - 10}" y="31" fill="#bbb" font-size="11" text-anchor="end">'
+        f"{high:.4g}</text></svg>"
+    )
 
 
-def folder_report(scores: Mapping[str, Mapping[str, float]], triples: Sequence[tuple[str, np.ndarray, np.ndarray,
-                  np.ndarray]] = (), problems: Sequence[str] = (), title: str = "medfuse evaluation",
-                  notes: Sequence[str] = ()) -> str:
+def folder_report(
+    scores: Mapping[str, Mapping[str, float]],
+    triples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = (),
+    problems: Sequence[str] = (),
+    title: str = "medfuse evaluation",
+    notes: Sequence[str] = (),
+) -> str:
     """The HTML page for the scores of many fused images (``scores``: image name -> metric ->
     value): per metric, which direction is better, the mean and standard deviation of its finite
     values, how many are infinite and a strip of every image's value; then ``triples``
@@ -165,25 +194,35 @@ def folder_report(scores: Mapping[str, Mapping[str, float]], triples: Sequence[t
         values = [scores[name][metric] for name in names]
         mean, std = mean_and_std(values)
         infinite = sum(1 for value in values if np.isinf(value))
-        rows.append(f"<tr><td>{metric.upper()} {_direction(metric)}</td><td>{mean:.4f} &plusmn; {std:.4f}</td>"
-                    f"<td>{infinite or ''}</td><td>{strip_plot(values, names)}</td></tr>")
-    body = (f"<p>{len(names)} fused image{'s' if len(names) != 1 else ''} scored. &uarr;: higher is better, "
-            "&darr;: lower is better; formulas in "
-            "docs/metrics.md.</p><table><tr><th>metric</th><th>mean &plusmn; std (finite values)</th>"
-            f"<th>infinite</th><th>every image</th></tr>{''.join(rows)}</table>")
+        rows.append(
+            f"<tr><td>{metric.upper()} {_direction(metric)}</td><td>{mean:.4f} &plusmn; {std:.4f}</td>"
+            f"<td>{infinite or ''}</td><td>{strip_plot(values, names)}</td></tr>"
+        )
+    body = (
+        f"<p>{len(names)} fused image{'s' if len(names) != 1 else ''} scored. &uarr;: higher is better, "
+        "&darr;: lower is better; formulas in "
+        "docs/metrics.md.</p><table><tr><th>metric</th><th>mean &plusmn; std (finite values)</th>"
+        f"<th>infinite</th><th>every image</th></tr>{''.join(rows)}</table>"
+    )
     for name, image_a, image_b, fused in triples:
         body += f"<h2>{html.escape(name)}</h2>" + "".join(
-            f"<figure><img alt=\"{caption}\" src=\"{png_data_uri(image)}\"><figcaption>{caption}</figcaption></figure>"
-            for image, caption in ((image_a, "A"), (image_b, "B"), (fused, "fusion")))
+            f'<figure><img alt="{caption}" src="{png_data_uri(image)}"><figcaption>{caption}</figcaption></figure>'
+            for image, caption in ((image_a, "A"), (image_b, "B"), (fused, "fusion"))
+        )
     if problems:
         body += "<h2>Not scored</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"
-    body += "".join(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
+    body += "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
     return _page(title, body)
 
 
-def benchmark_report(means: Mapping[str, Mapping[str, tuple[float, float]]], ranks: Mapping[str, float],
-                     pairs: int, figures: Sequence[tuple[bytes, str]] = (), heading: str = "",
-                     title: str = "medfuse benchmark") -> str:
+def benchmark_report(
+    means: Mapping[str, Mapping[str, tuple[float, float]]],
+    ranks: Mapping[str, float],
+    pairs: int,
+    figures: Sequence[tuple[bytes, str]] = (),
+    heading: str = "",
+    title: str = "medfuse benchmark",
+) -> str:
     """The HTML page of a benchmark: ``means`` (method -> metric -> (mean, std)) in a table
     ordered by the mean rank (``ranks``, 1 = best), the ranks as bars, the PNG ``figures``
     (bytes, caption) embedded, and the caution of :func:`~medfuse.evaluation.benchmark.few_pairs_caution`
@@ -193,34 +232,41 @@ def benchmark_report(means: Mapping[str, Mapping[str, tuple[float, float]]], ran
     order = sorted(means, key=lambda method: (ranks[method], method))
     metrics = list(next(iter(means.values()))) if means else []
     header = "".join(f"<th>{m.upper()} {_direction(m)}</th>" for m in metrics)
-    rows = "".join(f"<tr><td>{html.escape(method)}</td>" + "".join(
-        f"<td>{means[method][m][0]:.4f} &plusmn; {means[method][m][1]:.4f}</td>" for m in metrics)
-        + f"<td>{ranks[method]:.2f}</td></tr>" for method in order)
+    rows = "".join(
+        f"<tr><td>{html.escape(method)}</td>"
+        + "".join(f"<td>{means[method][m][0]:.4f} &plusmn; {means[method][m][1]:.4f}</td>" for m in metrics)
+        + f"<td>{ranks[method]:.2f}</td></tr>"
+        for method in order
+    )
     worst = max(ranks.values()) if ranks else 1.0
-    bars = "".join(f"<g transform=\"translate(0,{18 * n})\"><text x=\"150\" y=\"12\" fill=\"#ddd\" font-size=\"12\" "
-                   f"text-anchor=\"end\">{html.escape(method)}</text><rect x=\"156\" y=\"2\" height=\"12\" "
-                   f"width=\"{300 * ranks[method] / worst:.1f}\" fill=\"#4af\"/>"
-                   f"<text x=\"{162 + 300 * ranks[method] / worst:.1f}\" "
-                   f"y=\"12\" fill=\"#bbb\" font-size=\"11\">{ranks[method]:.2f}</text></g>"
-                   for n, method in enumerate(order))
+    bars = "".join(
+        f'<g transform="translate(0,{18 * n})"><text x="150" y="12" fill="#ddd" font-size="12" '
+        f'text-anchor="end">{html.escape(method)}</text><rect x="156" y="2" height="12" '
+        f'width="{300 * ranks[method] / worst:.1f}" fill="#4af"/>'
+        f'<text x="{162 + 300 * ranks[method] / worst:.1f}" '
+        f'y="12" fill="#bbb" font-size="11">{ranks[method]:.2f}</text></g>'
+        for n, method in enumerate(order)
+    )
     body = f"<p>{html.escape(heading)}</p>" if heading else ""
     if pairs < FEW_PAIRS:
-        body += f"<p class=\"warn\">{html.escape(few_pairs_caution(pairs))}</p>"
-    body += (f"<h2>Mean rank over the metrics (1 = best; shorter is better)</h2><svg width=\"520\" "
-             f"height=\"{18 * len(order) + 4}\" role=\"img\">{bars}</svg>"
-             f"<h2>Scores</h2><table><tr><th>method</th>{header}<th>mean rank</th></tr>{rows}</table>"
-             "<p class=\"note\">&uarr;: higher is better, &darr;: lower is better; formulas in docs/metrics.md. "
-             "Metrics "
-             "that average over both sources can be won by copying the stronger source: look at the montage.</p>")
+        body += f'<p class="warn">{html.escape(few_pairs_caution(pairs))}</p>'
+    body += (
+        f'<h2>Mean rank over the metrics (1 = best; shorter is better)</h2><svg width="520" '
+        f'height="{18 * len(order) + 4}" role="img">{bars}</svg>'
+        f"<h2>Scores</h2><table><tr><th>method</th>{header}<th>mean rank</th></tr>{rows}</table>"
+        '<p class="note">&uarr;: higher is better, &darr;: lower is better; formulas in docs/metrics.md. '
+        "Metrics "
+        "that average over both sources can be won by copying the stronger source: look at the montage.</p>"
+    )
     for data, caption in figures:
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        body += f"<h2>{html.escape(caption)}</h2><img alt=\"{html.escape(caption)}\" src=\"{uri}\">"
+        body += f'<h2>{html.escape(caption)}</h2><img alt="{html.escape(caption)}" src="{uri}">'
     return _page(title, body)
 
 
 def _subsample(volume: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     steps = tuple(max(1, -(-n // MAX_VOLUME_SIDE)) for n in volume.shape)
-    return volume[::steps[0], ::steps[1], ::steps[2]], steps
+    return volume[:: steps[0], :: steps[1], :: steps[2]], steps
 
 
 def _volume_bytes(volume: np.ndarray) -> str:
@@ -308,10 +354,19 @@ draw();
 """
 
 
-def volume_report(volume_a: np.ndarray, volume_b: np.ndarray, fused: np.ndarray, w_a: np.ndarray | None = None,
-                  spacing: Sequence[float] = (1.0, 1.0, 1.0), geometry: str = "", colour_b: str = "grey",
-                  names: Sequence[str] = ("A", "B"), shares: tuple[float, float] | None = None,
-                  title: str = "medfuse volume fusion", notes: Sequence[str] = ()) -> str:
+def volume_report(
+    volume_a: np.ndarray,
+    volume_b: np.ndarray,
+    fused: np.ndarray,
+    w_a: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    geometry: str = "",
+    colour_b: str = "grey",
+    names: Sequence[str] = ("A", "B"),
+    shares: tuple[float, float] | None = None,
+    title: str = "medfuse volume fusion",
+    notes: Sequence[str] = (),
+) -> str:
     """The HTML viewer of two (I, J, K) volumes in [0, 1] on one grid, their fusion and A's
     weight map: axial (k), coronal (j) and sagittal (i) planes drawn with the voxel spacing's
     aspect, each with a slider; clicking a plane moves the other two to that point; a slider
@@ -334,25 +389,33 @@ def volume_report(volume_a: np.ndarray, volume_b: np.ndarray, fused: np.ndarray,
 
     def canvas(plane: str, across: int, down: int) -> str:
         width, height = shape[across] * pitch[across] * scale, shape[down] * pitch[down] * scale
-        return (f"<figure><canvas id=\"{plane}\" width=\"{shape[across]}\" height=\"{shape[down]}\" "
-                f"style=\"width:{width:.0f}px;height:{height:.0f}px\"></canvas><figcaption>{plane}</figcaption>"
-                "</figure>")
+        return (
+            f'<figure><canvas id="{plane}" width="{shape[across]}" height="{shape[down]}" '
+            f'style="width:{width:.0f}px;height:{height:.0f}px"></canvas><figcaption>{plane}</figcaption>'
+            "</figure>"
+        )
 
     sliders = "".join(
-        f"<div><label for=\"slice-{axis}\">{plane} slice ({axis})</label><input type=\"range\" id=\"slice-{axis}\" "
-        f"min=\"0\" max=\"{n - 1}\" value=\"{n // 2}\"> <span id=\"value-{axis}\"></span></div>"
-        for axis, plane, n in zip("ijk", ("sagittal", "coronal", "axial"), shape))
-    body = (canvas("axial", 0, 1) + canvas("coronal", 0, 2) + canvas("sagittal", 1, 2) + sliders
-            + "<div><label for=\"view\">A &harr; fusion &harr; B</label><input type=\"range\" id=\"view\" min=\"0\" "
-            "max=\"200\" value=\"100\"> <span id=\"value-view\"></span></div>"
-            f"<div><label for=\"show-weights\">weight map of A</label><input type=\"checkbox\" id=\"show-weights\""
-            f"{'' if w_a is not None else ' disabled'}></div>"
-            f"<p class=\"note\">A: {html.escape(names[0])}; B: {html.escape(names[1])} ({html.escape(colour_b)}). "
-            "Keys: a, f, b show A, the fusion, B; w the weight map of A (white: all A); arrows move a focused "
-            "slider; a click on a plane moves the other planes there.</p>"
-            f"<p class=\"note\">Grid: {' x '.join(map(str, np.shape(volume_a)))} voxels"
-            f"{f', shown every {steps} voxels' if steps != (1, 1, 1) else ''}; {html.escape(geometry)}</p>"
-            + _shares_text(shares, names, "weight map")
-            + "".join(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
-            + f"<script type=\"application/json\" id=\"volumes\">{json.dumps(data)}</script>")
+        f'<div><label for="slice-{axis}">{plane} slice ({axis})</label><input type="range" id="slice-{axis}" '
+        f'min="0" max="{n - 1}" value="{n // 2}"> <span id="value-{axis}"></span></div>'
+        for axis, plane, n in zip("ijk", ("sagittal", "coronal", "axial"), shape)
+    )
+    body = (
+        canvas("axial", 0, 1)
+        + canvas("coronal", 0, 2)
+        + canvas("sagittal", 1, 2)
+        + sliders
+        + '<div><label for="view">A &harr; fusion &harr; B</label><input type="range" id="view" min="0" '
+        'max="200" value="100"> <span id="value-view"></span></div>'
+        f'<div><label for="show-weights">weight map of A</label><input type="checkbox" id="show-weights"'
+        f"{'' if w_a is not None else ' disabled'}></div>"
+        f'<p class="note">A: {html.escape(names[0])}; B: {html.escape(names[1])} ({html.escape(colour_b)}). '
+        "Keys: a, f, b show A, the fusion, B; w the weight map of A (white: all A); arrows move a focused "
+        "slider; a click on a plane moves the other planes there.</p>"
+        f'<p class="note">Grid: {" x ".join(map(str, np.shape(volume_a)))} voxels'
+        f"{f', shown every {steps} voxels' if steps != (1, 1, 1) else ''}; {html.escape(geometry)}</p>"
+        + _shares_text(shares, names, "weight map")
+        + "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes)
+        + f'<script type="application/json" id="volumes">{json.dumps(data)}</script>'
+    )
     return _page(title, body, VIEWER_SCRIPT)

@@ -106,8 +106,7 @@ def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Ite
             continue
         sizes = [image.shape[:2] for image in images]
         if len(set(sizes)) > 1:
-            evaluation.fail(
-                f"{name}: sizes differ (fused {sizes[0]}, a {sizes[1]}, b {sizes[2]})")
+            evaluation.fail(f"{name}: sizes differ (fused {sizes[0]}, a {sizes[1]}, b {sizes[2]})")
             continue
         try:
             evaluation.scores[name] = score_triple(*images, evaluation.metrics)
@@ -116,8 +115,13 @@ def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Ite
     return evaluation
 
 
-def evaluate_paths(fused: str | os.PathLike, a: str | os.PathLike, b: str | os.PathLike, metrics: Iterable[str],
-                   progress: Callable[[Iterable], Iterable] | None = None) -> Evaluation:
+def evaluate_paths(
+    fused: str | os.PathLike,
+    a: str | os.PathLike,
+    b: str | os.PathLike,
+    metrics: Iterable[str],
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> Evaluation:
     """Score a fused image against its sources, or every image of a folder of fused images
     against two source folders (matched by file name), as ``medfuse evaluate`` does.
     ``progress`` wraps the folder's triples (e.g. in a progress bar). Files without partners and
@@ -127,8 +131,7 @@ def evaluate_paths(fused: str | os.PathLike, a: str | os.PathLike, b: str | os.P
     if all(path.is_dir() for path in paths):
         triples, problems = match_folders(*paths)
         if not triples:
-            raise InputError(f"no fused image in {paths[0]} has sources of the same name in {paths[1]} "
-                             f"and {paths[2]}")
+            raise InputError(f"no fused image in {paths[0]} has sources of the same name in {paths[1]} and {paths[2]}")
         evaluation = evaluate_files(progress(triples) if progress else triples, metrics)
         evaluation.problems[:0] = problems
     elif not any(path.is_dir() for path in paths):
@@ -173,10 +176,17 @@ def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> Path:
 def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
     """``{"metrics", "images", "summary", "problems"}``, standard JSON: a value that is not
     finite (PSNR of a fused image equal to a source is infinite) is written as null."""
-    def finite(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
-        return {key: {name: value if np.isfinite(value) else None for name, value in row.items()}
-                for key, row in table.items()}
 
-    payload = {"metrics": evaluation.metrics, "images": finite(evaluation.scores),
-               "summary": finite(evaluation.summary()), "problems": evaluation.problems}
+    def finite(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+        return {
+            key: {name: value if np.isfinite(value) else None for name, value in row.items()}
+            for key, row in table.items()
+        }
+
+    payload = {
+        "metrics": evaluation.metrics,
+        "images": finite(evaluation.scores),
+        "summary": finite(evaluation.summary()),
+        "problems": evaluation.problems,
+    }
     _write_text(path, json.dumps(payload, indent=1, allow_nan=False))

@@ -8,7 +8,7 @@ imports the network.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -143,8 +143,9 @@ def guided_filtering_fusion(image_a: np.ndarray, image_b: np.ndarray) -> np.ndar
     image_a, image_b = _check_grey_pair(image_a, image_b)
     laplacian = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
     saliency = [
-        ndimage.gaussian_filter(np.abs(ndimage.convolve(image, laplacian, mode="reflect")), sigma=5.0,
-                                truncate=1.0, mode="reflect")
+        ndimage.gaussian_filter(
+            np.abs(ndimage.convolve(image, laplacian, mode="reflect")), sigma=5.0, truncate=1.0, mode="reflect"
+        )
         for image in (image_a, image_b)
     ]
     maps = [(saliency[0] >= saliency[1]).astype(np.float64)]
@@ -153,8 +154,9 @@ def guided_filtering_fusion(image_a: np.ndarray, image_b: np.ndarray) -> np.ndar
     layers = {"base": bases, "detail": [image_a - bases[0], image_b - bases[1]]}
     fused = np.zeros_like(image_a)
     for radius, epsilon, layer in ((45, 0.3, "base"), (7, 1e-6, "detail")):
-        weights = [np.clip(guided_filter(image, p, radius, epsilon), 0.0, None) for image, p in
-                   zip((image_a, image_b), maps)]
+        weights = [
+            np.clip(guided_filter(image, p, radius, epsilon), 0.0, None) for image, p in zip((image_a, image_b), maps)
+        ]
         total = weights[0] + weights[1]
         weights = [np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.5) for w in weights]
         fused += weights[0] * layers[layer][0] + weights[1] * layers[layer][1]

@@ -7,8 +7,9 @@ around it; :mod:`medfuse.fusion.memory` plans the batches.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Iterator
 from functools import lru_cache
-from typing import Hashable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -34,8 +35,7 @@ Key = TypeVar("Key", bound=Hashable)
 
 
 @torch.no_grad()
-def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
-                 rule: FusionRule) -> torch.Tensor:
+def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, rule: FusionRule) -> torch.Tensor:
     """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
     for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
     :class:`~medfuse.dran.rules.SourceWeighting`; ``rule.blend(a, b, rule.weights(E(a), E(b)))``
@@ -46,8 +46,9 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
 
 
 @torch.no_grad()
-def fuse_images(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
-                rule: FusionRule) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fuse_images(
+    model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, rule: FusionRule
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`fuse_encoded` with the features computed here, unless the rule needs none (an
     :class:`~medfuse.dran.rules.ImageFusion`: the encoder does not run)."""
     if isinstance(rule, ImageFusion):
@@ -56,8 +57,14 @@ def fuse_images(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
 
 
 @torch.no_grad()
-def fuse_encoded(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, features_a: torch.Tensor | None,
-                 features_b: torch.Tensor | None, rule: FusionRule) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fuse_encoded(
+    model: nn.Module,
+    image_a: torch.Tensor,
+    image_b: torch.Tensor,
+    features_a: torch.Tensor | None,
+    features_b: torch.Tensor | None,
+    rule: FusionRule,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`fuse_tensors` from the images' features ``E(a)``, ``E(b)`` already computed (to try
     several rules on one encoding), and A's weight map (N, 1, H, W) for a rule that has one
     (:func:`has_weight_map`), else None. The features may be None for an
@@ -101,8 +108,10 @@ def check_weight_map(rule: str | FusionRule) -> None:
     if not has_weight_map(rule):
         name = rule if isinstance(rule, str) else getattr(rule, "__name__", "this rule")
         with_maps = ", ".join(candidate for candidate in list_rules() if has_weight_map(candidate))
-        raise InputError(f"rule {name!r} mixes the network's features, so no pixel has a weight of A: it has no "
-                         f"weight map; rules with one: {with_maps}")
+        raise InputError(
+            f"rule {name!r} mixes the network's features, so no pixel has a weight of A: it has no "
+            f"weight map; rules with one: {with_maps}"
+        )
 
 
 @lru_cache(maxsize=4)
@@ -125,8 +134,9 @@ def _model_on(model: nn.Module | str | None, device: str | torch.device | None) 
     return model if device is None else model.to(device)
 
 
-def _fuse_grey_batch(model: nn.Module, greys_a: list[np.ndarray], greys_b: list[np.ndarray],
-                     rule: FusionRule) -> tuple[np.ndarray, np.ndarray | None]:
+def _fuse_grey_batch(
+    model: nn.Module, greys_a: list[np.ndarray], greys_b: list[np.ndarray], rule: FusionRule
+) -> tuple[np.ndarray, np.ndarray | None]:
     device = next(model.parameters()).device
     batch_a = torch.from_numpy(np.stack(greys_a)).float()[:, None].to(device)
     batch_b = torch.from_numpy(np.stack(greys_b)).float()[:, None].to(device)
@@ -134,8 +144,13 @@ def _fuse_grey_batch(model: nn.Module, greys_a: list[np.ndarray], greys_b: list[
     return fused[:, 0].double().cpu().numpy(), None if w_a is None else w_a[:, 0].double().cpu().numpy()
 
 
-def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
-         model: nn.Module | str | None = None, device: str | torch.device | None = None) -> np.ndarray:
+def fuse(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    rule: str | FusionRule = DEFAULT_RULE,
+    model: nn.Module | str | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Fuse two registered images with a DRAN model and a fusion rule.
 
     Args:
@@ -159,13 +174,17 @@ def fuse(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFA
     return fuse_with_weights(image_a, image_b, rule, model, device)[0]
 
 
-def fuse_with_weights(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
-                      model: nn.Module | str | None = None,
-                      device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def fuse_with_weights(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    rule: str | FusionRule = DEFAULT_RULE,
+    model: nn.Module | str | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`fuse`, and A's weight map from the same network pass: float64 (H, W) in [0, 1], the
     share of A at every pixel (for ``sfnn-pyramid`` and ``trained-pyramid``, A's weight in the
-    brightness they blend: :func:`~medfuse.dran.rules.base_weights`, channel 0 of the trained maps), or None for a rule without one
-    (:func:`has_weight_map`)."""
+    brightness they blend: :func:`~medfuse.dran.rules.base_weights`, channel 0 of the trained maps), or
+    None for a rule without one (:func:`has_weight_map`)."""
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     model = _model_on(model, device)
     plan_batch(next(model.parameters()).device, *np.shape(image_a)[:2], 1)  # before any float copy
@@ -175,8 +194,13 @@ def fuse_with_weights(image_a: np.ndarray, image_b: np.ndarray, rule: str | Fusi
     return compose(lumas[0], image_a, image_b), None if weights is None else weights[0]
 
 
-def weight_map(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule = DEFAULT_RULE,
-               model: nn.Module | str | None = None, device: str | torch.device | None = None) -> np.ndarray:
+def weight_map(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    rule: str | FusionRule = DEFAULT_RULE,
+    model: nn.Module | str | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """A's weight at every pixel of the fusion of ``image_a`` and ``image_b`` (arguments as
     :func:`fuse`): float64 (H, W) in [0, 1]; B's is one minus it. Raises
     :class:`~medfuse._shared.errors.InputError` for a rule without one (a feature rule)."""
@@ -184,9 +208,13 @@ def weight_map(image_a: np.ndarray, image_b: np.ndarray, rule: str | FusionRule 
     return fuse_with_weights(image_a, image_b, rule, model, device)[1]
 
 
-def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | FusionRule = DEFAULT_RULE,
-               model: nn.Module | str | None = None, device: str | torch.device | None = None,
-               batch_size: int | None = None) -> Iterator[tuple[Key, np.ndarray]]:
+def fuse_pairs(
+    pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]],
+    rule: str | FusionRule = DEFAULT_RULE,
+    model: nn.Module | str | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+) -> Iterator[tuple[Key, np.ndarray]]:
     """Fuse many pairs, several per network call: ``(key, image_a, image_b)`` in,
     ``(key, fused)`` out, in the same order, each as :func:`fuse` gives it.
 
@@ -203,8 +231,9 @@ def fuse_pairs(pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]], rule: str | 
     greys_b: list[np.ndarray] = []
 
     def flush() -> Iterator[tuple[Key, np.ndarray]]:
-        with running_out_as_error(f"fusing {len(greys_a)} pair(s) of {greys_a[0].shape[1]} x {greys_a[0].shape[0]} "
-                                  "pixels"):
+        with running_out_as_error(
+            f"fusing {len(greys_a)} pair(s) of {greys_a[0].shape[1]} x {greys_a[0].shape[0]} pixels"
+        ):
             lumas, _ = _fuse_grey_batch(model, greys_a, greys_b, rule_function)
         for (key, image_a, image_b), luma in zip(waiting, lumas):
             yield key, compose(luma, image_a, image_b)

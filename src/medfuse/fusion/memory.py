@@ -151,8 +151,10 @@ def check_host_memory(needed: int, what: str) -> None:
     ``MEMORY_SHARE`` of the free RAM."""
     free = free_memory("cpu")
     if free is not None and needed > MEMORY_SHARE * free:
-        raise NotEnoughMemoryError(f"{what} needs about {_in_units(needed)}, but only {_in_units(free)} is free, "
-                                   f"of which medfuse plans to use {MEMORY_SHARE:.0%}")
+        raise NotEnoughMemoryError(
+            f"{what} needs about {_in_units(needed)}, but only {_in_units(free)} is free, "
+            f"of which medfuse plans to use {MEMORY_SHARE:.0%}"
+        )
 
 
 def default_batch_size(device: str | torch.device, height: int, width: int, host_bytes: int = 0) -> int:
@@ -170,8 +172,9 @@ def default_batch_size(device: str | torch.device, height: int, width: int, host
     return max(1, min(MAX_CUDA_BATCH_SIZE, fitting))
 
 
-def plan_batch(device: str | torch.device, height: int, width: int, batch_size: int | None = None,
-               host_bytes: int = 0) -> int:
+def plan_batch(
+    device: str | torch.device, height: int, width: int, batch_size: int | None = None, host_bytes: int = 0
+) -> int:
     """The batch size to fuse ``height`` x ``width`` pairs with on ``device``: ``batch_size``
     if given (at least 1, and it must fit: :func:`check_memory`), else :func:`default_batch_size`
     (which fits by construction); ``host_bytes``: what the work holds on the host besides (see
@@ -200,14 +203,16 @@ def running_out_as_error(what: str) -> Iterator[None]:
     except NotEnoughMemoryError:  # a refusal of the plan's, already one line
         raise
     except MemoryError as error:
-        raise NotEnoughMemoryError(f"ran out of memory while {what} ({error or 'MemoryError'}); free some memory "
-                                   "or fuse smaller images") from None
+        raise NotEnoughMemoryError(
+            f"ran out of memory while {what} ({error or 'MemoryError'}); free some memory or fuse smaller images"
+        ) from None
     except RuntimeError as error:
         text = str(error)
         if "can't allocate memory" not in text and "out of memory" not in text.lower():
             raise
-        raise NotEnoughMemoryError(f"ran out of memory while {what} ({text.splitlines()[0][-160:]}); free some "
-                                   "memory or fuse smaller images") from None
+        raise NotEnoughMemoryError(
+            f"ran out of memory while {what} ({text.splitlines()[0][-160:]}); free some memory or fuse smaller images"
+        ) from None
 
 
 def check_decoding(name: str, shape: tuple[int, ...], bytes_per_value: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,10 +17,16 @@ from medfuse.image.grid import volume_slices
 
 
 @torch.no_grad()
-def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
-                 rule: str | FusionRule, batch_size: int | None = None,
-                 progress: Callable[[int], object] | None = None, weights_out: np.ndarray | None = None,
-                 host_bytes: int = 0) -> np.ndarray:
+def fuse_volumes(
+    model: nn.Module,
+    volume_a: np.ndarray,
+    volume_b: np.ndarray,
+    rule: str | FusionRule,
+    batch_size: int | None = None,
+    progress: Callable[[int], object] | None = None,
+    weights_out: np.ndarray | None = None,
+    host_bytes: int = 0,
+) -> np.ndarray:
     """Fuse two (I, J, K) volumes in [0, 1] on one grid, slice by slice along k.
 
     ``batch_size`` slices at a time (default :func:`medfuse.fusion.memory.default_batch_size`: 1 on
@@ -47,15 +53,22 @@ def fuse_volumes(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray,
         check_same_shape("weight map", {"volume_a": volume_a.shape, "weights_out": weights_out.shape}, "(I, J, K)")
     device = next(model.parameters()).device
     width, height = volume_a.shape[:2]
-    batch_size = plan_batch(device, height, width, batch_size,
-                            host_bytes=VOLUME_BYTES_PER_VOXEL * volume_a.size + host_bytes)
+    batch_size = plan_batch(
+        device, height, width, batch_size, host_bytes=VOLUME_BYTES_PER_VOXEL * volume_a.size + host_bytes
+    )
     with running_out_as_error(f"fusing {width} x {height} x {volume_a.shape[2]} volumes"):
         return _fuse_slices(model, volume_a, volume_b, rule_function, batch_size, progress, weights_out)
 
 
-def _fuse_slices(model: nn.Module, volume_a: np.ndarray, volume_b: np.ndarray, rule_function: FusionRule,
-                 batch_size: int, progress: Callable[[int], object] | None,
-                 weights_out: np.ndarray | None) -> np.ndarray:
+def _fuse_slices(
+    model: nn.Module,
+    volume_a: np.ndarray,
+    volume_b: np.ndarray,
+    rule_function: FusionRule,
+    batch_size: int,
+    progress: Callable[[int], object] | None,
+    weights_out: np.ndarray | None,
+) -> np.ndarray:
     """The work of :func:`fuse_volumes`, its arguments checked and planned."""
     device = next(model.parameters()).device
     slices_a, slices_b = volume_slices(volume_a), volume_slices(volume_b)

@@ -9,7 +9,7 @@ Cr are kept, and the result is converted back to RGB.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

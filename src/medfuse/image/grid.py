@@ -51,8 +51,12 @@ class Geometry:
         return self.affine[:3, 3].copy()
 
     @classmethod
-    def from_parts(cls, spacing: tuple[float, float, float], orientation: np.ndarray | None = None,
-                   origin: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Geometry:
+    def from_parts(
+        cls,
+        spacing: tuple[float, float, float],
+        orientation: np.ndarray | None = None,
+        origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> Geometry:
         """A geometry from spacing (mm), direction cosines (columns; default identity) and origin."""
         affine = np.eye(4)
         directions = np.eye(3) if orientation is None else np.asarray(orientation, dtype=np.float64)

@@ -44,8 +44,10 @@ NIFTI_DATATYPES = ("anat", "dwi", "fmap", "func", "perf", "pet")
 """The BIDS datatype folders whose images are NIfTI files."""
 DESCRIPTION_FILE = "dataset_description.json"
 
-_NAME = re.compile(r"(?P<entities>sub-[A-Za-z0-9]+(?:_[A-Za-z0-9]+-[A-Za-z0-9]+)*)_(?P<suffix>[A-Za-z0-9]+)"
-                   r"(?P<extension>\.nii(?:\.gz)?)")
+_NAME = re.compile(
+    r"(?P<entities>sub-[A-Za-z0-9]+(?:_[A-Za-z0-9]+-[A-Za-z0-9]+)*)_(?P<suffix>[A-Za-z0-9]+)"
+    r"(?P<extension>\.nii(?:\.gz)?)"
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def fusion_name(source: BidsName) -> BidsName:
 
 def sidecar_path(image: Path) -> Path:
     """The JSON sidecar of a NIfTI image: the same name with ``.json`` for ``.nii[.gz]``."""
-    return image.with_name(image.name[:image.name.lower().rindex(".nii")] + ".json")
+    return image.with_name(image.name[: image.name.lower().rindex(".nii")] + ".json")
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,10 @@ def plan_derivatives(rows: list[Row], job: BatchJob, raw: str | os.PathLike) -> 
     if not (raw / DESCRIPTION_FILE).is_file():
         raise InputError(f"{raw} is not a BIDS dataset: it has no {DESCRIPTION_FILE}")
     if job.options.resample_to == "B":
-        raise InputError("--bids-derivatives names each fusion after A, so it must lie on A's grid; "
-                         "--resample-to B would put it on B's")
+        raise InputError(
+            "--bids-derivatives names each fusion after A, so it must lie on A's grid; "
+            "--resample-to B would put it on B's"
+        )
     root = raw / "derivatives" / PIPELINE
     planned, sources, problems = [], {}, []
     for row in rows:
@@ -129,8 +133,9 @@ def plan_derivatives(rows: list[Row], job: BatchJob, raw: str | os.PathLike) -> 
         except MedfuseError as error:
             problems.append(f"line {row.line}: {error_message(error)}")
     if problems:
-        raise InputError(f"{len(problems)} row(s) cannot be BIDS derivatives, nothing was fused: "
-                         + "; ".join(problems))
+        raise InputError(
+            f"{len(problems)} row(s) cannot be BIDS derivatives, nothing was fused: " + "; ".join(problems)
+        )
     return DerivativePlan(raw, root, planned, sources)
 
 
@@ -142,8 +147,10 @@ def _derivative(a: Path, b: Path, raw: Path, root: Path) -> tuple[Path, tuple[st
     folder = inside[0].parent
     expected = [f"sub-{name_a.label('sub')}", *([f"ses-{name_a.label('ses')}"] if name_a.label("ses") else [])]
     if list(folder.parts[:-1]) != expected or folder.name not in NIFTI_DATATYPES:
-        raise InputError(f"{a} is not in its BIDS folder {'/'.join(expected)}/<datatype> "
-                         f"(a datatype of NIfTI images: {', '.join(NIFTI_DATATYPES)})")
+        raise InputError(
+            f"{a} is not in its BIDS folder {'/'.join(expected)}/<datatype> "
+            f"(a datatype of NIfTI images: {', '.join(NIFTI_DATATYPES)})"
+        )
     if name_b.label("sub") != name_a.label("sub"):
         raise InputError(f"{b} is of subject {name_b.label('sub')}, A of subject {name_a.label('sub')}")
     return root / folder / fusion_name(name_a).text(), tuple(f"bids:{RAW_LINK}:{path.as_posix()}" for path in inside)
@@ -164,16 +171,24 @@ def generator(job: BatchJob) -> dict[str, str]:
     and weights (SHA-256) that every fusion in it was made with."""
     from medfuse.dran.models import weights_digest
 
-    return {"Name": PIPELINE, "Version": __version__,
-            "Description": f"DRAN fusion (medfuse batch) with the rule {job.rule} and the weights of SHA-256 "
-                           f"{weights_digest(job.weights)}"}
+    return {
+        "Name": PIPELINE,
+        "Version": __version__,
+        "Description": f"DRAN fusion (medfuse batch) with the rule {job.rule} and the weights of SHA-256 "
+        f"{weights_digest(job.weights)}",
+    }
 
 
 def dataset_description(job: BatchJob) -> dict[str, object]:
     """The derivative dataset's ``dataset_description.json`` (BIDS 1.10, "Derived dataset and
     pipeline description")."""
-    return {"Name": "medfuse DRAN fusions", "BIDSVersion": BIDS_VERSION, "DatasetType": "derivative",
-            "GeneratedBy": [generator(job)], "DatasetLinks": {RAW_LINK: "../.."}}
+    return {
+        "Name": "medfuse DRAN fusions",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [generator(job)],
+        "DatasetLinks": {RAW_LINK: "../.."},
+    }
 
 
 def start_derivatives(plan: DerivativePlan, job: BatchJob) -> None:
@@ -187,13 +202,16 @@ def start_derivatives(plan: DerivativePlan, job: BatchJob) -> None:
             existing = json.loads(path.read_text(encoding="utf-8"))
             made = [entry for entry in existing.get("GeneratedBy", []) if entry.get("Name") == PIPELINE]
         except (OSError, ValueError, AttributeError):
-            raise InputError(f"{path} is not a readable dataset description; give --bids-derivatives another "
-                             "dataset or delete it") from None
+            raise InputError(
+                f"{path} is not a readable dataset description; give --bids-derivatives another dataset or delete it"
+            ) from None
         if existing.get("DatasetType") != "derivative" or not made:
             raise InputError(f"{path} does not describe a medfuse derivative dataset")
         if made[0].get("Description") != wanted["Description"]:
-            raise InputError(f"{path} holds fusions made otherwise ({made[0].get('Description')!r}), this run's "
-                             f"would be {wanted['Description']!r}; use the same rule and weights or another dataset")
+            raise InputError(
+                f"{path} holds fusions made otherwise ({made[0].get('Description')!r}), this run's "
+                f"would be {wanted['Description']!r}; use the same rule and weights or another dataset"
+            )
     else:
         write_json_atomically(path, dataset_description(job))
     ignore = plan.root / ".bidsignore"
@@ -206,14 +224,23 @@ def sidecar(row: Row, job: BatchJob, sources: tuple[str, str]) -> dict[str, obje
     the medfuse version that made it, the weights' name or path, and the batch's settings record
     (:func:`medfuse.clinical.batch.settings_record`, less its inputs, which ``Sources`` names) with
     its keys in BIDS's CamelCase."""
-    record = {"".join(word.capitalize() for word in key.split("_")): value
-              for key, value in settings_record(row, job).items() if key != "inputs"}
-    return {"Description": "DRAN fusion of the two Sources on the grid of the first, with its affine", "Sources":
-            list(sources), "MedfuseVersion": __version__, "Weights": str(job.weights), **record}
+    record = {
+        "".join(word.capitalize() for word in key.split("_")): value
+        for key, value in settings_record(row, job).items()
+        if key != "inputs"
+    }
+    return {
+        "Description": "DRAN fusion of the two Sources on the grid of the first, with its affine",
+        "Sources": list(sources),
+        "MedfuseVersion": __version__,
+        "Weights": str(job.weights),
+        **record,
+    }
 
 
-def with_sidecars(outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan,
-                  job: BatchJob) -> Iterator[tuple[Row, Outcome]]:
+def with_sidecars(
+    outcomes: Iterable[tuple[Row, Outcome]], plan: DerivativePlan, job: BatchJob
+) -> Iterator[tuple[Row, Outcome]]:
     """Pass on each row's outcome, writing the sidecar of every row fused, and of a skipped row
     that lacks one (a run stopped between the two; a skipped row was made from the same inputs
     and settings: :func:`medfuse.clinical.batch.fuse_row`). A sidecar that cannot be written

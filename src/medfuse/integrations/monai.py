@@ -51,8 +51,14 @@ from medfuse.fusion.engine import cached_model, check_weight_map  # noqa: E402
 from medfuse.fusion.volumes import fuse_volumes  # noqa: E402
 from medfuse.image.grid import Geometry  # noqa: E402
 
-PROVENANCE_KEYS = ("medfuse_version", "medfuse_rule", "medfuse_weights", "medfuse_weights_sha256",
-                   "medfuse_source_a", "medfuse_source_b")
+PROVENANCE_KEYS = (
+    "medfuse_version",
+    "medfuse_rule",
+    "medfuse_weights",
+    "medfuse_weights_sha256",
+    "medfuse_source_a",
+    "medfuse_source_b",
+)
 """Metadata keys of the fused MetaTensor: medfuse's version, the rule, the weights (name or path)
 and their SHA-256, and the two sources' ``filename_or_obj`` (empty when unknown)."""
 UNIT_TOLERANCE = 1e-4
@@ -63,13 +69,17 @@ def _spatial(name: str, image: torch.Tensor | np.ndarray) -> np.ndarray:
     """The one channel of a channel-first image, as float32 (I, J, K) (2-D images get K = 1)."""
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if array.ndim not in (3, 4) or array.shape[0] != 1:
-        raise InputError(f"{name}: DRAN fuses one-channel images, channel first (1, I, J) or (1, I, J, K); got "
-                         f"shape {tuple(array.shape)} (EnsureChannelFirstd first; colour: fuse the luminance)")
+        raise InputError(
+            f"{name}: DRAN fuses one-channel images, channel first (1, I, J) or (1, I, J, K); got "
+            f"shape {tuple(array.shape)} (EnsureChannelFirstd first; colour: fuse the luminance)"
+        )
     array = array[0].astype(np.float32, copy=False)
     low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
     if not np.isfinite([low, high]).all() or low < -UNIT_TOLERANCE or high > 1 + UNIT_TOLERANCE:
-        raise InputError(f"{name}: values must lie in [0, 1], got [{low:.4g}, {high:.4g}] (scale it first, e.g. "
-                         f"ScaleIntensityRanged(..., b_min=0, b_max=1, clip=True))")
+        raise InputError(
+            f"{name}: values must lie in [0, 1], got [{low:.4g}, {high:.4g}] (scale it first, e.g. "
+            f"ScaleIntensityRanged(..., b_min=0, b_max=1, clip=True))"
+        )
     array = np.clip(array, 0, 1)
     return array if array.ndim == 3 else array[..., None]
 
@@ -92,8 +102,14 @@ class FuseDRAN(Transform):
     for rules that have one (:func:`medfuse.fusion.engine.check_weight_map`).
     """
 
-    def __init__(self, rule: str = DEFAULT_RULE, weights: str = DEFAULT_MODEL, device: str = "cpu",
-                 batch_size: int | None = None, with_weight_map: bool = False) -> None:
+    def __init__(
+        self,
+        rule: str = DEFAULT_RULE,
+        weights: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        batch_size: int | None = None,
+        with_weight_map: bool = False,
+    ) -> None:
         get_rule(rule)
         if with_weight_map:
             check_weight_map(rule)
@@ -101,29 +117,37 @@ class FuseDRAN(Transform):
         self.batch_size, self.with_weight_map = batch_size, with_weight_map
         self.digest = weights_digest(weights)
 
-    def __call__(self, image_a: torch.Tensor | np.ndarray,
-                 image_b: torch.Tensor | np.ndarray) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
+    def __call__(
+        self, image_a: torch.Tensor | np.ndarray, image_b: torch.Tensor | np.ndarray
+    ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
         unit_a, unit_b = _spatial("image A", image_a), _spatial("image B", image_b)
         affine_a, affine_b = _affine(image_a), _affine(image_b)
         differences = grid_differences(unit_a.shape, Geometry(affine_a), unit_b.shape, Geometry(affine_b))
         if differences:
-            raise InputError(f"images A and B are not on one grid ({'; '.join(differences)}): resample B onto A "
-                             f"first (ResampleToMatchd)")
+            raise InputError(
+                f"images A and B are not on one grid ({'; '.join(differences)}): resample B onto A "
+                f"first (ResampleToMatchd)"
+            )
         weights = np.empty(unit_a.shape, dtype=np.float32) if self.with_weight_map else None
         model = cached_model(self.weights, self.device)
         fused = fuse_volumes(model, unit_a, unit_b, self.rule, self.batch_size, weights_out=weights)
         results = [self._like_a(array, image_a, image_b) for array in (fused, weights) if array is not None]
         return tuple(results) if self.with_weight_map else results[0]
 
-    def _like_a(self, array: np.ndarray, image_a: torch.Tensor | np.ndarray,
-                image_b: torch.Tensor | np.ndarray) -> MetaTensor:
+    def _like_a(
+        self, array: np.ndarray, image_a: torch.Tensor | np.ndarray, image_b: torch.Tensor | np.ndarray
+    ) -> MetaTensor:
         """``array`` (I, J[, 1]) as a (1, I, J[, K]) MetaTensor with A's affine and metadata and the provenance."""
         spatial = array if np.ndim(image_a) == 4 else array[..., 0]
         meta = dict(image_a.meta) if isinstance(image_a, MetaTensor) else {}
         if isinstance(image_a, MetaTensor):
             meta["affine"] = image_a.affine.clone()
-        meta.update(zip(PROVENANCE_KEYS, (__version__, self.rule, str(self.weights), self.digest,
-                                          _source_name(image_a), _source_name(image_b))))
+        meta.update(
+            zip(
+                PROVENANCE_KEYS,
+                (__version__, self.rule, str(self.weights), self.digest, _source_name(image_a), _source_name(image_b)),
+            )
+        )
         result = MetaTensor(torch.from_numpy(np.ascontiguousarray(spatial[None])), meta=meta)
         if isinstance(image_a, MetaTensor):
             result.applied_operations = list(image_a.applied_operations)
@@ -135,9 +159,16 @@ class FuseDRANd(MapTransform):
     goes to ``output_key``, and with ``weight_map_key`` A's weight map goes there too. The other
     arguments are :class:`FuseDRAN`'s."""
 
-    def __init__(self, keys: KeysCollection, output_key: Hashable = "fused", rule: str = DEFAULT_RULE,
-                 weights: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int | None = None,
-                 weight_map_key: Hashable | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_key: Hashable = "fused",
+        rule: str = DEFAULT_RULE,
+        weights: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        batch_size: int | None = None,
+        weight_map_key: Hashable | None = None,
+    ) -> None:
         super().__init__(keys)
         if len(self.keys) != 2:
             raise InputError(f"FuseDRANd takes two keys, A's and B's, got {len(self.keys)}: {list(self.keys)}")
@@ -169,10 +200,16 @@ def _versions() -> dict[str, str]:
     import PIL
     import safetensors
 
-    return {"MEDFUSE_VERSION": __version__, "MONAI_VERSION": monai.__version__,
-            "PYTORCH_VERSION": torch.__version__.split("+")[0], "NUMPY_VERSION": np.__version__,
-            "SAFETENSORS_VERSION": safetensors.__version__, "NIBABEL_VERSION": nibabel.__version__,
-            "PILLOW_VERSION": PIL.__version__, "MEDFUSE_RULE": DEFAULT_RULE}
+    return {
+        "MEDFUSE_VERSION": __version__,
+        "MONAI_VERSION": monai.__version__,
+        "PYTORCH_VERSION": torch.__version__.split("+")[0],
+        "NUMPY_VERSION": np.__version__,
+        "SAFETENSORS_VERSION": safetensors.__version__,
+        "NIBABEL_VERSION": nibabel.__version__,
+        "PILLOW_VERSION": PIL.__version__,
+        "MEDFUSE_RULE": DEFAULT_RULE,
+    }
 
 
 def write_bundle(folder: str | os.PathLike, weights: str = DEFAULT_MODEL) -> Path:
@@ -193,8 +230,9 @@ def write_bundle(folder: str | os.PathLike, weights: str = DEFAULT_MODEL) -> Pat
             for name, version in versions.items():
                 text = text.replace(name, version)
             if part == "docs/README.md":
-                text += (card.read_text(encoding="utf-8") if card.exists()
-                         else f"No model card was found beside {source}.\n")
+                text += (
+                    card.read_text(encoding="utf-8") if card.exists() else f"No model card was found beside {source}.\n"
+                )
             (temporary / part).parent.mkdir(exist_ok=True)
             (temporary / part).write_text(text, encoding="utf-8")
         (temporary / "models").mkdir()

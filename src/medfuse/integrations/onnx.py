@@ -86,15 +86,26 @@ def _traced(graph: FusionGraph, height: int, width: int) -> object:
         with warnings.catch_warnings():
             for category in (DeprecationWarning, FutureWarning):  # torch.export's notes about its own internals
                 warnings.simplefilter("ignore", category)
-            program = torch.onnx.export(graph, examples, dynamo=True, opset_version=OPSET,
-                                        input_names=list(INPUTS), output_names=list(OUTPUTS), verbose=False)
+            program = torch.onnx.export(
+                graph,
+                examples,
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=list(INPUTS),
+                output_names=list(OUTPUTS),
+                verbose=False,
+            )
     finally:
         exporter_log.setLevel(level)
     return program.model_proto
 
 
-def export_onnx(path: str | os.PathLike, rule: str = DEFAULT_RULE, weights: str | os.PathLike = DEFAULT_MODEL,
-                size: tuple[int, int] = ONNX_SIZE) -> Path:
+def export_onnx(
+    path: str | os.PathLike,
+    rule: str = DEFAULT_RULE,
+    weights: str | os.PathLike = DEFAULT_MODEL,
+    size: tuple[int, int] = ONNX_SIZE,
+) -> Path:
     """Write the network with ``rule`` (one with a weight map:
     :func:`~medfuse.fusion.engine.check_weight_map`) and the
     ``weights`` (a shipped name or a safetensors path) as one ONNX file at ``path``, for grey
@@ -116,16 +127,21 @@ def export_onnx(path: str | os.PathLike, rule: str = DEFAULT_RULE, weights: str 
     graph = FusionGraph(load_model(weights, "cpu"), rule_function).eval()
     proto = _traced(graph, height, width)
     weights_name = str(weights) if str(weights) in list_models() else Path(weights).name
-    onnx.helper.set_model_props(proto, {
-        "medfuse_version": __version__,
-        "rule": rule,
-        "weights": weights_name,
-        "weights_sha256": weights_digest(weights),
-        "height": str(height),
-        "width": str(width),
-    })
-    proto.doc_string = (f"medfuse {__version__}: DRAN ({weights_name}) with rule {rule}; inputs image_a, image_b "
-                        f"(1, 1, {height}, {width}) grey in [0, 1]; outputs fused, weight_a (A's weight map)")
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "medfuse_version": __version__,
+            "rule": rule,
+            "weights": weights_name,
+            "weights_sha256": weights_digest(weights),
+            "height": str(height),
+            "width": str(width),
+        },
+    )
+    proto.doc_string = (
+        f"medfuse {__version__}: DRAN ({weights_name}) with rule {rule}; inputs image_a, image_b "
+        f"(1, 1, {height}, {width}) grey in [0, 1]; outputs fused, weight_a (A's weight map)"
+    )
     return write_atomically(path, lambda temporary: onnx.save_model(proto, str(temporary)))
 
 
@@ -136,8 +152,10 @@ def _metadata_size(path: Path, metadata: dict[str, str]) -> tuple[int, int]:
     for key in ("height", "width"):
         text = metadata[key]
         if not (text.isascii() and text.isdecimal()) or int(text) < 2:
-            raise InputError(f"{path}: its metadata's {key} is {text[:40]!r}, not a whole number of pixels of at "
-                             "least 2; not a file medfuse export-onnx wrote, or one edited since")
+            raise InputError(
+                f"{path}: its metadata's {key} is {text[:40]!r}, not a whole number of pixels of at "
+                "least 2; not a file medfuse export-onnx wrote, or one edited since"
+            )
         sides.append(int(text))
     return sides[0], sides[1]
 
@@ -148,15 +166,19 @@ def _check_graph(path: Path, session: object, size: tuple[int, int]) -> None:
     inputs = {argument.name: argument for argument in session.get_inputs()}
     outputs = {argument.name: argument for argument in session.get_outputs()}
     if set(inputs) != set(INPUTS) or not set(OUTPUTS) <= set(outputs):
-        raise InputError(f"{path}: its graph takes {', '.join(inputs) or 'nothing'} and gives "
-                         f"{', '.join(outputs) or 'nothing'}; a medfuse export takes {', '.join(INPUTS)} and gives "
-                         f"{', '.join(OUTPUTS)}")
+        raise InputError(
+            f"{path}: its graph takes {', '.join(inputs) or 'nothing'} and gives "
+            f"{', '.join(outputs) or 'nothing'}; a medfuse export takes {', '.join(INPUTS)} and gives "
+            f"{', '.join(OUTPUTS)}"
+        )
     expected = [1, 1, *size]
     for argument in (*(inputs[name] for name in INPUTS), *(outputs[name] for name in OUTPUTS)):
         if argument.type != "tensor(float)" or list(argument.shape) != expected:
-            raise InputError(f"{path}: its graph's {argument.name} is {argument.type} of shape "
-                             f"{list(argument.shape)}, where its metadata's size asks for tensor(float) of "
-                             f"shape {expected}")
+            raise InputError(
+                f"{path}: its graph's {argument.name} is {argument.type} of shape "
+                f"{list(argument.shape)}, where its metadata's size asks for tensor(float) of "
+                f"shape {expected}"
+            )
 
 
 class OnnxFusion:
@@ -181,8 +203,10 @@ class OnnxFusion:
             raise InputError(f"{self.path}: not an ONNX model onnxruntime can run ({one_line(error)})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if not set(METADATA_KEYS) <= set(self.metadata):
-            raise InputError(f"{self.path}: not written by medfuse export-onnx (its metadata lacks "
-                             f"{', '.join(sorted(set(METADATA_KEYS) - set(self.metadata)))})")
+            raise InputError(
+                f"{self.path}: not written by medfuse export-onnx (its metadata lacks "
+                f"{', '.join(sorted(set(METADATA_KEYS) - set(self.metadata)))})"
+            )
         self.size = _metadata_size(self.path, self.metadata)
         _check_graph(self.path, self.session, self.size)
 
@@ -192,9 +216,11 @@ class OnnxFusion:
         size than the file's."""
         grey_a, grey_b = grey_pair(image_a, image_b)
         if grey_a.shape != self.size:
-            raise InputError(f"{self.path} fuses {self.size[0]} x {self.size[1]} images only, got "
-                             f"{grey_a.shape[0]} x {grey_a.shape[1]}; export one for that size "
-                             f"(medfuse export-onnx OUT.onnx --size {grey_a.shape[0]} {grey_a.shape[1]})")
+            raise InputError(
+                f"{self.path} fuses {self.size[0]} x {self.size[1]} images only, got "
+                f"{grey_a.shape[0]} x {grey_a.shape[1]}; export one for that size "
+                f"(medfuse export-onnx OUT.onnx --size {grey_a.shape[0]} {grey_a.shape[1]})"
+            )
         feeds = {name: grey[None, None].astype(np.float32) for name, grey in zip(INPUTS, (grey_a, grey_b))}
         try:
             fused, w_a = self.session.run(list(OUTPUTS), feeds)
@@ -204,11 +230,12 @@ class OnnxFusion:
             raise InputError(f"{self.path}: onnxruntime could not run it ({one_line(error)})") from None
         for name, output in zip(OUTPUTS, (fused, w_a)):
             if output.shape != (1, 1, *self.size):
-                raise InputError(f"{self.path}: its graph gave {name} of shape {list(output.shape)}, not "
-                                 f"{[1, 1, *self.size]}; not a file medfuse export-onnx wrote")
+                raise InputError(
+                    f"{self.path}: its graph gave {name} of shape {list(output.shape)}, not "
+                    f"{[1, 1, *self.size]}; not a file medfuse export-onnx wrote"
+                )
         return compose(fused[0, 0], image_a, image_b), w_a[0, 0].astype(np.float64)
 
     def fuse(self, image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
         """The fused image of ``image_a`` and ``image_b``, as :func:`medfuse.fuse` takes and gives them."""
         return self.fuse_with_weights(image_a, image_b)[0]
-

@@ -107,11 +107,15 @@ def _rescaled(stored: np.ndarray, dataset: Dataset) -> np.ndarray:
     slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
     mappings = dataset.get("RealWorldValueMappingSequence") or []
-    if (str(dataset.get("RescaleType", "")).upper() == "US" and (slope, intercept) == (1.0, 0.0)
-            and len(mappings) == 1 and "RealWorldValueSlope" in mappings[0]
-            and mappings[0].get("LUTLabel") == VALUE_MAPPING_LABEL
-            and (mappings[0].get("RealWorldValueFirstValueMapped"),
-                 mappings[0].get("RealWorldValueLastValueMapped")) == (0, DICOM_SCALE)):
+    if (
+        str(dataset.get("RescaleType", "")).upper() == "US"
+        and (slope, intercept) == (1.0, 0.0)
+        and len(mappings) == 1
+        and "RealWorldValueSlope" in mappings[0]
+        and mappings[0].get("LUTLabel") == VALUE_MAPPING_LABEL
+        and (mappings[0].get("RealWorldValueFirstValueMapped"), mappings[0].get("RealWorldValueLastValueMapped"))
+        == (0, DICOM_SCALE)
+    ):
         slope = float(mappings[0].RealWorldValueSlope)
         intercept = float(mappings[0].get("RealWorldValueIntercept", 0.0) or 0.0)
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
@@ -143,13 +147,21 @@ def _read_file(path: Path, files: int = 1) -> list[tuple[Dataset, np.ndarray, in
     return [(dataset, pixels, 0)]
 
 
-_FRAME_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Rows",
-                   "Columns")
+_FRAME_KEYWORDS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "Rows",
+    "Columns",
+)
 """What each frame's dataset copies from a multi-frame file (beside its functional groups)."""
 
 
-def _frame_item(dataset: Dataset, frame: Dataset, sequence: str, path: Path, number: int,
-                required: bool = True) -> Dataset | None:
+def _frame_item(
+    dataset: Dataset, frame: Dataset, sequence: str, path: Path, number: int, required: bool = True
+) -> Dataset | None:
     """The first item of functional group ``sequence`` for one frame: from the frame's own
     PerFrameFunctionalGroupsSequence item, else from SharedFunctionalGroupsSequence (PS3.3
     C.7.6.16); a missing ``required`` group is refused."""
@@ -158,8 +170,10 @@ def _frame_item(dataset: Dataset, frame: Dataset, sequence: str, path: Path, num
         if group.get(sequence):
             return group[sequence].value[0]
     if required:
-        raise VolumeFileError(f"{path}: frame {number} has no {sequence} (in its per-frame or the shared "
-                              "functional groups), so its geometry is unknown")
+        raise VolumeFileError(
+            f"{path}: frame {number} has no {sequence} (in its per-frame or the shared "
+            "functional groups), so its geometry is unknown"
+        )
     return None
 
 
@@ -175,9 +189,11 @@ def _frames(dataset: Dataset, path: Path) -> list[tuple[Dataset, np.ndarray, int
     per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
     count = int(dataset.get("NumberOfFrames", 1) or 1)
     if not per_frame or len(per_frame) != count:
-        raise VolumeFileError(f"{path}: a multi-frame DICOM image without a PerFrameFunctionalGroupsSequence item "
-                              "per frame, so the positions of its slices are unknown; medfuse reads enhanced "
-                              "multi-frame images and series of one slice per file")
+        raise VolumeFileError(
+            f"{path}: a multi-frame DICOM image without a PerFrameFunctionalGroupsSequence item "
+            "per frame, so the positions of its slices are unknown; medfuse reads enhanced "
+            "multi-frame images and series of one slice per file"
+        )
     stored = _decoded(dataset, path).reshape(count, int(dataset.Rows), int(dataset.Columns))
     images = []
     for number, group in enumerate(per_frame, start=1):
@@ -185,10 +201,12 @@ def _frames(dataset: Dataset, path: Path) -> list[tuple[Dataset, np.ndarray, int
         for keyword in _FRAME_KEYWORDS:
             if keyword in dataset:
                 setattr(frame, keyword, dataset[keyword].value)
-        frame.ImagePositionPatient = _frame_item(dataset, group, "PlanePositionSequence", path,
-                                                 number).get("ImagePositionPatient")
-        frame.ImageOrientationPatient = _frame_item(dataset, group, "PlaneOrientationSequence", path,
-                                                    number).get("ImageOrientationPatient")
+        frame.ImagePositionPatient = _frame_item(dataset, group, "PlanePositionSequence", path, number).get(
+            "ImagePositionPatient"
+        )
+        frame.ImageOrientationPatient = _frame_item(dataset, group, "PlaneOrientationSequence", path, number).get(
+            "ImageOrientationPatient"
+        )
         measures = _frame_item(dataset, group, "PixelMeasuresSequence", path, number)
         for keyword in ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"):
             if keyword in measures:
@@ -215,8 +233,9 @@ def read_dicom(path: str | os.PathLike) -> VolumeFile:
     if not read:
         raise VolumeFileError(f"{path}: no DICOM images (files without pixel data only)")
     if len(read) > 1 and any(frame for images in read for _, _, frame in images):
-        raise VolumeFileError(f"{path}: holds a multi-frame DICOM image and other images; give the multi-frame "
-                              "file on its own")
+        raise VolumeFileError(
+            f"{path}: holds a multi-frame DICOM image and other images; give the multi-frame file on its own"
+        )
     images = [image for file_images in read for image in file_images]
     slices = [dataset for dataset, _, _ in images]
     series = {str(s.get("SeriesInstanceUID", "")) for s in slices}
@@ -228,8 +247,9 @@ def read_dicom(path: str | os.PathLike) -> VolumeFile:
     shape = (int(first.Rows), int(first.Columns))
     for dataset in slices[1:]:
         if (int(dataset.Rows), int(dataset.Columns)) != shape:
-            raise VolumeFileError(f"{path}: slices of different sizes ({shape[1]}x{shape[0]} and "
-                                  f"{dataset.Columns}x{dataset.Rows})")
+            raise VolumeFileError(
+                f"{path}: slices of different sizes ({shape[1]}x{shape[0]} and {dataset.Columns}x{dataset.Rows})"
+            )
         if np.abs(_floats(dataset, "ImageOrientationPatient", 6, path) - orientation).max() > 1e-4:
             raise VolumeFileError(f"{path}: slices with different orientations")
         if np.abs(_floats(dataset, "PixelSpacing", 2, path) - pixel_spacing).max() > 1e-4:
@@ -270,7 +290,8 @@ def _slice_step(path: Path, positions: np.ndarray, normal: np.ndarray, first: Da
     if abs(gaps[worst] - typical) > SLICE_GAP_TOLERANCE * typical:
         raise VolumeFileError(
             f"{path}: slices are not evenly spaced: a gap of {gaps[worst]:.4g} mm after the slice at "
-            f"{distances[worst]:.4g} mm where the others are {typical:.4g} mm apart (a missing slice?)")
+            f"{distances[worst]:.4g} mm where the others are {typical:.4g} mm apart (a missing slice?)"
+        )
     return (positions[-1] - positions[0]) / (len(positions) - 1)
 
 
@@ -281,10 +302,24 @@ copies (classic single-frame images with the Image Plane and Frame of Reference 
 viewers and SimpleITK read as volumes)."""
 SERIES_NUMBER_OFFSET = 1000
 """A written series is numbered the reference's SeriesNumber plus this (:func:`derived_series_number`)."""
-IS_RANGE = (-2**31, 2**31 - 1)
+IS_RANGE = (-(2**31), 2**31 - 1)
 """The values an Integer String may hold (PS3.5 6.2)."""
-TEXT_LIMITS = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
-               "PN": 64, "SH": 16, "ST": 1024, "TM": 14, "UI": 64}
+TEXT_LIMITS = {
+    "AE": 16,
+    "AS": 4,
+    "CS": 16,
+    "DA": 8,
+    "DS": 16,
+    "DT": 26,
+    "IS": 12,
+    "LO": 64,
+    "LT": 10240,
+    "PN": 64,
+    "SH": 16,
+    "ST": 1024,
+    "TM": 14,
+    "UI": 64,
+}
 """The most characters one value of each string VR may hold (PS3.5 table 6.2-1; PN: per component
 group); UC, UR and UT have no practical limit."""
 _SINGLE_VALUED = ("LT", "ST", "UT", "UR")
@@ -302,8 +337,14 @@ def derived_series_number(reference_number: object) -> int:
     except ValueError:
         return SERIES_NUMBER_OFFSET
     low, high = IS_RANGE
-    return next((candidate for candidate in (number + SERIES_NUMBER_OFFSET, number - SERIES_NUMBER_OFFSET)
-                 if low <= candidate <= high), SERIES_NUMBER_OFFSET)
+    return next(
+        (
+            candidate
+            for candidate in (number + SERIES_NUMBER_OFFSET, number - SERIES_NUMBER_OFFSET)
+            if low <= candidate <= high
+        ),
+        SERIES_NUMBER_OFFSET,
+    )
 
 
 def dicom_text(text: str, vr: str) -> str:
@@ -317,7 +358,7 @@ def dicom_text(text: str, vr: str) -> str:
     text = "".join(" " if unicodedata.category(character) == "Cc" else character for character in text)
     if vr not in _SINGLE_VALUED:
         text = text.replace("\\", "/")
-    return text[:TEXT_LIMITS[vr]]
+    return text[: TEXT_LIMITS[vr]]
 
 
 def _element_values(element: object) -> list[object]:
@@ -346,8 +387,9 @@ def dicom_value_problems(dataset: Dataset, skip: tuple[str, ...] = ()) -> list[s
             problems.append(f"{name}: unreadable value ({one_line(error)})")
             continue
         if element.VR == "SQ":
-            problems.extend(f"{name} > {problem}" for item in element.value
-                            for problem in dicom_value_problems(item, skip))
+            problems.extend(
+                f"{name} > {problem}" for item in element.value for problem in dicom_value_problems(item, skip)
+            )
             continue
         if element.VR not in TEXT_LIMITS:
             continue
@@ -395,32 +437,81 @@ def _text_encoding(dataset: Dataset, texts: tuple[str, ...]) -> None:
     dataset.decode()  # every text value to str with the reference's character set, then re-encoded as UTF-8
     dataset.SpecificCharacterSet = "ISO_IR 192"
 
+
 _DROPPED_TAGS = (
-    "SmallestImagePixelValue", "LargestImagePixelValue", "SmallestPixelValueInSeries", "LargestPixelValueInSeries",
-    "PixelPaddingValue", "PixelPaddingRangeLimit", "VOILUTSequence", "VOILUTFunction", "ModalityLUTSequence",
-    "PresentationLUTShape", "WindowCenterWidthExplanation", "FloatPixelData", "DoubleFloatPixelData",
-    "NumberOfFrames", "IconImageSequence", "SourceImageSequence", "DerivationCodeSequence",
-    "ReferencedSeriesSequence", "StudiesContainingOtherReferencedInstancesSequence", "RealWorldValueMappingSequence",
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "VOILUTSequence",
+    "VOILUTFunction",
+    "ModalityLUTSequence",
+    "PresentationLUTShape",
+    "WindowCenterWidthExplanation",
+    "FloatPixelData",
+    "DoubleFloatPixelData",
+    "NumberOfFrames",
+    "IconImageSequence",
+    "SourceImageSequence",
+    "DerivationCodeSequence",
+    "ReferencedSeriesSequence",
+    "StudiesContainingOtherReferencedInstancesSequence",
+    "RealWorldValueMappingSequence",
 )
 """What a fused slice does not copy from its reference slice: statements about the reference's
 pixels, their display and their references (the fused slice writes its own)."""
 
 _TYPE_2_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-    "ReferringPhysicianName", "StudyID", "AccessionNumber", "Laterality", "PatientPosition",
-    "PositionReferenceIndicator", "Manufacturer",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "Laterality",
+    "PatientPosition",
+    "PositionReferenceIndicator",
+    "Manufacturer",
 )
 """Type 2 (and 2C) attributes of the Patient, General Study, General Series, Frame of Reference
 and General Equipment modules (PS3.3 C.7): written empty where the reference lacks them, as a
 Type 2 attribute must be present but may be empty (PS3.5 7.4.3)."""
 
 
-_REPLACED_KEYWORDS = (*_DROPPED_TAGS, "SeriesNumber", "SeriesDescription", "ImageComments", "DerivationDescription",
-                      "SeriesInstanceUID", "SOPInstanceUID", "InstanceNumber", "ImageType", "RescaleSlope",
-                      "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth", "SeriesDate", "SeriesTime",
-                      "ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
-                      "PixelData", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-                      "PhotometricInterpretation", "SamplesPerPixel")
+_REPLACED_KEYWORDS = (
+    *_DROPPED_TAGS,
+    "SeriesNumber",
+    "SeriesDescription",
+    "ImageComments",
+    "DerivationDescription",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "InstanceNumber",
+    "ImageType",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "WindowCenter",
+    "WindowWidth",
+    "SeriesDate",
+    "SeriesTime",
+    "ContentDate",
+    "ContentTime",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "PixelData",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "SamplesPerPixel",
+)
 """What a fused slice writes itself instead of copying it from its reference slice."""
 
 
@@ -468,8 +559,9 @@ def _instance_references(referenced: list[tuple[VolumeFile, list[int]]], study_u
         series = Dataset()
         series.SeriesInstanceUID = source.header[0].SeriesInstanceUID
         series.ReferencedInstanceSequence = []
-        for sop_class, sop_instance in dict.fromkeys((source.header[k].SOPClassUID, source.header[k].SOPInstanceUID)
-                                                     for k in ks):
+        for sop_class, sop_instance in dict.fromkeys(
+            (source.header[k].SOPClassUID, source.header[k].SOPInstanceUID) for k in ks
+        ):
             instance = Dataset()
             instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = sop_class, sop_instance
             series.ReferencedInstanceSequence.append(instance)
@@ -506,16 +598,25 @@ def _value_mapping(dataset: Dataset, series: _DerivedSeries) -> None:
         dataset.RescaleSlope, dataset.RescaleIntercept, dataset.RescaleType = "1", "0", "US"
         dataset.WindowCenter, dataset.WindowWidth = str((DICOM_SCALE + 1) // 2), str(DICOM_SCALE + 1)
     dataset.WindowCenterWidthExplanation = "all values"
-    unit = (hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit") if series.hounsfield
-            else hd.sr.CodedConcept("1", "UCUM", "no units"))
+    unit = (
+        hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
+        if series.hounsfield
+        else hd.sr.CodedConcept("1", "UCUM", "no units")
+    )
     explanation = f"values {low:.6g} to {high:.6g}" + (" HU" if series.hounsfield else "")
     dataset.RealWorldValueMappingSequence = [
-        hd.pm.RealWorldValueMapping(VALUE_MAPPING_LABEL, explanation, unit, (0, DICOM_SCALE), slope=step,
-                                    intercept=low)]
+        hd.pm.RealWorldValueMapping(VALUE_MAPPING_LABEL, explanation, unit, (0, DICOM_SCALE), slope=step, intercept=low)
+    ]
 
 
-def _fused_slice(reference: Dataset, stored: np.ndarray, k: int, series: _DerivedSeries,
-                 sources: list[Dataset], references: dict[str, list]) -> Dataset:
+def _fused_slice(
+    reference: Dataset,
+    stored: np.ndarray,
+    k: int,
+    series: _DerivedSeries,
+    sources: list[Dataset],
+    references: dict[str, list],
+) -> Dataset:
     """A copy of reference slice ``k`` (patient, study, equipment, acquisition and geometry:
     ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness,
     FrameOfReferenceUID...) as a derived image of the series: new SOPInstanceUID, the series'
@@ -562,14 +663,23 @@ def _fused_slice(reference: Dataset, stored: np.ndarray, k: int, series: _Derive
 
 def _on_grid(source: VolumeFile, reference: VolumeFile) -> bool:
     """True if DICOM ``source`` has the reference's grid, so its slice ``k`` is the output's slice ``k``."""
-    return (source.kind == "dicom" and source.volume.shape == reference.volume.shape
-            and np.allclose(source.volume.geometry.affine, reference.volume.geometry.affine, atol=1e-3))
+    return (
+        source.kind == "dicom"
+        and source.volume.shape == reference.volume.shape
+        and np.allclose(source.volume.geometry.affine, reference.volume.geometry.affine, atol=1e-3)
+    )
 
 
-def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: VolumeFile,
-                       summary: str = "", description: str = "",
-                       value_range: tuple[float, float] = (0.0, 1.0), sources: tuple[VolumeFile, ...] = (),
-                       hounsfield: bool = False) -> Path:
+def write_dicom_series(
+    folder: str | os.PathLike,
+    data: np.ndarray,
+    reference: VolumeFile,
+    summary: str = "",
+    description: str = "",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    sources: tuple[VolumeFile, ...] = (),
+    hounsfield: bool = False,
+) -> Path:
     """Write (I, J, K) ``data`` in ``value_range`` (default [0, 1], a fusion) as a derived DICOM
     series on the grid of a classic CT or MR ``reference`` series (see :func:`check_volume_format`).
 
@@ -599,26 +709,36 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
     check_dicom_reference(folder, reference)
     slices = reference.header
     if data.shape != reference.volume.shape:
-        raise VolumeFileError(f"{folder}: data of shape {data.shape} is not on the reference grid "
-                              f"{reference.volume.shape}")
+        raise VolumeFileError(
+            f"{folder}: data of shape {data.shape} is not on the reference grid {reference.volume.shape}"
+        )
     if folder.exists():
         raise VolumeFileError(f"{folder}: already exists; medfuse writes a DICOM series into a new folder")
     check_result(data, str(folder))
     first = slices[0]
     now = datetime.now()
     dicom_sources = tuple(source for source in sources if source.kind == "dicom" and _identified(source))
-    lossy = any(str(dataset.get("LossyImageCompression", "")) == "01" for source in dicom_sources
-                for dataset in source.header)
+    lossy = any(
+        str(dataset.get("LossyImageCompression", "")) == "01" for source in dicom_sources for dataset in source.header
+    )
     try:
         reference_number = first.get("SeriesNumber", "")
     except ValueError:  # pydicom converts on access, and refuses an IS that is no number
         reference_number = ""
-    series = _DerivedSeries(generate_uid(), derived_series_number(reference_number),
-                            str(first.get("FrameOfReferenceUID") or generate_uid()), summary, description,
-                            value_range, hounsfield, (now.strftime("%Y%m%d"), now.strftime("%H%M%S")))
+    series = _DerivedSeries(
+        generate_uid(),
+        derived_series_number(reference_number),
+        str(first.get("FrameOfReferenceUID") or generate_uid()),
+        summary,
+        description,
+        value_range,
+        hounsfield,
+        (now.strftime("%Y%m%d"), now.strftime("%H%M%S")),
+    )
     on_grid = [source for source in dicom_sources if _on_grid(source, reference)]
-    off_grid = [(source, list(range(len(source.header)))) for source in dicom_sources
-                if not _on_grid(source, reference)]
+    off_grid = [
+        (source, list(range(len(source.header)))) for source in dicom_sources if not _on_grid(source, reference)
+    ]
     low, high = value_range
 
     def write(temporary: Path) -> None:
@@ -626,8 +746,14 @@ def write_dicom_series(folder: str | os.PathLike, data: np.ndarray, reference: V
             unit = (np.clip(data[:, :, k].T, low, high) - low) / (high - low)
             stored = np.round(unit * DICOM_SCALE).astype(np.uint16)
             referenced = [(source, [k]) for source in on_grid] + off_grid
-            dataset = _fused_slice(reference_slice, stored, k, series, [_source_item(s, k) for s in on_grid],
-                                   _instance_references(referenced, str(first.StudyInstanceUID)))
+            dataset = _fused_slice(
+                reference_slice,
+                stored,
+                k,
+                series,
+                [_source_item(s, k) for s in on_grid],
+                _instance_references(referenced, str(first.StudyInstanceUID)),
+            )
             if lossy:
                 dataset.LossyImageCompression = "01"  # PS3.3 C.7.6.1.1.5: derived from lossy data stays lossy
             problems = dicom_value_problems(dataset)
@@ -653,23 +779,33 @@ def check_dicom_reference(out: str | os.PathLike, reference: VolumeFile) -> None
     class in :data:`DICOM_OUTPUT_CLASSES`, every slice with its UIDs (whose slices a DICOM
     series output ``out`` copies): checked before any work."""
     if reference.kind != "dicom":
-        raise VolumeFileError(f"{out}: the output must end in .nii or .nii.gz (a DICOM series is written only "
-                              "when the reference input is DICOM)")
+        raise VolumeFileError(
+            f"{out}: the output must end in .nii or .nii.gz (a DICOM series is written only "
+            "when the reference input is DICOM)"
+        )
     if reference.frames:
-        raise VolumeFileError(f"{out}: a DICOM series output copies the reference's single-frame slices, and "
-                              f"{reference.path} is a multi-frame image; write NIfTI (.nii or .nii.gz) instead")
+        raise VolumeFileError(
+            f"{out}: a DICOM series output copies the reference's single-frame slices, and "
+            f"{reference.path} is a multi-frame image; write NIfTI (.nii or .nii.gz) instead"
+        )
     sop_class = str(reference.header[0].get("SOPClassUID", ""))
     if sop_class not in DICOM_OUTPUT_CLASSES:
         name = getattr(reference.header[0].get("SOPClassUID"), "name", sop_class or "of no SOP class")
-        raise VolumeFileError(f"{out}: a DICOM series output is written on a CT or MR Image Storage reference, and "
-                              f"{reference.path} is {name}; write NIfTI (.nii or .nii.gz) instead")
+        raise VolumeFileError(
+            f"{out}: a DICOM series output is written on a CT or MR Image Storage reference, and "
+            f"{reference.path} is {name}; write NIfTI (.nii or .nii.gz) instead"
+        )
     if not _identified(reference):
-        raise VolumeFileError(f"{out}: a DICOM series output copies the reference's slices, and some slice of "
-                              f"{reference.path} lacks one of {', '.join(IDENTIFYING_KEYWORDS)}; write NIfTI instead")
+        raise VolumeFileError(
+            f"{out}: a DICOM series output copies the reference's slices, and some slice of "
+            f"{reference.path} lacks one of {', '.join(IDENTIFYING_KEYWORDS)}; write NIfTI instead"
+        )
     for number, dataset in enumerate(reference.header, start=1):
         problems = dicom_value_problems(dataset, skip=_REPLACED_KEYWORDS)
         if problems:
-            raise VolumeFileError(f"{out}: a DICOM series output copies the reference's slices, and slice {number} of "
-                                  f"{reference.path} breaks DICOM's value rules ({'; '.join(problems[:3])}); write "
-                                  "NIfTI (.nii or .nii.gz) instead")
+            raise VolumeFileError(
+                f"{out}: a DICOM series output copies the reference's slices, and slice {number} of "
+                f"{reference.path} breaks DICOM's value rules ({'; '.join(problems[:3])}); write "
+                "NIfTI (.nii or .nii.gz) instead"
+            )
     import_optional("highdicom", purpose="writing DICOM")  # MissingDependencyError before any work

@@ -65,8 +65,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 page = tiff.pages[0]
                 images = sum(1 for each in tiff.pages if not getattr(each, "subfiletype", 0) & 1)  # thumbnails aside
                 if images > 1 or len(tiff.series[0].shape) > len(page.shape):  # a stack, not one image
-                    raise ImageFileError(f"{path}: a stack of TIFF images ({'x'.join(map(str, tiff.series[0].shape))}"
-                                         "); medfuse reads one 2-D image per file (give a volume as NIfTI or DICOM)")
+                    raise ImageFileError(
+                        f"{path}: a stack of TIFF images ({'x'.join(map(str, tiff.series[0].shape))}"
+                        "); medfuse reads one 2-D image per file (give a volume as NIfTI or DICOM)"
+                    )
                 check_decoding(str(path), page.shape, DECODING_BYTES * page.dtype.itemsize)
                 array = tiff.asarray()
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
@@ -92,8 +94,7 @@ def _is_sixteen_bit_colour_png(path: Path) -> bool:
     2 (RGB) or 6 (RGB + alpha): the kind Pillow would reduce to 8 bits."""
     with open(path, "rb") as file:
         head = file.read(26)
-    return (head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
-            and head[24] == 16 and head[25] in (2, 6))
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 6)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -162,8 +163,12 @@ def save_image(path: str | os.PathLike, image: np.ndarray, provenance: Mapping[s
     if suffix in TIFF_SUFFIXES:
         photometric = "rgb" if image.ndim == 3 else "minisblack"
         description = json.dumps(provenance) if provenance else None
-        write_atomically(path, lambda temporary: tifffile.imwrite(temporary, image, photometric=photometric,
-                                                                  description=description, metadata=None))
+        write_atomically(
+            path,
+            lambda temporary: tifffile.imwrite(
+                temporary, image, photometric=photometric, description=description, metadata=None
+            ),
+        )
     else:
         pil_format = Image.registered_extensions()[suffix]
         options = {}

@@ -36,15 +36,19 @@ def read_nifti(path: str | os.PathLike) -> VolumeFile:
     try:
         image = nib.load(path)
         if image.get_data_dtype().names:  # RGB24 (or RGBA32): as medfuse fuse --colour-map writes
-            raise VolumeFileError(f"{path}: an RGB colour volume; medfuse reads grey volumes (for a colour overlay "
-                                  "it wrote, give the grey fusion instead)")
+            raise VolumeFileError(
+                f"{path}: an RGB colour volume; medfuse reads grey volumes (for a colour overlay "
+                "it wrote, give the grey fusion instead)"
+            )
         shape = tuple(image.shape)
         check_decoding(str(path), shape, 12)  # float64 scaling, then the float32 volume
         while len(shape) > 3 and shape[-1] == 1:
             shape = shape[:-1]
         if len(shape) > 3:
-            raise VolumeFileError(f"{path}: a {len(shape)}-D NIfTI ({'x'.join(map(str, shape))}); medfuse fuses "
-                                  "3-D volumes only, so extract one volume (e.g. one time point) first")
+            raise VolumeFileError(
+                f"{path}: a {len(shape)}-D NIfTI ({'x'.join(map(str, shape))}); medfuse fuses "
+                "3-D volumes only, so extract one volume (e.g. one time point) first"
+            )
         if len(shape) < 2:
             raise VolumeFileError(f"{path}: a {len(shape)}-D NIfTI; expected a 3-D volume")
         data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape + (1,) * (3 - len(shape)))
@@ -63,8 +67,14 @@ def nifti_header_text(description: str) -> bytes:
     return description.encode("ascii", "replace")[:80]
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, geometry: Geometry,
-                reference: VolumeFile | None = None, summary: str = "", description: str = "") -> Path:
+def write_nifti(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    geometry: Geometry,
+    reference: VolumeFile | None = None,
+    summary: str = "",
+    description: str = "",
+) -> Path:
     """Write float32 ``data`` (I, J, K), or an RGB volume (I, J, K, 3) of uint8 as NIfTI's
     RGB24, as NIfTI-1 (``.nii`` or ``.nii.gz``), atomically.
 

@@ -31,9 +31,24 @@ from medfuse.io.nifti import NIFTI_SUFFIXES, is_nifti_path, read_nifti, write_ni
 from medfuse.io.volume_file import VolumeFile, VolumeFileError
 
 __all__ = [
-    "DICOM_SCALE", "NIFTI_SUFFIXES", "SERIES_NUMBER_OFFSET", "VolumeFile", "VolumeFileError", "check_dicom_reference",
-    "check_volume_format", "check_volume_target", "dicom_files", "is_dicom_file", "is_nifti_path", "is_volume_path",
-    "read_dicom", "read_nifti", "read_volume", "write_dicom_series", "write_nifti", "write_volume",
+    "DICOM_SCALE",
+    "NIFTI_SUFFIXES",
+    "SERIES_NUMBER_OFFSET",
+    "VolumeFile",
+    "VolumeFileError",
+    "check_dicom_reference",
+    "check_volume_format",
+    "check_volume_target",
+    "dicom_files",
+    "is_dicom_file",
+    "is_nifti_path",
+    "is_volume_path",
+    "read_dicom",
+    "read_nifti",
+    "read_volume",
+    "write_dicom_series",
+    "write_nifti",
+    "write_volume",
 ]
 
 
@@ -67,16 +82,24 @@ def read_volume(path: str | os.PathLike) -> VolumeFile:
             raise VolumeFileError(str(error)) from None
         except Exception as error:  # damaged bytes can make nibabel or pydicom raise anything
             kind = "NIfTI volume" if nifti else "DICOM file or series"
-            raise VolumeFileError(f"{path}: not a readable {kind} ({type(error).__name__}: "
-                                  f"{one_line(error)})") from None
+            raise VolumeFileError(
+                f"{path}: not a readable {kind} ({type(error).__name__}: {one_line(error)})"
+            ) from None
     for message in dict.fromkeys(f"{path}: {one_line(warning.message)}" for warning in caught):
         warnings.warn(message, UserWarning, stacklevel=2)
     return volume_file
 
 
-def write_volume(path: str | os.PathLike, data: np.ndarray, reference: VolumeFile,
-                 summary: str = "", description: str = "", value_range: tuple[float, float] = (0.0, 1.0),
-                 sources: tuple[VolumeFile, ...] = (), hounsfield: bool = False) -> Path:
+def write_volume(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    reference: VolumeFile,
+    summary: str = "",
+    description: str = "",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    sources: tuple[VolumeFile, ...] = (),
+    hounsfield: bool = False,
+) -> Path:
     """Write ``data`` on ``reference``'s grid: NIfTI for a .nii/.nii.gz path (float32, any
     values), else a DICOM series folder (which needs a classic CT or MR DICOM reference; values
     in ``value_range``, made from ``sources``, in HU if ``hounsfield``: see

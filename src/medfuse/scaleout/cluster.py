@@ -26,11 +26,15 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
         if scheduler is not None:
             client = Client(scheduler, timeout="20s")
         else:
-            client = Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None))
+            client = Client(
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            )
     except (OSError, TimeoutError, ValueError) as error:
-        raise InputError(f"scheduler {scheduler}: cannot connect ({error})" if scheduler else
-                         f"cannot start a local Dask cluster ({error})") from None
+        raise InputError(
+            f"scheduler {scheduler}: cannot connect ({error})"
+            if scheduler
+            else f"cannot start a local Dask cluster ({error})"
+        ) from None
     with client:
         yield client
         if scheduler is None:
@@ -45,8 +49,10 @@ def fuse_rows_on_dask(rows: list[Row], job: BatchJob, client: Client) -> Iterato
     machine's GPUs as torch sees them."""
     local = isinstance(client.cluster, LocalCluster)
     resources = {"GPU": 1} if job.device.startswith("cuda") and not local else None
-    futures = {client.submit(fuse_row, row, job, key=f"medfuse-batch-line-{row.line}", pure=False,
-                             resources=resources): row for row in rows}
+    futures = {
+        client.submit(fuse_row, row, job, key=f"medfuse-batch-line-{row.line}", pure=False, resources=resources): row
+        for row in rows
+    }
     for future in as_completed(futures):
         row = futures[future]
         try:

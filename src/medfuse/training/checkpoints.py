@@ -79,8 +79,7 @@ class _Checker:
             self.fail(field, f"has {len(value)} entries, not {length}")
         return value
 
-    def tensor(self, field: str, value: object, shape: torch.Size | None = None,
-               floating: bool = True) -> torch.Tensor:
+    def tensor(self, field: str, value: object, shape: torch.Size | None = None, floating: bool = True) -> torch.Tensor:
         if not torch.is_tensor(value):
             self.fail(field, f"is {_shown(value)}, not a tensor")
         if shape is not None and value.shape != shape:
@@ -110,9 +109,16 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else f"a {type(value).__name__}"
 
 
-def check_checkpoint(state: dict, path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
-                     world_size: int, steps: int, record_keys: Sequence[str],
-                     settings: Sequence[str]) -> None:
+def check_checkpoint(
+    state: dict,
+    path: Path,
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    world_size: int,
+    steps: int,
+    record_keys: Sequence[str],
+    settings: Sequence[str],
+) -> None:
     """Refuse, in one line naming the field, a checkpoint (from :func:`read_checkpoint`) that the
     run of ``model`` and ``optimiser`` on ``world_size`` ranks for ``steps`` steps cannot continue:
     a field of the wrong type, a model or optimiser state that does not fit the model (the
@@ -124,8 +130,9 @@ def check_checkpoint(state: dict, path: Path, model: torch.nn.Module, optimiser:
     config = check.mapping("config", state["config"])
     saved_world = check.integer("world_size", state.get("world_size", 1), 1)
     if saved_world != world_size:
-        raise InputError(f"{path} was made by {saved_world} process(es); resume it with as many "
-                         f"(this run has {world_size})")
+        raise InputError(
+            f"{path} was made by {saved_world} process(es); resume it with as many (this run has {world_size})"
+        )
     _check_model(check, state["model"], model, config, settings)
     _check_optimiser(check, state["optimiser"], optimiser)
     check.tensor("torch_rng", state["torch_rng"], torch.get_rng_state().shape, floating=False)
@@ -140,8 +147,9 @@ def check_checkpoint(state: dict, path: Path, model: torch.nn.Module, optimiser:
         check.fail("rank_rngs", "is missing (each rank's random generator state)")
     step = check.integer("step", state["step"], 1)
     if step > steps:
-        raise InputError(f"{path} is at step {step}, beyond this run's {steps} steps; resume it with more "
-                         "steps in all (--steps)")
+        raise InputError(
+            f"{path} is at step {step}, beyond this run's {steps} steps; resume it with more steps in all (--steps)"
+        )
     _check_log(check, state["log"], step, ("train_loss", *record_keys))
     for index, point in enumerate(check.sequence("trace", state.get("trace", []))):
         check.sequence(f"trace[{index}]", point, 2)
@@ -152,8 +160,7 @@ def check_checkpoint(state: dict, path: Path, model: torch.nn.Module, optimiser:
         check.fail("elapsed", f"is {elapsed}, a negative time")
 
 
-def _check_model(check: _Checker, saved: object, model: torch.nn.Module, config: dict,
-                 settings: Sequence[str]) -> None:
+def _check_model(check: _Checker, saved: object, model: torch.nn.Module, config: dict, settings: Sequence[str]) -> None:
     saved = check.mapping("model", saved)
     expected = model.state_dict()
     for key, value in saved.items():
@@ -161,10 +168,17 @@ def _check_model(check: _Checker, saved: object, model: torch.nn.Module, config:
             check.fail("model", f"has a key {_shown(key)}, not a parameter name")
         check.tensor(f"model[{key!r}]", value, floating=key in expected and expected[key].is_floating_point())
     if set(saved) != set(expected) or any(saved[key].shape != value.shape for key, value in expected.items()):
-        shown = " ".join(f"--{name.replace('_', '-')} {config[name]}" for name in settings
-                         if isinstance(config.get(name), (str, int, float)) and not isinstance(config[name], bool))
-        raise InputError(one_line(f"{check.path} was made with other settings{f' ({shown})' if shown else ''} "
-                                  "or another model; resume with the same ones"))
+        shown = " ".join(
+            f"--{name.replace('_', '-')} {config[name]}"
+            for name in settings
+            if isinstance(config.get(name), (str, int, float)) and not isinstance(config[name], bool)
+        )
+        raise InputError(
+            one_line(
+                f"{check.path} was made with other settings{f' ({shown})' if shown else ''} "
+                "or another model; resume with the same ones"
+            )
+        )
 
 
 def _check_optimiser(check: _Checker, saved: object, optimiser: torch.optim.Optimizer) -> None:
@@ -189,8 +203,9 @@ def _check_optimiser(check: _Checker, saved: object, optimiser: torch.optim.Opti
             if key != "params" and key in group:
                 _check_setting(check, f"{where} {key}", group[key], default)
         amsgrad = bool(group.get("amsgrad", live.get("amsgrad", False)))
-        shapes.update({parameter: (live_parameter.shape, amsgrad)
-                       for parameter, live_parameter in zip(params, live["params"])})
+        shapes.update(
+            {parameter: (live_parameter.shape, amsgrad) for parameter, live_parameter in zip(params, live["params"])}
+        )
     state = check.mapping("optimiser state", saved["state"])
     for key, entry in state.items():
         where = f"optimiser state[{_shown(key)}]"
@@ -264,8 +279,14 @@ def _check_log(check: _Checker, log: object, step: int, keys: Sequence[str]) -> 
         check.fail("log", f"ends at step {previous}, not at the checkpoint's step {step}")
 
 
-def restore(state: dict, path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
-            rng: np.random.Generator, rank: int) -> None:
+def restore(
+    state: dict,
+    path: Path,
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    rank: int,
+) -> None:
     """Load a checked checkpoint into ``model``, ``optimiser``, this rank's ``rng`` and torch's
     generator. Anything torch or numpy still refuses is the same one-line error."""
     try:

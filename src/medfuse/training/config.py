@@ -60,8 +60,9 @@ class TrainConfig:
     def check_start(self) -> None:
         """Stage 1 starts from ``init`` weights or resumes a checkpoint, not both."""
         if self.init is not None and self.resume:
-            raise InputError("resume continues a run from its checkpoint; init starts a new one from weights: "
-                             "give one of them")
+            raise InputError(
+                "resume continues a run from its checkpoint; init starts a new one from weights: give one of them"
+            )
 
     def smallest_side(self) -> tuple[int, str]:
         """The smallest crop (and validation image side) this run's network and loss take, and why."""
@@ -88,8 +89,10 @@ class TrainConfig:
             raise InputError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
         self.check_start()
         if self.lambda_perc > 0 and not self.vgg_weights:
-            raise InputError("the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
-                             "ImageNet state dict; medfuse never downloads it")
+            raise InputError(
+                "the perceptual loss (lambda_perc > 0) needs vgg_weights, a torchvision vgg16_bn "
+                "ImageNet state dict; medfuse never downloads it"
+            )
 
 
 DEFAULT_FUSION_INIT = "dran-havard"
@@ -124,8 +127,10 @@ class FusionTrainConfig(TrainConfig):
     def check_start(self) -> None:
         """Stage 2 always names the stage-1 model it reads (``init``), resumed or not."""
         if self.init is None:
-            raise InputError("the fusion stage learns from a trained stage-1 model's features: give init "
-                             "(a shipped model name such as dran-havard, or a safetensors path)")
+            raise InputError(
+                "the fusion stage learns from a trained stage-1 model's features: give init "
+                "(a shipped model name such as dran-havard, or a safetensors path)"
+            )
 
     def smallest_side(self) -> tuple[int, str]:
         return SMALLEST_FUSION_CROP

@@ -46,8 +46,7 @@ def load_grey(paths: list[Path]) -> list[torch.Tensor]:
     return [torch.from_numpy(grey_unit(load_image(p))).float().unsqueeze(0) for p in paths]
 
 
-def random_crops(images: list[torch.Tensor], batch_size: int, crop: int,
-                 rng: np.random.Generator) -> torch.Tensor:
+def random_crops(images: list[torch.Tensor], batch_size: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
     """A batch of random ``crop`` x ``crop`` patches with random horizontal/vertical flips.
 
     Images smaller than the crop are edge-padded (replicate) first.
@@ -62,7 +61,7 @@ def random_crops(images: list[torch.Tensor], batch_size: int, crop: int,
             height, width = image.shape[-2:]
         top = rng.integers(height - crop + 1)
         left = rng.integers(width - crop + 1)
-        patch = image[:, top: top + crop, left: left + crop]
+        patch = image[:, top : top + crop, left : left + crop]
         if rng.random() < 0.5:
             patch = patch.flip(-1)
         if rng.random() < 0.5:

@@ -41,8 +41,9 @@ class Ranks:
 
 def ranks_from_environment() -> Ranks:
     """The ranks torchrun set (RANK, WORLD_SIZE, LOCAL_RANK), or one rank."""
-    return Ranks(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                 int(os.environ.get("LOCAL_RANK", 0)))
+    return Ranks(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
 
 
 @contextmanager

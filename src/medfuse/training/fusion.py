@@ -53,8 +53,9 @@ SSIM_SIGMA = 1.5
 SSIM_CONSTANTS = (0.01**2, 0.03**2)
 
 
-def lesion_profile(kind: str, size: tuple[int, int], centre: tuple[float, float], radius: float,
-                   rng: np.random.Generator) -> torch.Tensor:
+def lesion_profile(
+    kind: str, size: tuple[int, int], centre: tuple[float, float], radius: float, rng: np.random.Generator
+) -> torch.Tensor:
     """A lesion's shape (H, W), peak magnitude 1: ``blob`` (Gaussian, standard deviation
     ``radius``), ``ellipse`` (a rotated Gaussian, the other axis 0.3 to 1 times as long), ``ring``
     (a Gaussian ridge at ``radius``), ``disc`` (a flat disc, soft edge) or ``texture`` (stripes of
@@ -66,18 +67,18 @@ def lesion_profile(kind: str, size: tuple[int, int], centre: tuple[float, float]
     across = -rows * math.sin(angle) + columns * math.cos(angle)
     distance = torch.sqrt(rows**2 + columns**2)
     if kind == "blob":
-        return torch.exp(-distance**2 / (2 * radius**2))
+        return torch.exp(-(distance**2) / (2 * radius**2))
     if kind == "ellipse":
         ratio = rng.uniform(0.3, 1.0)
         return torch.exp(-(along**2 / (2 * radius**2) + across**2 / (2 * (ratio * radius) ** 2)))
     if kind == "ring":
         thickness = radius / 3 + 0.7
-        return torch.exp(-(distance - radius) ** 2 / (2 * thickness**2))
+        return torch.exp(-((distance - radius) ** 2) / (2 * thickness**2))
     if kind == "disc":
         return torch.sigmoid((radius - distance) / 0.7)
     if kind == "texture":
         period = rng.uniform(3.0, 8.0)
-        return torch.exp(-distance**2 / (2 * radius**2)) * torch.cos(2 * math.pi * along / period)
+        return torch.exp(-(distance**2) / (2 * radius**2)) * torch.cos(2 * math.pi * along / period)
     raise ValueError(f"unknown lesion kind {kind!r}")
 
 
@@ -102,7 +103,7 @@ def plant_lesions(images: torch.Tensor, rng: np.random.Generator, count: int = 2
 
 
 def gaussian_window(sigma: float = SSIM_SIGMA, radius: int = 5) -> torch.Tensor:
-    values = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2 / (2 * sigma**2))
+    values = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2) / (2 * sigma**2))
     return values / values.sum()
 
 
@@ -123,8 +124,11 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     variance_y = local_mean(y * y) - mean_y**2
     covariance = local_mean(x * y) - mean_x * mean_y
     c1, c2 = SSIM_CONSTANTS
-    return ((2 * mean_x * mean_y + c1) * (2 * covariance + c2)
-            / ((mean_x**2 + mean_y**2 + c1) * (variance_x + variance_y + c2)))
+    return (
+        (2 * mean_x * mean_y + c1)
+        * (2 * covariance + c2)
+        / ((mean_x**2 + mean_y**2 + c1) * (variance_x + variance_y + c2))
+    )
 
 
 def transfer_loss(fused: torch.Tensor, fused_planted: torch.Tensor, planted_change: torch.Tensor) -> torch.Tensor:
@@ -200,11 +204,13 @@ class FusionLoss(nn.Module):
         fused = unclipped.clamp(0, 1)
         fused_planted = blend_pyramids(planted_a, planted_b, head(features_pa, features_pb)).clamp(0, 1)
         ssim = (ssim_map(fused, image_a).mean() + ssim_map(fused, image_b).mean()) / 2
-        return {"transfer": transfer_loss(fused, fused_planted, (planted_a - image_a) + (planted_b - image_b)),
-                "structure": 1 - ssim,
-                "gradient": stronger_gradient_loss(fused, image_a, image_b),
-                "intensity": brighter_intensity_loss(fused, image_a, image_b),
-                "range": range_loss(unclipped)}
+        return {
+            "transfer": transfer_loss(fused, fused_planted, (planted_a - image_a) + (planted_b - image_b)),
+            "structure": 1 - ssim,
+            "gradient": stronger_gradient_loss(fused, image_a, image_b),
+            "intensity": brighter_intensity_loss(fused, image_a, image_b),
+            "range": range_loss(unclipped),
+        }
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.weights.total(self.terms(batch))
@@ -222,8 +228,9 @@ def find_pair_folders(folders: list[str | os.PathLike]) -> list[tuple[str, Path,
     return pairs
 
 
-def split_pairs(pairs: list[tuple[str, Path, Path]], val_fraction: float,
-                seed: int) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, Path, Path]]]:
+def split_pairs(
+    pairs: list[tuple[str, Path, Path]], val_fraction: float, seed: int
+) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, Path, Path]]]:
     """Hold out a seeded fraction of the pairs (at least one), by their ``FOLDER/NAME`` names
     (:func:`medfuse.training.data.held_out_names`)."""
     if len(pairs) < 2:
@@ -240,14 +247,16 @@ def load_pair(path_a: Path, path_b: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack([grey_a, grey_b])).float()
 
 
-def lesioned_crops(pairs: list[torch.Tensor], count: int, crop: int, lesions: int,
-                   rng: np.random.Generator) -> torch.Tensor:
+def lesioned_crops(
+    pairs: list[torch.Tensor], count: int, crop: int, lesions: int, rng: np.random.Generator
+) -> torch.Tensor:
     """``count`` random crops of pairs (the same place and flips in both sources) with ``lesions``
     lesions planted into each source: (count, 4, crop, crop), A, B, A', B'."""
     crops = random_crops(pairs, count, crop, rng)
     image_a, image_b = crops[:, :1], crops[:, 1:]
-    return torch.cat([image_a, image_b, plant_lesions(image_a, rng, lesions), plant_lesions(image_b, rng, lesions)],
-                     dim=1)
+    return torch.cat(
+        [image_a, image_b, plant_lesions(image_a, rng, lesions), plant_lesions(image_b, rng, lesions)], dim=1
+    )
 
 
 class FusionStage:
@@ -273,18 +282,31 @@ class FusionStage:
         if head is None or head.reduce.out_channels != self.config.fusion_head:
             model.fusion_head = PyramidWeightHead(width, self.config.fusion_head).to(self.device)
         model.fusion_head.requires_grad_(True).train()
-        weights = FusionLossWeights(self.config.lambda_structure, self.config.lambda_gradient,
-                                    self.config.lambda_intensity, self.config.lambda_range)
+        weights = FusionLossWeights(
+            self.config.lambda_structure,
+            self.config.lambda_gradient,
+            self.config.lambda_intensity,
+            self.config.lambda_range,
+        )
         self.loss_fn = FusionLoss(model, weights)
-        return model, replace(self.config, init=str(self.config.init),
-                              architecture=weights_metadata(path).get("architecture", "dran"), width=width)
+        return model, replace(
+            self.config,
+            init=str(self.config.init),
+            architecture=weights_metadata(path).get("architecture", "dran"),
+            width=width,
+        )
 
     def data(self, config: FusionTrainConfig) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, int]]:
         """Training pairs, the fixed validation crops, and the pair counts for the log."""
         train_pairs, val_pairs = split_pairs(find_pair_folders(config.data), config.val_fraction, config.seed)
         train = [load_pair(a, b) for _, a, b in train_pairs]
-        val = lesioned_crops([load_pair(a, b) for _, a, b in val_pairs], config.val_crops, config.crop,
-                             config.lesions, np.random.default_rng((config.seed, 1)))
+        val = lesioned_crops(
+            [load_pair(a, b) for _, a, b in val_pairs],
+            config.val_crops,
+            config.crop,
+            config.lesions,
+            np.random.default_rng((config.seed, 1)),
+        )
         return train, val, {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
 
     def trainable(self, model: nn.Module) -> nn.Module:
@@ -297,8 +319,10 @@ class FusionStage:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: torch.Tensor) -> dict[str, float]:
         terms = self.loss_fn.terms(data.to(self.device))
-        return {"val_loss": float(self.loss_fn.weights.total(terms)),
-                **{f"val_{name}": float(value) for name, value in terms.items()}}
+        return {
+            "val_loss": float(self.loss_fn.weights.total(terms)),
+            **{f"val_{name}": float(value) for name, value in terms.items()},
+        }
 
     def arguments(self, config: FusionTrainConfig, model: nn.Module) -> dict[str, int]:
         return {"width": config.width, "fusion_head": config.fusion_head}

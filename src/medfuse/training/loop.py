@@ -44,8 +44,9 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loss_fn: torch.nn.Module, images: list[torch.Tensor],
-             device: torch.device) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, loss_fn: torch.nn.Module, images: list[torch.Tensor], device: torch.device
+) -> tuple[float, float]:
     """Mean loss and mean reconstruction PSNR over whole images, one at a time."""
     model.eval()
     losses, psnrs = [], []
@@ -83,9 +84,11 @@ class AutoencoderStage:
         smallest, why = config.smallest_side()
         for path, image in zip(val_paths, val_images):
             if min(image.shape[-2:]) < smallest:
-                raise InputError(f"{path}: {image.shape[-1]} x {image.shape[-2]} px is held out for validation, "
-                                 f"where whole images go through the network, which needs at least {smallest} px "
-                                 f"a side ({why}); remove it from the data")
+                raise InputError(
+                    f"{path}: {image.shape[-1]} x {image.shape[-2]} px is held out for validation, "
+                    f"where whole images go through the network, which needs at least {smallest} px "
+                    f"a side ({why}); remove it from the data"
+                )
         return load_grey(train_paths), val_images, {"train_images": len(train_paths), "val_images": len(val_paths)}
 
     def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -104,8 +107,11 @@ class AutoencoderStage:
         """The architecture's arguments, as the weights file records them (a fusion stage that
         ``init`` weights had is kept as it was: this stage does not use it)."""
         head = getattr(model, "fusion_head", None)
-        return {"width": config.width} if head is None else {"width": config.width,
-                                                              "fusion_head": head.reduce.out_channels}
+        return (
+            {"width": config.width}
+            if head is None
+            else {"width": config.width, "fusion_head": head.reduce.out_channels}
+        )
 
 
 TRACE_POINTS = 200
@@ -198,8 +204,7 @@ def _initial_model(config: TrainConfig, device: torch.device) -> tuple[torch.nn.
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     width = json.loads(metadata.get("arguments", "{}")).get("width", config.width)
-    return model, replace(config, init=str(config.init), architecture=metadata.get("architecture", "dran"),
-                          width=width)
+    return model, replace(config, init=str(config.init), architecture=metadata.get("architecture", "dran"), width=width)
 
 
 def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.device) -> dict:
@@ -219,15 +224,17 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
     wait_for_all(ranks)
 
     module = stage.trainable(model)
-    optimiser = torch.optim.Adam([p for p in module.parameters() if p.requires_grad],
-                                 lr=DEFAULT_LR if config.lr is None else config.lr)
+    optimiser = torch.optim.Adam(
+        [p for p in module.parameters() if p.requires_grad], lr=DEFAULT_LR if config.lr is None else config.lr
+    )
     rng = np.random.default_rng(config.seed if ranks.rank == 0 else (config.seed, ranks.rank))
     step, log, trace, elapsed, change = 0, [], [], 0.0, None
     trace_every = max(1, config.steps // TRACE_POINTS)
     if config.resume:
         state = read_checkpoint(checkpoint_path, device)
-        check_checkpoint(state, checkpoint_path, model, optimiser, ranks.world_size, config.steps,
-                         stage.record_keys, stage.settings)
+        check_checkpoint(
+            state, checkpoint_path, model, optimiser, ranks.world_size, config.steps, stage.record_keys, stage.settings
+        )
         restore(state, checkpoint_path, model, optimiser, rng, ranks.rank)
         if config.lr is not None and config.lr != optimiser.param_groups[0]["lr"]:
             before = optimiser.param_groups[0]["lr"]
@@ -237,14 +244,16 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         step, log, elapsed, trace = state["step"], state["log"], state["elapsed"], state.get("trace", [])
 
     lr = optimiser.param_groups[0]["lr"]
-    settings = {**asdict(replace(config, lr=lr)), "world_size": ranks.world_size,
-                "global_batch_size": config.batch_size * ranks.world_size}
+    settings = {
+        **asdict(replace(config, lr=lr)),
+        "world_size": ranks.world_size,
+        "global_batch_size": config.batch_size * ranks.world_size,
+    }
     trained = parallel(module, ranks, device)
     trained.train()
     running, count = 0.0, 0
     started = time.perf_counter() - elapsed
-    bar = tqdm(total=config.steps, initial=step, disable=not (progress and ranks.is_main), desc="training",
-               unit="step")
+    bar = tqdm(total=config.steps, initial=step, disable=not (progress and ranks.is_main), desc="training", unit="step")
     if change and ranks.is_main:
         bar.write(change)
     while step < config.steps:
@@ -259,27 +268,50 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
         bar.update(1)
         bar.set_postfix(loss=f"{running / count:.5f}")
         if step % config.val_every == 0 or step == config.steps:
-            record = {"step": step, "lr": lr, "train_loss": mean_over_ranks(running / count, ranks, device),
-                      **stage.evaluate(model, val_data), "elapsed_s": round(time.perf_counter() - started, 1)}
+            record = {
+                "step": step,
+                "lr": lr,
+                "train_loss": mean_over_ranks(running / count, ranks, device),
+                **stage.evaluate(model, val_data),
+                "elapsed_s": round(time.perf_counter() - started, 1),
+            }
             log.append(record)
             running, count = 0.0, 0
             rank_rngs = gather(rng.bit_generator.state, ranks)
             if ranks.is_main:
                 bar.write(json.dumps(record))
-                state = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                         "rank_rngs": rank_rngs, "world_size": ranks.world_size,
-                         "torch_rng": torch.get_rng_state(), "step": step, "log": log, "trace": trace,
-                         "elapsed": record["elapsed_s"], "config": settings}
-                write_atomically(checkpoint_path, lambda temporary: torch.save(state, temporary))
+                state = {
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "rank_rngs": rank_rngs,
+                    "world_size": ranks.world_size,
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "log": log,
+                    "trace": trace,
+                    "elapsed": record["elapsed_s"],
+                    "config": settings,
+                }
+                write_atomically(checkpoint_path, lambda temporary, state=state: torch.save(state, temporary))
                 write_json_atomically(out / LOG, {"config": settings, **counts, "log": log, "trace": trace})
                 plot_curve(log, trace, out / CURVE)
     bar.close()
     digests = gather(parameters_digest(model), ranks)
     if ranks.is_main:
-        write_json_atomically(out / LOG, {"config": settings, **counts, "log": log, "trace": trace,
-                                          "rank_weight_digests": digests})
-        save_weights(model.cpu(), out / WEIGHTS, config.architecture, stage.arguments(config, model),
-                     {"steps": str(step), "train_loss": f"{log[-1]['train_loss']:.6g}",
-                      "val_loss": f"{log[-1]['val_loss']:.6g}", "world_size": str(ranks.world_size)})
+        write_json_atomically(
+            out / LOG, {"config": settings, **counts, "log": log, "trace": trace, "rank_weight_digests": digests}
+        )
+        save_weights(
+            model.cpu(),
+            out / WEIGHTS,
+            config.architecture,
+            stage.arguments(config, model),
+            {
+                "steps": str(step),
+                "train_loss": f"{log[-1]['train_loss']:.6g}",
+                "val_loss": f"{log[-1]['val_loss']:.6g}",
+                "world_size": str(ranks.world_size),
+            },
+        )
     wait_for_all(ranks)
     return log[-1]

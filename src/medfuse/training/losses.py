@@ -60,9 +60,7 @@ class PerceptualLoss(nn.Module):
     def __init__(self, weights_path: str | os.PathLike) -> None:
         super().__init__()
         if not os.path.isfile(weights_path):
-            raise MissingInputError(
-                f"perceptual loss needs VGG16-BN ImageNet weights; no file at {weights_path}"
-            )
+            raise MissingInputError(f"perceptual loss needs VGG16-BN ImageNet weights; no file at {weights_path}")
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state)
@@ -82,7 +80,7 @@ class PerceptualLoss(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         super().train(mode)
         self.vgg.eval()
         return self
@@ -107,8 +105,9 @@ class ReconstructionLoss(nn.Module):
     The perceptual term is present only when ``perceptual`` is given.
     """
 
-    def __init__(self, lambda_grad: float = 0.2, lambda_perc: float = 0.2,
-                 perceptual: PerceptualLoss | None = None) -> None:
+    def __init__(
+        self, lambda_grad: float = 0.2, lambda_perc: float = 0.2, perceptual: PerceptualLoss | None = None
+    ) -> None:
         super().__init__()
         self.lambda_grad = lambda_grad
         self.lambda_perc = lambda_perc

@@ -31,11 +31,15 @@ def grey_8bit(image: np.ndarray, name: str = "image") -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise InputError(f"{name}: image has NaN or infinite values")
     if values.min() < 0 or values.max() > 255:
-        raise InputError(f"{name}: values must lie on the 8-bit scale [0, 255] (uint16 is scaled), "
-                         f"got [{values.min():.4g}, {values.max():.4g}]")
+        raise InputError(
+            f"{name}: values must lie on the 8-bit scale [0, 255] (uint16 is scaled), "
+            f"got [{values.min():.4g}, {values.max():.4g}]"
+        )
     if np.issubdtype(image.dtype, np.floating) and 0 < values.max() <= 1 and np.any(values != np.round(values)):
-        raise InputError(f"{name}: float values all within [0, 1] look like the unit scale; metrics expect "
-                         "the 8-bit scale: pass round(255 * x)")
+        raise InputError(
+            f"{name}: float values all within [0, 1] look like the unit scale; metrics expect "
+            "the 8-bit scale: pass round(255 * x)"
+        )
     if values.ndim == 3:
         values = values[..., 0] if is_grey(values) else luminance(values)
     return values

@@ -59,8 +59,13 @@ def lesion_contrast(difference: np.ndarray, profile: np.ndarray) -> float:
     return float(np.sum(profile * difference)) / energy
 
 
-def lesion_retention(fused: np.ndarray, fused_with_lesion: np.ndarray, source: np.ndarray,
-                     source_with_lesion: np.ndarray, profile: np.ndarray) -> float:
+def lesion_retention(
+    fused: np.ndarray,
+    fused_with_lesion: np.ndarray,
+    source: np.ndarray,
+    source_with_lesion: np.ndarray,
+    profile: np.ndarray,
+) -> float:
     """The share of a planted lesion that a fusion keeps.
 
     ``R = <g, F' - F> / <g, S' - S>``: the lesion's contrast (:func:`lesion_contrast`) in the
@@ -71,16 +76,21 @@ def lesion_retention(fused: np.ndarray, fused_with_lesion: np.ndarray, source: n
     enhanced; negative: inverted.
     """
     fused, fused_with_lesion, source, source_with_lesion, profile = _same_shapes(
-        fused=fused, fused_with_lesion=fused_with_lesion, source=source,
-        source_with_lesion=source_with_lesion, profile=profile)
+        fused=fused,
+        fused_with_lesion=fused_with_lesion,
+        source=source,
+        source_with_lesion=source_with_lesion,
+        profile=profile,
+    )
     planted = lesion_contrast(source_with_lesion - source, profile)
     if planted == 0:
         raise InputError("the source with the lesion equals the source where the profile is: nothing was planted")
     return lesion_contrast(fused_with_lesion - fused, profile) / planted
 
 
-def source_shares(fused: np.ndarray, image_a: np.ndarray, image_b: np.ndarray,
-                  mask: np.ndarray | None = None) -> tuple[float, float]:
+def source_shares(
+    fused: np.ndarray, image_a: np.ndarray, image_b: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[float, float]:
     """Each source's share of the fusion: the least-squares fit ``F = alpha A + beta B + c``
     over the pixels of ``mask`` (default all), returned as ``(alpha, beta) / (alpha + beta)``.
     A blend ``w A + (1 - w) B`` gives ``(w, 1 - w)``; a fusion that copies A gives ``(1, 0)``.
@@ -93,8 +103,10 @@ def source_shares(fused: np.ndarray, image_a: np.ndarray, image_b: np.ndarray,
     design = np.stack([image_a[mask], image_b[mask], np.ones(int(mask.sum()))], axis=1)
     (alpha, beta, _), _, rank, _ = np.linalg.lstsq(design, fused[mask], rcond=None)
     if rank < 3:  # A, B and the constant are linearly dependent: many fits are exact, the shares arbitrary
-        raise InputError("the sources are linearly dependent on the mask (one is a scaled copy of the other, or "
-                         "constant): shares are undefined")
+        raise InputError(
+            "the sources are linearly dependent on the mask (one is a scaled copy of the other, or "
+            "constant): shares are undefined"
+        )
     total = alpha + beta
     if abs(total) < 1e-12:
         raise InputError("the fusion follows neither source on the mask: shares are undefined")
@@ -120,8 +132,9 @@ def weight_shares(w_a: np.ndarray, image_a: np.ndarray, image_b: np.ndarray) -> 
     weight, in [0, 1], any shape) and of ``1 - w_a`` over :func:`foreground` of the grey sources
     ``image_a`` and ``image_b`` (in [0, 1], ``w_a``'s shape). The two add up to 1."""
     w_a = np.asarray(w_a)
-    check_same_shape("weight map and sources", {"w_a": w_a.shape, "image_a": np.shape(image_a),
-                                                "image_b": np.shape(image_b)})
+    check_same_shape(
+        "weight map and sources", {"w_a": w_a.shape, "image_a": np.shape(image_a), "image_b": np.shape(image_b)}
+    )
     share_a = float(np.mean(w_a[foreground(image_a, image_b)], dtype=np.float64))  # no float64 copy of a volume
     return share_a, 1.0 - share_a
 
@@ -130,8 +143,9 @@ SMALL_SHARE = 0.2
 """A source that keeps less than this share of the fused foreground is reported as nearly absent."""
 
 
-def fusion_shares(w_a: np.ndarray | None, image_a: np.ndarray, image_b: np.ndarray,
-                  fused: np.ndarray) -> tuple[tuple[float, float] | None, str]:
+def fusion_shares(
+    w_a: np.ndarray | None, image_a: np.ndarray, image_b: np.ndarray, fused: np.ndarray
+) -> tuple[tuple[float, float] | None, str]:
     """Each source's share of the fused foreground and how it was measured: by the rule's weight
     map ``w_a`` where there is one (:func:`weight_shares`, "weight map"), else by the
     least-squares fit of the grey ``fused`` to the grey sources over :func:`foreground`
@@ -140,7 +154,8 @@ def fusion_shares(w_a: np.ndarray | None, image_a: np.ndarray, image_b: np.ndarr
         return weight_shares(w_a, image_a, image_b), "weight map"
     mask = foreground(image_a, image_b)
     try:
-        return source_shares(*(np.asarray(image)[mask][None] for image in (fused, image_a, image_b))), \
-            "least-squares fit"
+        return source_shares(
+            *(np.asarray(image)[mask][None] for image in (fused, image_a, image_b))
+        ), "least-squares fit"
     except InputError:
         return None, "least-squares fit"

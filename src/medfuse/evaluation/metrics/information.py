@@ -180,6 +180,6 @@ def fmi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none", 
         todo = np.flatnonzero(~(same | (flat_f & _is_flat(windows))))
         chunk_size = max(1, FMI_CHUNK_ELEMENTS // size**4)  # bounded memory: (chunk, l, l) arrays
         for start in range(0, len(todo), chunk_size):
-            chunk = todo[start: start + chunk_size]
+            chunk = todo[start : start + chunk_size]
             scores[row, chunk] = _window_fmi(_unit_range(windows[chunk]), unit_f[chunk])
     return float(np.mean(scores.mean(axis=0)))

@@ -37,11 +37,15 @@ def ssim(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean
     """
     f, a, b = grey_triple(fused, a, b)
     if min(f.shape) < SSIM_WINDOW:
-        raise InputError(f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got "
-                         f"{f.shape[1]} x {f.shape[0]}")
+        raise InputError(
+            f"SSIM needs images of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got {f.shape[1]} x {f.shape[0]}"
+        )
     options = {"data_range": 255, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
-    return _reduce(skimage_metrics.structural_similarity(a, f, **options),
-                   skimage_metrics.structural_similarity(b, f, **options), reduction)
+    return _reduce(
+        skimage_metrics.structural_similarity(a, f, **options),
+        skimage_metrics.structural_similarity(b, f, **options),
+        reduction,
+    )
 
 
 def psnr(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean") -> float:
@@ -50,20 +54,31 @@ def psnr(fused: np.ndarray, a: np.ndarray, b: np.ndarray, reduction: str = "mean
     Identical images give infinity."""
     f, a, b = grey_triple(fused, a, b)
     with np.errstate(divide="ignore"):
-        return _reduce(skimage_metrics.peak_signal_noise_ratio(a, f, data_range=255),
-                       skimage_metrics.peak_signal_noise_ratio(b, f, data_range=255), reduction)
+        return _reduce(
+            skimage_metrics.peak_signal_noise_ratio(a, f, data_range=255),
+            skimage_metrics.peak_signal_noise_ratio(b, f, data_range=255),
+            reduction,
+        )
 
 
 def _centred_coordinates(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """Frequency coordinates normalised to +-0.5, zero in the centre (Kovesi's convention)."""
+
     def axis(n: int) -> np.ndarray:
         return np.arange(-(n - 1) / 2, (n - 1) / 2 + 1) / (n - 1) if n % 2 else np.arange(-n / 2, n / 2) / n
 
     return np.meshgrid(axis(cols), axis(rows))
 
 
-def phase_congruency(image: np.ndarray, scales: int = 4, orientations: int = 4, min_wavelength: float = 6,
-                     multiplier: float = 2, sigma_on_f: float = 0.55, k: float = 2.0) -> np.ndarray:
+def phase_congruency(
+    image: np.ndarray,
+    scales: int = 4,
+    orientations: int = 4,
+    min_wavelength: float = 6,
+    multiplier: float = 2,
+    sigma_on_f: float = 0.55,
+    k: float = 2.0,
+) -> np.ndarray:
     """Phase congruency (Kovesi 1999, the ``phasecong2`` variant used by FSIM): log-Gabor
     filters over ``scales`` x ``orientations``, energy ``sum_s (E cos - |O sin|)`` against the
     weighted mean phase, a noise threshold estimated from the smallest scale per
@@ -91,7 +106,7 @@ def phase_congruency(image: np.ndarray, scales: int = 4, orientations: int = 4, 
         angle = orientation * np.pi / orientations
         ds = sin_theta * np.cos(angle) - cos_theta * np.sin(angle)
         dc = cos_theta * np.cos(angle) + sin_theta * np.sin(angle)
-        spread = np.exp(-np.arctan2(ds, dc) ** 2 / (2 * theta_sigma**2))
+        spread = np.exp(-(np.arctan2(ds, dc) ** 2) / (2 * theta_sigma**2))
         filters = [g * spread for g in radial]
         responses = [np.fft.ifft2(spectrum * h) for h in filters]
         sum_even = sum(r.real for r in responses)
@@ -99,8 +114,9 @@ def phase_congruency(image: np.ndarray, scales: int = 4, orientations: int = 4, 
         amplitude = sum(np.abs(r) for r in responses)
         magnitude = np.sqrt(sum_even**2 + sum_odd**2) + 1e-4
         mean_even, mean_odd = sum_even / magnitude, sum_odd / magnitude
-        energy = sum(r.real * mean_even + r.imag * mean_odd - np.abs(r.real * mean_odd - r.imag * mean_even)
-                     for r in responses)
+        energy = sum(
+            r.real * mean_even + r.imag * mean_odd - np.abs(r.real * mean_odd - r.imag * mean_even) for r in responses
+        )
         noise_power = -np.median(np.abs(responses[0]) ** 2) / np.log(0.5) / np.sum(filters[0] ** 2)
         spatial = [np.fft.ifft2(h).real * np.sqrt(rows * cols) for h in filters]
         sum_squares = sum(np.sum(s**2) for s in spatial)
@@ -116,9 +132,7 @@ def _fsim_pair(reference: np.ndarray, distorted: np.ndarray) -> float:
     rows, cols = reference.shape
     factor = max(1, round(min(rows, cols) / 256))
     if factor > 1:  # the reference's automatic downscaling: box filter, then every factor-th pixel
-        reference, distorted = (
-            _box_same(image, factor)[::factor, ::factor] for image in (reference, distorted)
-        )
+        reference, distorted = (_box_same(image, factor)[::factor, ::factor] for image in (reference, distorted))
     pc_r, pc_d = phase_congruency(reference), phase_congruency(distorted)
     dx = np.array([[3, 0, -3], [10, 0, -10], [3, 0, -3]]) / 16
     dy = dx.T

@@ -78,6 +78,7 @@ def _stretch_to_8bit(image: np.ndarray) -> np.ndarray:
 
 def _centred_frequencies(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """MATLAB's ``freqspace([rows, cols], 'meshgrid')``: frequencies in [-1, 1), centred."""
+
     def axis(n: int) -> np.ndarray:
         return (np.arange(n) - n // 2) * (2.0 / n)
 
