@@ -462,3 +462,38 @@ def test_a_result_that_is_not_finite_or_in_range_is_never_written(tmp_path):
         check_result(np.array([0.0, 1.5]), "fused", 0.0, 1.0)
     check_result(np.array([0, 300]), "an integer image")  # integers are finite by kind
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reference_with_decimal_strings_longer_than_ds_allows_gives_a_valid_series(tmp_path, capsys, tiny_weights):
+    """Some scanners write more digits than DS's 16 characters: the copies are shortened, not refused."""
+    ct = write_dicom_series(tmp_path / "ct", ct_hu())
+    for path in ct.iterdir():
+        content = path.read_bytes()
+        tag = b"\x20\x00\x32\x00"  # ImagePositionPatient, implicit VR: tag, 4-byte length, value
+        start = content.index(tag)
+        length = int.from_bytes(content[start + 4 : start + 8], "little")
+        value = content[start + 8 : start + 8 + length].split(b"\\")
+        new = b"100.000000000000012\\" + b"\\".join(value[1:]).rstrip(b" ")  # 19 characters: DS holds 16
+        new += b" " * (len(new) % 2)
+        path.write_bytes(content[:start] + tag + len(new).to_bytes(4, "little") + new + content[start + 8 + length :])
+    write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
+    code, _, err = run_cli(
+        capsys,
+        "fuse",
+        ct,
+        tmp_path / "mr.nii",
+        "-o",
+        tmp_path / "fused",
+        "--weights",
+        tiny_weights,
+        "--rule",
+        "average",
+        "--window",
+        "brain",
+        "--window-on",
+        "a",
+    )
+    assert code == 0, err
+    for path in (tmp_path / "fused").iterdir():
+        dataset = pydicom.dcmread(path)
+        assert dicom_value_problems(dataset) == [] and abs(float(dataset.ImagePositionPatient[0]) - 100.0) < 1e-9

@@ -42,11 +42,12 @@ def system_error(error: BaseException) -> OSError | None:
     """The first failed file operation (an ``OSError`` with the system's reason) in ``error``'s
     chain of causes, itself included; None if there is none."""
     seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and not isinstance(error, MedfuseError) and error.strerror:
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and not isinstance(current, MedfuseError) and current.strerror:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from typing import Any, cast
 
 from medfuse import __version__
 from medfuse._shared.errors import MedfuseError, error_message, one_line
@@ -64,7 +65,7 @@ class Parser(argparse.ArgumentParser):
     epilog listing registered rules would otherwise import them on every start), and whose help
     states the defaults (:class:`DefaultsFormatter`)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # argparse.ArgumentParser's arguments, passed on
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
@@ -72,6 +73,12 @@ class Parser(argparse.ArgumentParser):
         if callable(self.epilog):
             self.epilog = self.epilog()
         return super().format_help()
+
+
+def deferred_epilog(make: Callable[[], str]) -> str:
+    """``make`` itself, to be passed as a command's ``epilog``: :class:`Parser` calls it when help
+    is shown. argparse's types allow only text there, so it is typed as the text it stands for."""
+    return cast(str, make)
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medfuse._shared.errors import InputError
+from medfuse.cli import deferred_epilog
 from medfuse.cli.common import add_model_arguments, add_volume_arguments, rules_epilog, show_progress, volume_options
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         help=summary,
         description=__doc__.split("\n", 2)[2].strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=rules_epilog,
+        epilog=deferred_epilog(rules_epilog),
     )
     parser.add_argument(
         "manifest", help="CSV file with the columns a, b, out (none with --bids-derivatives) and optionally window"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from medfuse._shared.errors import InputError
+from medfuse.cli import deferred_epilog
 from medfuse.cli.common import add_model_arguments
 from medfuse.evaluation import MONTAGE_PAIRS, RANKED_METRICS
 
@@ -28,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "(the fused images, reused by a rerun with the same method and weights). Colour "
         "images are scored on their Y channel. In Python: "
         "medfuse.evaluation.benchmark.benchmark_folder(DATA, OUT, ...).",
-        epilog=_methods_epilog,
+        epilog=deferred_epilog(_methods_epilog),
     )
     parser.add_argument("data", help="dataset folder holding two modality folders of paired images")
     parser.add_argument("-o", "--out", required=True, help="output folder (created if missing)")

@@ -13,6 +13,8 @@ from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.fusion.memory import CPU_BATCH_SIZE, MAX_CUDA_BATCH_SIZE, MEMORY_SHARE
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from medfuse.clinical.pipeline import VolumeOptions
 
 RULE_HELP = (
@@ -145,7 +147,7 @@ def progress_bar(
 ) -> tuple[Callable[[int, int, str], object], Callable[[], None]]:
     """A progress callback for the library (``progress(done, total, unit)``) that draws a tqdm
     bar once work begins (if ``enabled``, see :func:`show_progress`), and the function that closes it."""
-    bars = []
+    bars: list[tqdm] = []
 
     def progress(done: int, total: int, unit: str) -> None:
         if not bars:

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from medfuse._shared.errors import InputError
+from medfuse.cli import deferred_epilog
 
 if TYPE_CHECKING:
     from medfuse.evaluation.scoring import Evaluation
@@ -33,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
         "left out of them and counted); --csv and --json write every score. Exit status 1 if an "
         "image of a folder could not be read or scored (the others are), 2 for a usage error. In Python: "
         "medfuse.evaluation.scoring.evaluate_paths(FUSED, A, B, metrics).",
-        epilog=_metrics_epilog,
+        epilog=deferred_epilog(_metrics_epilog),
     )
     parser.add_argument("fused", help="fused image, or folder of them")
     parser.add_argument("a", help="first source image (or folder)")
@@ -77,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(check_new_output(summary_path(args.csv), inputs, "summary CSV"))
     if any(same_path(first, second) for n, first in enumerate(outputs) for second in outputs[n + 1 :]):
         raise InputError("--csv, its summary (NAME.summary.csv) and --json must be three files")
+    fused, a, b = inputs
     evaluation = evaluate_paths(
-        *inputs,
+        fused,
+        a,
+        b,
         metrics,
         lambda triples: tqdm(triples, desc="evaluating", unit="image", disable=not show_progress(args)),
     )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from medfuse._shared.errors import InputError
+from medfuse.cli import deferred_epilog
 from medfuse.cli.common import (
     add_model_arguments,
     add_volume_arguments,
@@ -42,7 +43,7 @@ DESCRIPTION = (
 
 
 def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
-    parser = commands.add_parser("fuse", help=summary, description=DESCRIPTION, epilog=rules_epilog)
+    parser = commands.add_parser("fuse", help=summary, description=DESCRIPTION, epilog=deferred_epilog(rules_epilog))
     parser.add_argument("a", help="first image (e.g. the MRI), or a folder of them, or a volume")
     parser.add_argument("b", help="second image (e.g. CT, PET or SPECT), or a folder of them, or a volume")
     parser.add_argument(

@@ -96,7 +96,9 @@ def showing_refusals(work: Callable[[], T], unit: str) -> T:
     try:
         return work()
     except RegistrationError as error:
-        if error.registration is not None:
+        from medfuse.clinical.registration import Registration
+
+        if isinstance(error.registration, Registration):  # the refused result (None where there is none)
             print(error.registration.describe(unit))
         raise
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> None:
 
     unit = "mm" if is_volume_path(Path(args.fixed)) else "pixels"
     request = registration_request(args, args.transform)
+    assert request is not None  # --transform has a default
     registration = showing_refusals(lambda: register_files(args.fixed, args.moving, args.out, request), unit)
     print_registration(registration, unit, args)
     print(f"moved image written to {args.out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from medfuse.cli import deferred_epilog
 from medfuse.cli.common import add_model_arguments, rules_epilog
 from medfuse.evaluation import RANKED_METRICS
 
@@ -23,7 +24,7 @@ DESCRIPTION = (
 
 
 def add_parser(commands: argparse._SubParsersAction, summary: str) -> None:
-    parser = commands.add_parser("report", help=summary, description=DESCRIPTION, epilog=rules_epilog)
+    parser = commands.add_parser("report", help=summary, description=DESCRIPTION, epilog=deferred_epilog(rules_epilog))
     parser.add_argument(
         "a",
         help="first source (e.g. the MRI): an image, a folder of them or a volume; or, alone, "

@@ -125,7 +125,8 @@ def check_rows(rows: list[Row], job: BatchJob) -> None:
     """Refuse, before any work, rows whose results would be lost or would destroy an input: two
     rows with one output, an output that is one of its row's inputs, a NIfTI output that is a
     folder. :class:`~medfuse._shared.errors.InputError` naming every such row by its line."""
-    problems, first_line = [], {}
+    problems: list[str] = []
+    first_line: dict[Path, int] = {}
     for row in rows:
         if not row.out:
             continue

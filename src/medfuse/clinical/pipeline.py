@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
@@ -70,9 +70,8 @@ from medfuse.io.volumes import (
 )
 
 if TYPE_CHECKING:
-    import torch
-
     from medfuse.clinical.registration import Registration
+    from medfuse.dran import network
     from medfuse.dran.rules import FusionRule
 
 Progress = Callable[[int, int, str], object]
@@ -186,7 +185,7 @@ def fuse_files(
     out: str | os.PathLike,
     *,
     rule: str = DEFAULT_RULE,
-    model: str | os.PathLike | torch.nn.Module = DEFAULT_MODEL,
+    model: str | os.PathLike | network.DRAN = DEFAULT_MODEL,
     device: str | None = None,
     register: RegistrationRequest | None = None,
     volume: VolumeOptions | None = None,
@@ -246,7 +245,7 @@ def _fuse_files(
     path_b: str | os.PathLike,
     out: str | os.PathLike,
     rule: str,
-    model: str | os.PathLike | torch.nn.Module,
+    model: str | os.PathLike | network.DRAN,
     device: str | None,
     register: RegistrationRequest | None,
     volume: VolumeOptions | None,
@@ -313,6 +312,7 @@ def _fuse_files(
     from medfuse.fusion.engine import fuse_with_weights
 
     registration = None
+    notes = []
     image_a, image_b = load_pair(path_a, path_b) if register is None else (load_image(path_a), load_image(path_b))
     check_writable(out, fused_like(image_a, image_b))
     if register is not None:
@@ -321,12 +321,8 @@ def _fuse_files(
         from medfuse.clinical.registration import move_image
 
         image_b = move_image(image_b, image_a.shape, registration.transform)
+        notes.append(f"B registered to A ({register.kind}): {registration.transform.describe('pixels')}")
     fused, w_a = fuse_with_weights(image_a, image_b, rule=fusion_rule, model=fusion_model)
-    notes = (
-        []
-        if registration is None
-        else [f"B registered to A ({register.kind}): {registration.transform.describe('pixels')}"]
-    )
     save_image(out, fused, provenance(rule, model, path_a, path_b, notes))
     from medfuse.evaluation.metrics.fidelity import fusion_shares
     from medfuse.fusion.engine import weights_make_the_fusion
@@ -335,8 +331,9 @@ def _fuse_files(
         w_a if weights_make_the_fusion(fusion_rule) else None, grey_unit(image_a), grey_unit(image_b), grey_unit(fused)
     )
     if weight_map is not None:
+        assert w_a is not None  # the rule has one: checked by _check_weight_map_target
         save_image(weight_map, np.round(w_a * 65535).astype(np.uint16))
-    if registration is not None:
+    if register is not None and registration is not None:  # both or neither
         write_registration_outputs(register, grey_a, grey_b, registration)
     return FusedFiles(
         out, "image", registration=registration, shares=shares, shares_measure=measure, weight_map=weight_map
@@ -345,10 +342,10 @@ def _fuse_files(
 
 def provenance(
     rule: str | FusionRule,
-    model: str | os.PathLike | torch.nn.Module,
+    model: str | os.PathLike | network.DRAN,
     path_a: Path,
     path_b: Path,
-    notes: list[str] = (),
+    notes: Sequence[str] = (),
 ) -> dict[str, str]:
     """How a fused image was made, for its file (PNG text chunks, TIFF description): medfuse's
     version, the rule, the weights (name and SHA-256), the sources and what was done to them."""
@@ -387,8 +384,8 @@ def _check_weight_map_target(
 
 
 def load_fusion(
-    model: str | os.PathLike | torch.nn.Module, rule: str | FusionRule, device: str | None = None
-) -> tuple[torch.nn.Module, FusionRule]:
+    model: str | os.PathLike | network.DRAN, rule: str | FusionRule, device: str | None = None
+) -> tuple[network.DRAN, FusionRule]:
     """The model on ``device`` and the rule, from names (a shipped model name or weights path,
     a rule name) or as given; ``device`` None keeps a given model where it is and loads a named
     one on the CPU. :class:`~medfuse._shared.errors.InputError` for an unknown rule, device or
@@ -430,7 +427,7 @@ def _fuse_folders(
     folder_b: Path,
     out: Path,
     rule: str,
-    model: str | os.PathLike | torch.nn.Module,
+    model: str | os.PathLike | network.DRAN,
     device: str | None,
     suffix: str,
     batch_size: int | None,
@@ -466,7 +463,8 @@ def _fuse_folders(
     pairs = readable_pairs()
     first = next(pairs, None)
     if first is not None:
-        plan_batch(next(fusion_model.parameters()).device, *first[1].shape[:2], batch_size)
+        height, width = first[1].shape[:2]
+        plan_batch(next(fusion_model.parameters()).device, height, width, batch_size)
     make_folders(out)
     check_folder_writable(out / f"{names[0]}{suffix}")
     fused = 0
@@ -520,7 +518,7 @@ def _fuse_volume_pair(
     path_b: Path,
     out: Path,
     rule: str,
-    model: str | os.PathLike | torch.nn.Module,
+    model: str | os.PathLike | network.DRAN,
     device: str | None,
     register: RegistrationRequest | None,
     options: VolumeOptions,
@@ -564,6 +562,7 @@ def _fuse_volume_pair(
     if register is not None:
         volume_a, volume_b = (Volume(unit[name], files[name].volume.geometry) for name in ("a", "b"))
         registration = registered(volume_a, volume_b, register)
+        assert isinstance(registration.moved, Volume)  # registered volumes give a volume
         unit["b"] = registration.moved.data
         notes.append(f"B registered to A ({register.kind}): {registration.transform.describe('mm')}")
     else:
@@ -618,6 +617,7 @@ def _fuse_volume_pair(
             f"{description}; RGB: the fusion's brightness in B's colours through the {colour_map} map",
         )
     if weight_map is not None:
+        assert w_a is not None  # the rule has one: checked by _check_weight_map_target
         write_nifti(
             weight_map,
             w_a,
@@ -626,7 +626,7 @@ def _fuse_volume_pair(
             f"medfuse {rule_name}: weight of A",
             f"weight of A ({files['a'].path.name}) in the fusion {out.name}, rule {rule_name}; B's is 1 - it",
         )
-    if registration is not None:
+    if register is not None and registration is not None:  # both or neither
         write_registration_outputs(register, volume_a, volume_b, registration)
     return FusedFiles(
         out,
@@ -696,6 +696,7 @@ def _register_files(
             )
         request.check_outputs(inputs)
         registration = registered(fixed_file.volume, moving_file.volume, request)
+        assert isinstance(registration.moved, Volume)  # registered volumes give a volume
         data = registration.moved.data
         low, high = float(data.min()), float(data.max())
         summary = f"medfuse register {request.kind}: {moving_file.path.name} on {fixed_file.path.name}"

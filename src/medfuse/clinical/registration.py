@@ -33,9 +33,10 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -47,6 +48,10 @@ from medfuse.image.grid import LPS_TO_RAS, Volume
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
+    MatrixTransform = sitk.Euler2DTransform | sitk.Euler3DTransform | sitk.AffineTransform
+    """The transforms registration makes: each has a matrix, a translation and a centre."""
+    SitkImage = sitk.Image  # for annotations inside functions that import SimpleITK as sitk
+
 TRANSFORMS = ("rigid", "affine")
 TRANSFORM_SUFFIXES = (".tfm", ".txt")
 """ITK's text transform format, as SimpleITK and 3D Slicer read it."""
@@ -54,7 +59,7 @@ RAS_TO_LPS = LPS_TO_RAS[:3, :3]  # its own inverse
 MAX_ROTATION_DEGREES = {2: 100.0, 3: 60.0}
 """A registration that rotates more than this (2-D, 3-D) is refused as implausible (unless
 forced): the multi-start search recovers up to 90 degrees in 2-D and 45 in 3-D."""
-START_ANGLES_2D = tuple(range(-90, 91, 30))
+START_ANGLES_2D: tuple[float, ...] = tuple(range(-90, 91, 30))
 """Rotations (degrees) the 2-D search starts from: every 30 degrees up to 90 either way, so that
 the optimiser, which finds rotations within about 20 degrees of its start, reaches any angle up
 to ``MAX_ROTATION_DEGREES``. None starts further round: a result there is refused anyway, and a
@@ -353,7 +358,7 @@ def _mutual_information(fixed: sitk.Image, moving: sitk.Image, transform: sitk.T
     return -method.MetricEvaluate(fixed, moving)
 
 
-def _as_linear(transform: sitk.Transform, kind: str, dimension: int) -> LinearTransform:
+def _as_linear(transform: MatrixTransform, kind: str, dimension: int) -> LinearTransform:
     return LinearTransform(
         kind,
         np.array(transform.GetMatrix()).reshape(dimension, dimension),
@@ -362,7 +367,7 @@ def _as_linear(transform: sitk.Transform, kind: str, dimension: int) -> LinearTr
     )
 
 
-def to_sitk_transform(transform: LinearTransform) -> sitk.Transform:
+def to_sitk_transform(transform: LinearTransform) -> MatrixTransform:
     """The SimpleITK transform (Euler for rigid, affine for affine) of a :class:`LinearTransform`."""
     sitk = import_optional("SimpleITK", purpose="registration")
 
@@ -375,6 +380,18 @@ def to_sitk_transform(transform: LinearTransform) -> sitk.Transform:
     converted.SetMatrix([float(v) for v in transform.matrix.ravel()])
     converted.SetTranslation([float(v) for v in transform.translation])
     return converted
+
+
+@overload
+def resample_onto(moving: Image, fixed: Volume, transform: LinearTransform, fill: float = 0.0) -> Volume: ...
+
+
+@overload
+def resample_onto(moving: Image, fixed: np.ndarray, transform: LinearTransform, fill: float = 0.0) -> np.ndarray: ...
+
+
+@overload
+def resample_onto(moving: Image, fixed: Image, transform: LinearTransform, fill: float = 0.0) -> Image: ...
 
 
 def resample_onto(moving: Image, fixed: Image, transform: LinearTransform, fill: float = 0.0) -> Image:
@@ -414,7 +431,7 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
     plain = sitk.Euler3DTransform(rigid) if dimension == 3 else sitk.Euler2DTransform(rigid)
     best, coarse_rivals = _best_start(fixed_image, moving_image, rigid, seed)
     rigid, rivals = _full_resolution_choice(fixed_image, moving_image, best, plain, coarse_rivals, seed, iterations)
-    final: sitk.Transform = rigid
+    final: MatrixTransform = rigid
     if kind == "affine":
         final = sitk.AffineTransform(dimension)
         final.SetCenter(rigid.GetCenter())
@@ -423,7 +440,7 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
         _optimise(fixed_image, moving_image, final, seed, iterations)
     after = _mutual_information(fixed_image, moving_image, final, seed)
     result = _as_linear(final, kind, dimension)
-    *uncertainty, checked = _uncertainty(fixed_image, moving_image, result, seed, iterations)
+    shift, degrees, checked = _uncertainty(fixed_image, moving_image, result, seed, iterations)
     checked_score = _mutual_information(fixed_image, moving_image, to_sitk_transform(checked), seed)
     if checked_score > after:  # knocked off, it found a better optimum nearby
         result, after = checked, checked_score
@@ -436,9 +453,9 @@ def register(fixed: Image, moving: Image, kind: str = "rigid", seed: int = 0, it
         from_sitk(moved, fixed),
         time.perf_counter() - started,
         rivals,
-        tuple(uncertainty),
+        (shift, degrees),
         min(1.0, after / own) if own > 0 else 0.0,
-        unmatched_share(fixed, moving, result) if dimension == 2 else None,
+        None if isinstance(fixed, Volume) or isinstance(moving, Volume) else unmatched_share(fixed, moving, result),
     )
     if registration.cross_modal_slice:
         warnings.warn(
@@ -482,12 +499,12 @@ def unmatched_share(fixed: np.ndarray, moving: np.ndarray, transform: LinearTran
 def _full_resolution_choice(
     fixed: sitk.Image,
     moving: sitk.Image,
-    best: sitk.Transform,
-    plain: sitk.Transform,
-    coarse_rivals: list[tuple[float, float, sitk.Transform]],
+    best: MatrixTransform,
+    plain: MatrixTransform,
+    coarse_rivals: list[tuple[float, float, MatrixTransform]],
     seed: int,
     iterations: int,
-) -> tuple[sitk.Transform, tuple[tuple[float, float], ...]]:
+) -> tuple[MatrixTransform, tuple[tuple[float, float], ...]]:
     """The search's winner optimised at full resolution, against those that may beat it there:
     the plain start (the grids' centres, unturned; when the search moved away from it) and the
     coarse rivals within ``CLOSE_CALL`` of the winner. Each is optimised too and the one with
@@ -529,7 +546,7 @@ def _corners(image: sitk.Image) -> np.ndarray:
     return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner]) for corner in corners])
 
 
-def _apart(fixed: sitk.Image, first: sitk.Transform, second: sitk.Transform) -> float:
+def _apart(fixed: sitk.Image, first: MatrixTransform, second: MatrixTransform) -> float:
     """How far two rigid transforms land from each other: the largest distance between the
     images of a corner of ``fixed``'s grid."""
     corners = _corners(fixed)
@@ -571,7 +588,7 @@ def _uncertainty(
     return moved, between.rotation_degrees, second
 
 
-def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
+def _starts(centred: sitk.Transform, dimension: int) -> list[MatrixTransform]:
     """The centred rigid transform turned to each start rotation (about its centre)."""
     sitk = import_optional("SimpleITK", purpose="registration")
 
@@ -595,7 +612,7 @@ def _starts(centred: sitk.Transform, dimension: int) -> list[sitk.Transform]:
 
 def _best_start(
     fixed: sitk.Image, moving: sitk.Image, centred: sitk.Transform, seed: int
-) -> tuple[sitk.Transform, list[tuple[float, float, sitk.Transform]]]:
+) -> tuple[MatrixTransform, list[tuple[float, float, MatrixTransform]]]:
     """Each start optimised at the coarsest resolution and scored by its mutual information
     there; the best, and the others that land elsewhere: (how far, share of the best's mutual
     information, the transform), as :attr:`Registration.rivals` with their transforms."""
@@ -611,7 +628,7 @@ def _best_start(
         (1, 0.0),
     )
 
-    def coarse(image: sitk.Image) -> sitk.Image:
+    def coarse(image: SitkImage) -> SitkImage:
         return (
             sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, smoothing), [factor] * dimension) if smoothing else image
         )
@@ -646,7 +663,7 @@ def _best_start(
     return best, rivals
 
 
-def _best_shift(fixed: sitk.Image, moving: sitk.Image, start: sitk.Transform, seed: int) -> sitk.Transform:
+def _best_shift(fixed: sitk.Image, moving: sitk.Image, start: MatrixTransform, seed: int) -> MatrixTransform:
     """``start`` shifted by the step of ``START_SHIFT_STEPS`` (along FIXED's axes) whose mutual
     information is highest, if it beats the unshifted start's by ``PREFER_UNSHIFTED``."""
     import itertools
@@ -785,7 +802,9 @@ def check_picture(fixed: Image, moving: Image, registration: Registration) -> np
     before = resample_onto(moving, fixed, identity)
     rows = []
     for other in (before, registration.moved):
+        pairs: Iterable[tuple[np.ndarray, np.ndarray]]
         if isinstance(fixed, Volume):
+            assert isinstance(other, Volume)  # on FIXED's grid, as FIXED is
             pairs = zip(_planes(fixed.data), _planes(other.data))
         else:
             pairs = [(np.asarray(fixed, dtype=np.float64), np.asarray(other, dtype=np.float64))]

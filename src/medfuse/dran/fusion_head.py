@@ -65,12 +65,14 @@ class PyramidWeightHead(nn.Module):
         self.mix = nn.Conv2d(2 * hidden, hidden, 3, padding=1)
         self.out = nn.Conv2d(hidden, LEVELS + 3, 1)
         nn.init.zeros_(self.out.weight)
+        bias = self.out.bias
+        assert bias is not None  # nn.Conv2d has one unless told bias=False
         with torch.no_grad():
-            self.out.bias.zero_()
-            self.out.bias[0] = _logit(1 / GAIN_MAX)  # gain 1
-            self.out.bias[1:LEVELS] = _logit((1 - GAIN_MIN) / (GAIN_MAX - GAIN_MIN))
-            self.out.bias[LEVELS + 1] = _logit(INITIAL_BASE_GAIN) / 2
-            self.out.bias[LEVELS + 2] = _logit(INITIAL_LIFT / LIFT_MAX) / 2
+            bias.zero_()
+            bias[0] = _logit(1 / GAIN_MAX)  # gain 1
+            bias[1:LEVELS] = _logit((1 - GAIN_MIN) / (GAIN_MAX - GAIN_MIN))
+            bias[LEVELS + 1] = _logit(INITIAL_BASE_GAIN) / 2
+            bias[LEVELS + 2] = _logit(INITIAL_LIFT / LIFT_MAX) / 2
 
     def logits(self, reduced_own: torch.Tensor, reduced_other: torch.Tensor) -> torch.Tensor:
         """One source's ``L + 3`` logits from its own reduced features and the other's."""

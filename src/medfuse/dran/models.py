@@ -21,7 +21,7 @@ from medfuse.dran import ARCHITECTURE_NAMES, DEFAULT_MODEL
 from medfuse.dran.network import DRAN, EdgeDRAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = dict(zip(ARCHITECTURE_NAMES, (DRAN, EdgeDRAN), strict=True))
+ARCHITECTURES: dict[str, Callable[..., DRAN]] = dict(zip(ARCHITECTURE_NAMES, (DRAN, EdgeDRAN), strict=True))
 SHIPPED_WEIGHTS = {
     "dran-havard": WEIGHTS_DIR / "dran-havard.safetensors",
     "dran-edge-havard": WEIGHTS_DIR / "dran-edge-havard.safetensors",
@@ -34,7 +34,7 @@ def list_models() -> list[str]:
     return sorted(SHIPPED_WEIGHTS)
 
 
-def create_model(architecture: str = "dran", **arguments: int) -> nn.Module:
+def create_model(architecture: str = "dran", **arguments: int) -> DRAN:
     """An untrained model of a registered architecture."""
     if architecture not in ARCHITECTURES:
         raise InputError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}")
@@ -77,7 +77,7 @@ def weights_digest(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> str:
     return file_digest(weights_path(name_or_path))
 
 
-def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DRAN:
     """A trained model in evaluation mode, from a shipped name or a safetensors path.
 
     Its convolution weights are stored channels-last, the layout oneDNN (CPU) and cuDNN (GPU)
@@ -95,7 +95,9 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
         model.load_state_dict(state)
     except (RuntimeError, TypeError, json.JSONDecodeError) as error:  # parameters of another shape or name
         raise InputError(f"{path}: its weights do not fit a {architecture!r} model ({one_line(error)})") from None
-    return model.to(device_named(device), memory_format=torch.channels_last).eval().requires_grad_(False)
+    # Module.to takes memory_format (documented, parsed by torch._C._nn._parse_to); its typed overloads leave it out.
+    model = model.to(device_named(device), memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.eval().requires_grad_(False)
 
 
 def device_named(name: str | torch.device) -> torch.device:

@@ -115,6 +115,8 @@ class DRANDecoder(nn.Module):
 class SobelMagnitude(nn.Module):
     """``|S_x * f| + |S_y * f|`` for every channel f: fixed 3 x 3 Sobel kernels, zero padding."""
 
+    kernels: torch.Tensor  # a buffer (register_buffer), which nn.Module's typing cannot tell from a submodule
+
     def __init__(self, width: int) -> None:
         super().__init__()
         sobel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])

@@ -10,10 +10,17 @@ in the number of pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from medfuse._shared.lazy import lazy_module
 
-torch = lazy_module("torch")
-F = lazy_module("torch.nn.functional")
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = lazy_module("torch")
+    F = lazy_module("torch.nn.functional")
 
 
 BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
@@ -36,7 +43,7 @@ def reduce_level(tensor: torch.Tensor) -> torch.Tensor:
     return binomial_blur(tensor)[..., ::2, ::2]
 
 
-def expand_level(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def expand_level(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """A coarser level brought to ``size`` (H, W) by bilinear interpolation."""
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
 
@@ -54,7 +61,7 @@ def gaussian_pyramid(tensor: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """``[G_0, ..., G_L]``: ``tensor`` and its ``L`` reductions (fewer for small images:
     :func:`pyramid_depth`)."""
     pyramid = [tensor]
-    for _ in range(pyramid_depth(*tensor.shape[-2:], levels)):
+    for _ in range(pyramid_depth(tensor.shape[-2], tensor.shape[-1], levels)):
         pyramid.append(reduce_level(pyramid[-1]))
     return pyramid
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from medfuse._shared.checks import check_same_shape
 from medfuse._shared.errors import InputError
@@ -33,8 +34,14 @@ from medfuse._shared.registry import add_to_registry
 from medfuse.dran.nuclear import matrix_nuclear_norms
 from medfuse.dran.pyramid import binomial_blur, collapse_pyramid, gaussian_pyramid, laplacian_pyramid
 
-torch = lazy_module("torch")
-F = lazy_module("torch.nn.functional")
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+
+    from medfuse.dran import network
+else:
+    torch = lazy_module("torch")
+    F = lazy_module("torch.nn.functional")
 
 FeatureRule = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
@@ -99,9 +106,18 @@ BASE_GAIN = 0.8
 (without it a bright detail of one source on a bright region of the other is clipped away)."""
 
 
-def register_rule(name: str) -> Callable[[FusionRule], FusionRule]:
+Rule = TypeVar("Rule", bound=FusionRule)
+
+
+def register_rule(name: str) -> Callable[[Rule], Rule]:
     """Decorator (or call, for a :class:`SourceWeighting`): make a rule available by ``name``."""
-    return add_to_registry(RULES, "fusion rule", name)
+    add = add_to_registry(RULES, "fusion rule", name)
+
+    def register(rule: Rule) -> Rule:
+        add(rule)
+        return rule
+
+    return register
 
 
 def list_rules() -> list[str]:
@@ -270,7 +286,7 @@ def pyramid_blend(image_a: torch.Tensor, image_b: torch.Tensor, w_a: torch.Tenso
 SFNN_PYRAMID = register_rule("sfnn-pyramid")(SourceFusion(base_weights, pyramid_blend))
 
 
-def trained_maps(model: torch.nn.Module, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+def trained_maps(model: network.DRAN, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
     """The maps of ``model``'s trained fusion stage for features (N, C, H, W) of both sources;
     :class:`~medfuse._shared.errors.InputError` if the model has none."""
     head = getattr(model, "fusion_head", None)

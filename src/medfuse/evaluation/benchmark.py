@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import rankdata
@@ -32,6 +33,9 @@ from medfuse.evaluation.scoring import check_metric_names, mean_and_std
 from medfuse.image.composition import Method
 from medfuse.image.scales import to_unit
 from medfuse.io.images import ImageFileError, check_writable, images_by_stem, load_image, save_image
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 IDENTITY_FILE = "method.json"
 
@@ -134,7 +138,7 @@ def few_pairs_caution(pairs: int) -> str:
     )
 
 
-def method_identity(name: str, function: Callable, weights: str | os.PathLike | None = None) -> str:
+def method_identity(name: str, function: object, weights: str | os.PathLike | None = None) -> str:
     """What made a method's cached images: its name, the SHA-256 of the source of its rule
     or baseline ``function`` (of its ``weights`` function, and ``blend`` for a source fusion,
     for the rules that blend the sources) and of its weights file (if any). Changes elsewhere
@@ -257,6 +261,7 @@ def run_benchmark(
                     if cached is not None:
                         fused = load_image(cached)
                     else:
+                        assert callable(method)  # a folder of images fused elsewhere has them all (checked above)
                         fused = method(image_a, image_b)
                         caches[name].put(pair, digest, fused)
                     result.scores[name][pair] = {metric: score(metric, fused, image_a, image_b) for metric in metrics}
@@ -304,7 +309,7 @@ def write_scores_csv(result: BenchmarkResult, path: str | os.PathLike) -> Path:
     return write_atomically(path, lambda temporary: temporary.write_text(buffer.getvalue(), encoding="utf-8"))
 
 
-def _figure_to_png(figure: object, path: str | os.PathLike) -> Path:
+def _figure_to_png(figure: Figure, path: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
 
     try:
@@ -410,13 +415,13 @@ def benchmark_folder(
     unknown = [name for name in names if name not in list_methods()]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(list_methods())}")
-    external = {name: Path(folder) for name, folder in (external or {}).items()}
-    for name, folder in external.items():
+    external_folders = {name: Path(folder) for name, folder in (external or {}).items()}
+    for name, folder in external_folders.items():
         if name in list_methods() or name in names:
             raise InputError(f"external method {name}: the name {name} is taken")
         if not folder.is_dir():
             raise InputError(f"external method {name}: {folder} is not a folder")
-    if not names and not external:
+    if not names and not external_folders:
         raise InputError("no methods chosen")
     if montage_pairs < 0:
         raise InputError("the montage needs 0 or more pairs")
@@ -434,7 +439,7 @@ def benchmark_folder(
         chosen[name] = create_method(name, model=model) if dran else create_method(name)
         function = get_rule(name.removeprefix(DRAN_PREFIX)) if dran else BASELINES[name]
         identities[name] = method_identity(name, function, weights_path(weights) if dran else None)
-    chosen.update(external)
+    chosen.update(external_folders)
     start = time.perf_counter()
     try:
         result = run_benchmark(dataset, chosen, metrics, out, identities, progress)
@@ -459,7 +464,7 @@ def benchmark_folder(
     if montage_pairs:
         ranks = result.mean_ranks()
         order = sorted(result.methods, key=lambda method: (ranks[method], method))
-        fused = {m: external[m] if m in external else out / "fused" / m for m in order}
+        fused = {m: external_folders[m] if m in external_folders else out / "fused" / m for m in order}
         write_montage(
             dataset, {m: images_by_stem(folder) for m, folder in fused.items()}, out / "montage.png", montage_pairs
         )

@@ -379,7 +379,8 @@ def volume_report(
         raise InputError(f"the volumes must be (I, J, K) of one shape, got {shapes}")
     if colour_b not in COLOUR_MAPS:
         raise InputError(f"colour map {colour_b!r}: choose one of {', '.join(COLOUR_MAPS)}")
-    shown, steps = {}, (1, 1, 1)
+    shown: dict[str, np.ndarray] = {}
+    steps: tuple[int, ...] = (1, 1, 1)
     for name, volume in volumes.items():
         shown[name], steps = _subsample(np.asarray(volume, dtype=np.float32))
     shape = shown["a"].shape

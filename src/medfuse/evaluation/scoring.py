@@ -109,7 +109,8 @@ def evaluate_files(triples: Iterable[tuple[str, Path, Path, Path]], metrics: Ite
             evaluation.fail(f"{name}: sizes differ (fused {sizes[0]}, a {sizes[1]}, b {sizes[2]})")
             continue
         try:
-            evaluation.scores[name] = score_triple(*images, evaluation.metrics)
+            image_f, image_a, image_b = images
+            evaluation.scores[name] = score_triple(image_f, image_a, image_b, evaluation.metrics)
         except ValueError as error:
             evaluation.fail(f"{name}: cannot be scored ({error})")
     return evaluation
@@ -135,7 +136,7 @@ def evaluate_paths(
         evaluation = evaluate_files(progress(triples) if progress else triples, metrics)
         evaluation.problems[:0] = problems
     elif not any(path.is_dir() for path in paths):
-        evaluation = evaluate_files([(paths[0].stem, *paths)], metrics)
+        evaluation = evaluate_files([(paths[0].stem, paths[0], paths[1], paths[2])], metrics)
     else:
         raise InputError("FUSED, A and B must be three files or three folders")
     if not evaluation.scores:

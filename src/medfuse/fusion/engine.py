@@ -13,11 +13,11 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from medfuse._shared.errors import InputError
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.dran.models import load_model, weights_digest, weights_path
+from medfuse.dran.network import DRAN
 from medfuse.dran.rules import (
     FusionRule,
     ImageFusion,
@@ -35,7 +35,7 @@ Key = TypeVar("Key", bound=Hashable)
 
 
 @torch.no_grad()
-def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, rule: FusionRule) -> torch.Tensor:
+def fuse_tensors(model: DRAN, image_a: torch.Tensor, image_b: torch.Tensor, rule: FusionRule) -> torch.Tensor:
     """Fuse two batches of one-channel images (N, 1, H, W) in [0, 1]: ``D(rule(E(a), E(b)))``
     for a feature rule; ``w a + (1 - w) b`` with ``w = rule.weights(E(a), E(b))`` for a
     :class:`~medfuse.dran.rules.SourceWeighting`; ``rule.blend(a, b, rule.weights(E(a), E(b)))``
@@ -47,7 +47,7 @@ def fuse_tensors(model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor,
 
 @torch.no_grad()
 def fuse_images(
-    model: nn.Module, image_a: torch.Tensor, image_b: torch.Tensor, rule: FusionRule
+    model: DRAN, image_a: torch.Tensor, image_b: torch.Tensor, rule: FusionRule
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`fuse_encoded` with the features computed here, unless the rule needs none (an
     :class:`~medfuse.dran.rules.ImageFusion`: the encoder does not run)."""
@@ -58,7 +58,7 @@ def fuse_images(
 
 @torch.no_grad()
 def fuse_encoded(
-    model: nn.Module,
+    model: DRAN,
     image_a: torch.Tensor,
     image_b: torch.Tensor,
     features_a: torch.Tensor | None,
@@ -72,6 +72,7 @@ def fuse_encoded(
     if isinstance(rule, ImageFusion):
         w_a = rule.weights(image_a, image_b)
         return rule.blend(image_a, image_b, w_a), w_a
+    assert features_a is not None and features_b is not None  # only an ImageFusion goes without
     if isinstance(rule, SourceWeighting):
         w_a = rule.weights(features_a, features_b)
         return w_a * image_a + (1 - w_a) * image_b, w_a
@@ -115,18 +116,18 @@ def check_weight_map(rule: str | FusionRule) -> None:
 
 
 @lru_cache(maxsize=4)
-def _cached_model(digest: str, path: str, device: str) -> nn.Module:
+def _cached_model(digest: str, path: str, device: str) -> DRAN:
     return load_model(path, device)
 
 
-def cached_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
+def cached_model(name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DRAN:
     """:func:`medfuse.dran.models.load_model`, loaded once per process for each weights file and
     device and kept by what the file holds: a file replaced under the same path loads again."""
     path = weights_path(name_or_path)
     return _cached_model(weights_digest(path), str(path), str(device))
 
 
-def _model_on(model: nn.Module | str | None, device: str | torch.device | None) -> nn.Module:
+def _model_on(model: DRAN | str | None, device: str | torch.device | None) -> DRAN:
     """A loaded model on ``device`` from a model, a shipped name or weights path, or None
     (the shipped default); names and paths load on the CPU unless told (:func:`cached_model`)."""
     if model is None or isinstance(model, str):
@@ -135,7 +136,7 @@ def _model_on(model: nn.Module | str | None, device: str | torch.device | None) 
 
 
 def _fuse_grey_batch(
-    model: nn.Module, greys_a: list[np.ndarray], greys_b: list[np.ndarray], rule: FusionRule
+    model: DRAN, greys_a: list[np.ndarray], greys_b: list[np.ndarray], rule: FusionRule
 ) -> tuple[np.ndarray, np.ndarray | None]:
     device = next(model.parameters()).device
     batch_a = torch.from_numpy(np.stack(greys_a)).float()[:, None].to(device)
@@ -148,7 +149,7 @@ def fuse(
     image_a: np.ndarray,
     image_b: np.ndarray,
     rule: str | FusionRule = DEFAULT_RULE,
-    model: nn.Module | str | None = None,
+    model: DRAN | str | None = None,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Fuse two registered images with a DRAN model and a fusion rule.
@@ -178,7 +179,7 @@ def fuse_with_weights(
     image_a: np.ndarray,
     image_b: np.ndarray,
     rule: str | FusionRule = DEFAULT_RULE,
-    model: nn.Module | str | None = None,
+    model: DRAN | str | None = None,
     device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`fuse`, and A's weight map from the same network pass: float64 (H, W) in [0, 1], the
@@ -187,7 +188,8 @@ def fuse_with_weights(
     None for a rule without one (:func:`has_weight_map`)."""
     rule_function = get_rule(rule) if isinstance(rule, str) else rule
     model = _model_on(model, device)
-    plan_batch(next(model.parameters()).device, *np.shape(image_a)[:2], 1)  # before any float copy
+    # Before any float copy; an image of fewer than 2 dimensions gets here too, for grey_pair to refuse in its words.
+    plan_batch(next(model.parameters()).device, *np.shape(image_a)[:2], 1)  # type: ignore[call-arg]
     grey_a, grey_b = grey_pair(image_a, image_b)
     with running_out_as_error(f"fusing a pair of {grey_a.shape[1]} x {grey_a.shape[0]} pixels"):
         lumas, weights = _fuse_grey_batch(model, [grey_a], [grey_b], rule_function)
@@ -198,20 +200,22 @@ def weight_map(
     image_a: np.ndarray,
     image_b: np.ndarray,
     rule: str | FusionRule = DEFAULT_RULE,
-    model: nn.Module | str | None = None,
+    model: DRAN | str | None = None,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """A's weight at every pixel of the fusion of ``image_a`` and ``image_b`` (arguments as
     :func:`fuse`): float64 (H, W) in [0, 1]; B's is one minus it. Raises
     :class:`~medfuse._shared.errors.InputError` for a rule without one (a feature rule)."""
     check_weight_map(rule)
-    return fuse_with_weights(image_a, image_b, rule, model, device)[1]
+    weights = fuse_with_weights(image_a, image_b, rule, model, device)[1]
+    assert weights is not None  # the rule has a weight map: checked above
+    return weights
 
 
 def fuse_pairs(
     pairs: Iterable[tuple[Key, np.ndarray, np.ndarray]],
     rule: str | FusionRule = DEFAULT_RULE,
-    model: nn.Module | str | None = None,
+    model: DRAN | str | None = None,
     device: str | torch.device | None = None,
     batch_size: int | None = None,
 ) -> Iterator[tuple[Key, np.ndarray]]:
@@ -246,7 +250,8 @@ def fuse_pairs(
         if greys_a and greys_a[0].shape != grey_a.shape:
             yield from flush()
         if not greys_a:
-            limit = plan_batch(device, *grey_a.shape, batch_size)
+            height, width = grey_a.shape
+            limit = plan_batch(device, height, width, batch_size)
         waiting.append((key, image_a, image_b))
         greys_a.append(grey_a)
         greys_b.append(grey_b)

@@ -168,7 +168,9 @@ def default_batch_size(device: str | torch.device, height: int, width: int, host
     check_memory(height, width, 1, device, host_bytes)
     if device.type != "cuda":
         return CPU_BATCH_SIZE
-    fitting = (int(MEMORY_SHARE * free_memory(device)) - FUSION_OVERHEAD) // (BYTES_PER_PIXEL * height * width)
+    free = free_memory(device)
+    assert free is not None  # a CUDA device's is always known
+    fitting = (int(MEMORY_SHARE * free) - FUSION_OVERHEAD) // (BYTES_PER_PIXEL * height * width)
     return max(1, min(MAX_CUDA_BATCH_SIZE, fitting))
 
 

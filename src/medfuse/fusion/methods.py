@@ -17,7 +17,8 @@ from medfuse.image.composition import Method, fuse_luminance
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+
+    from medfuse.dran import network
 
 DRAN_PREFIX = "dran-"
 
@@ -33,7 +34,9 @@ def is_dran_method(name: str) -> bool:
     return name.startswith(DRAN_PREFIX)
 
 
-def create_method(name: str, model: nn.Module | str | None = None, device: str | torch.device | None = None) -> Method:
+def create_method(
+    name: str, model: network.DRAN | str | None = None, device: str | torch.device | None = None
+) -> Method:
     """The method called ``name``; ``model`` and ``device`` apply to DRAN methods (default
     the shipped model on the CPU)."""
     if name in BASELINES:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from medfuse._shared.checks import check_same_shape
 from medfuse._shared.errors import InputError
+from medfuse.dran.network import DRAN
 from medfuse.dran.rules import FusionRule, get_rule
 from medfuse.fusion.engine import check_weight_map, fuse_images
 from medfuse.fusion.memory import VOLUME_BYTES_PER_VOXEL, plan_batch, running_out_as_error
@@ -18,7 +18,7 @@ from medfuse.image.grid import volume_slices
 
 @torch.no_grad()
 def fuse_volumes(
-    model: nn.Module,
+    model: DRAN,
     volume_a: np.ndarray,
     volume_b: np.ndarray,
     rule: str | FusionRule,
@@ -61,7 +61,7 @@ def fuse_volumes(
 
 
 def _fuse_slices(
-    model: nn.Module,
+    model: DRAN,
     volume_a: np.ndarray,
     volume_b: np.ndarray,
     rule_function: FusionRule,
@@ -81,7 +81,8 @@ def _fuse_slices(
         batch_a, batch_b = batch_a[:, None].to(device), batch_b[:, None].to(device)
         out, w_a = fuse_images(model, batch_a, batch_b, rule_function)
         fused[start:stop] = out[:, 0].float().cpu().numpy()
-        if weights_out is not None:
+        if weights_slices is not None:
+            assert w_a is not None  # the rule has a weight map: checked by fuse_volumes
             weights_slices[start:stop] = w_a[:, 0].float().cpu().numpy()
         if progress is not None:
             progress(stop - start)

@@ -79,7 +79,8 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """Number of voxels along i, j, k."""
-        return tuple(int(n) for n in self.data.shape)
+        i, j, k = self.data.shape  # 3-D: checked on creation
+        return int(i), int(j), int(k)
 
 
 def volume_slices(data: np.ndarray) -> np.ndarray:

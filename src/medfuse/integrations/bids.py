@@ -153,7 +153,8 @@ def _derivative(a: Path, b: Path, raw: Path, root: Path) -> tuple[Path, tuple[st
         )
     if name_b.label("sub") != name_a.label("sub"):
         raise InputError(f"{b} is of subject {name_b.label('sub')}, A of subject {name_a.label('sub')}")
-    return root / folder / fusion_name(name_a).text(), tuple(f"bids:{RAW_LINK}:{path.as_posix()}" for path in inside)
+    uri_a, uri_b = (f"bids:{RAW_LINK}:{path.as_posix()}" for path in inside)
+    return root / folder / fusion_name(name_a).text(), (uri_a, uri_b)
 
 
 def _inside(path: Path, raw: Path) -> Path:

@@ -117,7 +117,7 @@ class FuseDRAN(Transform):
         self.batch_size, self.with_weight_map = batch_size, with_weight_map
         self.digest = weights_digest(weights)
 
-    def __call__(
+    def __call__(  # type: ignore[override]  # a transform of two images, where MONAI's Transform takes one
         self, image_a: torch.Tensor | np.ndarray, image_b: torch.Tensor | np.ndarray
     ) -> MetaTensor | tuple[MetaTensor, MetaTensor]:
         unit_a, unit_b = _spatial("image A", image_a), _spatial("image B", image_b)
@@ -132,7 +132,7 @@ class FuseDRAN(Transform):
         model = cached_model(self.weights, self.device)
         fused = fuse_volumes(model, unit_a, unit_b, self.rule, self.batch_size, weights_out=weights)
         results = [self._like_a(array, image_a, image_b) for array in (fused, weights) if array is not None]
-        return tuple(results) if self.with_weight_map else results[0]
+        return (results[0], results[1]) if self.with_weight_map else results[0]
 
     def _like_a(
         self, array: np.ndarray, image_a: torch.Tensor | np.ndarray, image_b: torch.Tensor | np.ndarray
@@ -182,10 +182,10 @@ class FuseDRANd(MapTransform):
             raise InputError(f"FuseDRANd: no {', '.join(map(repr, missing))} in the data (keys: {list(result)})")
         key_a, key_b = self.keys
         fused = self.fuse(result[key_a], result[key_b])
-        if self.weight_map_key is None:
-            result[self.output_key] = fused
-        else:
+        if isinstance(fused, tuple):  # with a weight map: as weight_map_key is given
             result[self.output_key], result[self.weight_map_key] = fused
+        else:
+            result[self.output_key] = fused
         return result
 
 

@@ -24,6 +24,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from medfuse._shared.checks import check_exists, check_new_output
 from medfuse._shared.errors import InputError, one_line
 from medfuse._shared.files import write_atomically
 from medfuse._shared.optional import import_optional
-from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
+from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE, network
 from medfuse.dran.models import list_models, load_model, weights_digest, weights_path
 from medfuse.dran.nuclear import polar_iteration_everywhere
 from medfuse.dran.rules import ImageFusion, SourceFusion, SourceWeighting, TrainedFusion, get_rule
@@ -42,6 +43,10 @@ from medfuse.fusion.engine import check_weight_map, fuse_images
 from medfuse.fusion.memory import check_memory
 from medfuse.image.composition import compose, grey_pair
 from medfuse.integrations import ONNX_SIZE
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
 
 OPSET = 18
 """The ONNX operator set of the exported graph (the dynamo exporter's own)."""
@@ -56,14 +61,16 @@ class FusionGraph(nn.Module):
     :func:`medfuse.fusion.engine.fuse_images` with ``rule``, the nuclear norms by the polar
     iteration on every device."""
 
-    def __init__(self, model: nn.Module, rule: SourceWeighting | SourceFusion | TrainedFusion | ImageFusion) -> None:
+    def __init__(self, model: network.DRAN, rule: SourceWeighting | SourceFusion | TrainedFusion | ImageFusion) -> None:
         super().__init__()
         self.model = model
         self.rule = rule
 
     def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with polar_iteration_everywhere():
-            return fuse_images(self.model, image_a, image_b, self.rule)
+            fused, w_a = fuse_images(self.model, image_a, image_b, self.rule)
+        assert w_a is not None  # each of these kinds of rule has a weight map
+        return fused, w_a
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -75,7 +82,7 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
-def _traced(graph: FusionGraph, height: int, width: int) -> object:
+def _traced(graph: FusionGraph, height: int, width: int) -> onnx.ModelProto:
     """The ONNX model (an ``onnx.ModelProto``) of ``graph`` at ``height`` x ``width``, with the
     exporter's progress lines and its notes about libraries it does not need kept quiet."""
     examples = tuple(torch.full((1, 1, height, width), 0.5) for _ in INPUTS)  # one tensor passed twice: one input
@@ -97,6 +104,7 @@ def _traced(graph: FusionGraph, height: int, width: int) -> object:
             )
     finally:
         exporter_log.setLevel(level)
+    assert program is not None  # what the dynamo exporter returns
     return program.model_proto
 
 
@@ -122,6 +130,7 @@ def export_onnx(
     import_optional("onnxscript", "onnx")
     check_weight_map(rule)
     rule_function = get_rule(rule)
+    assert isinstance(rule_function, (SourceWeighting, SourceFusion, TrainedFusion, ImageFusion))  # checked above
     height, width = _check_size(size)
     path = check_new_output(path, [weights_path(weights)])
     graph = FusionGraph(load_model(weights, "cpu"), rule_function).eval()
@@ -160,7 +169,7 @@ def _metadata_size(path: Path, metadata: dict[str, str]) -> tuple[int, int]:
     return sides[0], sides[1]
 
 
-def _check_graph(path: Path, session: object, size: tuple[int, int]) -> None:
+def _check_graph(path: Path, session: onnxruntime.InferenceSession, size: tuple[int, int]) -> None:
     """:class:`InputError` unless the graph takes ``image_a`` and ``image_b`` and gives ``fused``
     and ``weight_a``, each float32 of shape (1, 1, H, W) for the metadata's ``size``."""
     inputs = {argument.name: argument for argument in session.get_inputs()}

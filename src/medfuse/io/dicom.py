@@ -30,10 +30,11 @@ from __future__ import annotations
 import copy
 import os
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 import numpy as np
 
@@ -46,6 +47,7 @@ from medfuse.image.grid import LPS_TO_RAS, Geometry, Volume
 from medfuse.io.volume_file import VolumeFile, VolumeFileError
 
 if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset
 
 DICOM_SUFFIX = ".dcm"
@@ -157,6 +159,18 @@ _FRAME_KEYWORDS = (
     "Columns",
 )
 """What each frame's dataset copies from a multi-frame file (beside its functional groups)."""
+
+
+@overload
+def _frame_item(
+    dataset: Dataset, frame: Dataset, sequence: str, path: Path, number: int, required: Literal[True] = True
+) -> Dataset: ...
+
+
+@overload
+def _frame_item(
+    dataset: Dataset, frame: Dataset, sequence: str, path: Path, number: int, required: bool
+) -> Dataset | None: ...
 
 
 def _frame_item(
@@ -361,19 +375,21 @@ def dicom_text(text: str, vr: str) -> str:
     return text[: TEXT_LIMITS[vr]]
 
 
-def _element_values(element: object) -> list[object]:
+def _element_values(element: DataElement) -> list[object]:
     value = element.value
     if value is None or value == "":
         return []
     return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
 
 
-def dicom_value_problems(dataset: Dataset, skip: tuple[str, ...] = ()) -> list[str]:
+def dicom_value_problems(dataset: Dataset, skip: tuple[str, ...] = (), long_decimals: bool = True) -> list[str]:
     """What in ``dataset`` (its sequences' items included) breaks the value rules of PS3.5 6.2:
     a value longer than its VR allows (:data:`TEXT_LIMITS`), an IS outside :data:`IS_RANGE` or a
     DS or IS that is no number, a CS with other characters than A-Z, 0-9, space and underscore,
     a backslash inside a value of a multi-valued VR, or a value that cannot be read at all.
-    ``skip`` names keywords left out (those a writer replaces). One phrase per problem."""
+    ``skip`` names keywords left out (those a writer replaces); ``long_decimals=False`` leaves out
+    DS values that are only too long (those a writer shortens: :func:`shorten_decimals`). One
+    phrase per problem."""
     from pydicom.datadict import keyword_for_tag
 
     problems = []
@@ -388,7 +404,9 @@ def dicom_value_problems(dataset: Dataset, skip: tuple[str, ...] = ()) -> list[s
             continue
         if element.VR == "SQ":
             problems.extend(
-                f"{name} > {problem}" for item in element.value for problem in dicom_value_problems(item, skip)
+                f"{name} > {problem}"
+                for item in element.value
+                for problem in dicom_value_problems(item, skip, long_decimals)
             )
             continue
         if element.VR not in TEXT_LIMITS:
@@ -398,7 +416,7 @@ def dicom_value_problems(dataset: Dataset, skip: tuple[str, ...] = ()) -> list[s
             if element.VR == "PN":
                 too_long = any(len(group) > TEXT_LIMITS["PN"] for group in text.split("="))
             else:
-                too_long = len(text) > TEXT_LIMITS[element.VR]
+                too_long = len(text) > TEXT_LIMITS[element.VR] and (long_decimals or element.VR != "DS")
             if too_long:
                 problems.append(f"{name} {text[:20]!r}... is longer than {element.VR}'s {TEXT_LIMITS[element.VR]}")
             if element.VR not in _SINGLE_VALUED and "\\" in text:
@@ -414,6 +432,30 @@ def dicom_value_problems(dataset: Dataset, skip: tuple[str, ...] = ()) -> list[s
                 if element.VR == "IS" and not (number.is_integer() and IS_RANGE[0] <= number <= IS_RANGE[1]):
                     problems.append(f"{name} {text} is outside the IS range {IS_RANGE[0]}..{IS_RANGE[1]}")
     return problems
+
+
+def shorten_decimals(dataset: Dataset) -> None:
+    """Rewrite every Decimal String of ``dataset`` (its sequences' items included) longer than DS's
+    16 characters as the closest number that fits (``pydicom.valuerep.format_number_as_ds``: about
+    11 significant digits); some scanners write more digits than DS holds, and a copy must not."""
+    from pydicom.valuerep import format_number_as_ds
+
+    for element in dataset.iterall():
+        if element.VR != "DS":
+            continue
+        values = _element_values(element)
+        texts = [str(getattr(value, "original_string", None) or value) for value in values]
+        if all(len(text) <= TEXT_LIMITS["DS"] for text in texts):
+            continue
+        try:
+            numbers = [float(text) for text in texts]
+        except ValueError:  # no number: left for dicom_value_problems to report
+            continue
+        shortened = [
+            format_number_as_ds(number) if len(text) > TEXT_LIMITS["DS"] else text
+            for number, text in zip(numbers, texts)
+        ]
+        element.value = shortened if len(shortened) > 1 else shortened[0]
 
 
 def _text_encoding(dataset: Dataset, texts: tuple[str, ...]) -> None:
@@ -537,7 +579,7 @@ def _source_item(source: VolumeFile, k: int) -> Dataset:
     from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
 
-    slice_dataset = source.header[k]
+    slice_dataset = _datasets(source)[k]
     item = Dataset()
     item.ReferencedSOPClassUID = slice_dataset.SOPClassUID
     item.ReferencedSOPInstanceUID = slice_dataset.SOPInstanceUID
@@ -557,15 +599,15 @@ def _instance_references(referenced: list[tuple[VolumeFile, list[int]]], study_u
     studies: dict[str, list] = {}
     for source, ks in referenced:
         series = Dataset()
-        series.SeriesInstanceUID = source.header[0].SeriesInstanceUID
+        series.SeriesInstanceUID = _datasets(source)[0].SeriesInstanceUID
         series.ReferencedInstanceSequence = []
         for sop_class, sop_instance in dict.fromkeys(
-            (source.header[k].SOPClassUID, source.header[k].SOPInstanceUID) for k in ks
+            (_datasets(source)[k].SOPClassUID, _datasets(source)[k].SOPInstanceUID) for k in ks
         ):
             instance = Dataset()
             instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = sop_class, sop_instance
             series.ReferencedInstanceSequence.append(instance)
-        studies.setdefault(str(source.header[0].StudyInstanceUID), []).append(series)
+        studies.setdefault(str(_datasets(source)[0].StudyInstanceUID), []).append(series)
     references = {"ReferencedSeriesSequence": studies.pop(study_uid, [])}
     others = []
     for other_study, series_items in studies.items():
@@ -628,6 +670,7 @@ def _fused_slice(
 
     dataset = copy.deepcopy(reference)
     dataset.remove_private_tags()
+    shorten_decimals(dataset)
     for keyword in _DROPPED_TAGS:
         if keyword in dataset:
             delattr(dataset, keyword)
@@ -707,7 +750,7 @@ def write_dicom_series(
     if not value_range[1] > value_range[0]:
         raise ValueError(f"value_range must rise, got {value_range}")
     check_dicom_reference(folder, reference)
-    slices = reference.header
+    slices = _datasets(reference)
     if data.shape != reference.volume.shape:
         raise VolumeFileError(
             f"{folder}: data of shape {data.shape} is not on the reference grid {reference.volume.shape}"
@@ -719,7 +762,9 @@ def write_dicom_series(
     now = datetime.now()
     dicom_sources = tuple(source for source in sources if source.kind == "dicom" and _identified(source))
     lossy = any(
-        str(dataset.get("LossyImageCompression", "")) == "01" for source in dicom_sources for dataset in source.header
+        str(dataset.get("LossyImageCompression", "")) == "01"
+        for source in dicom_sources
+        for dataset in _datasets(source)
     )
     try:
         reference_number = first.get("SeriesNumber", "")
@@ -737,7 +782,7 @@ def write_dicom_series(
     )
     on_grid = [source for source in dicom_sources if _on_grid(source, reference)]
     off_grid = [
-        (source, list(range(len(source.header)))) for source in dicom_sources if not _on_grid(source, reference)
+        (source, list(range(len(_datasets(source))))) for source in dicom_sources if not _on_grid(source, reference)
     ]
     low, high = value_range
 
@@ -765,13 +810,18 @@ def write_dicom_series(
     return folder
 
 
+def _datasets(file: VolumeFile) -> Sequence[Dataset]:
+    """The datasets of a DICOM ``file``'s slices, in ``k`` order: what its ``header`` holds."""
+    return cast("Sequence[Dataset]", file.header)
+
+
 IDENTIFYING_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
 """What every slice of a DICOM reference or source must hold for a derived series to name it."""
 
 
 def _identified(file: VolumeFile) -> bool:
     """True if every slice of DICOM ``file`` holds the UIDs a derived series refers to it by."""
-    return all(keyword in dataset for dataset in file.header for keyword in IDENTIFYING_KEYWORDS)
+    return all(keyword in dataset for dataset in _datasets(file) for keyword in IDENTIFYING_KEYWORDS)
 
 
 def check_dicom_reference(out: str | os.PathLike, reference: VolumeFile) -> None:
@@ -788,9 +838,9 @@ def check_dicom_reference(out: str | os.PathLike, reference: VolumeFile) -> None
             f"{out}: a DICOM series output copies the reference's single-frame slices, and "
             f"{reference.path} is a multi-frame image; write NIfTI (.nii or .nii.gz) instead"
         )
-    sop_class = str(reference.header[0].get("SOPClassUID", ""))
+    sop_class = str(_datasets(reference)[0].get("SOPClassUID", ""))
     if sop_class not in DICOM_OUTPUT_CLASSES:
-        name = getattr(reference.header[0].get("SOPClassUID"), "name", sop_class or "of no SOP class")
+        name = getattr(_datasets(reference)[0].get("SOPClassUID"), "name", sop_class or "of no SOP class")
         raise VolumeFileError(
             f"{out}: a DICOM series output is written on a CT or MR Image Storage reference, and "
             f"{reference.path} is {name}; write NIfTI (.nii or .nii.gz) instead"
@@ -800,8 +850,8 @@ def check_dicom_reference(out: str | os.PathLike, reference: VolumeFile) -> None
             f"{out}: a DICOM series output copies the reference's slices, and some slice of "
             f"{reference.path} lacks one of {', '.join(IDENTIFYING_KEYWORDS)}; write NIfTI instead"
         )
-    for number, dataset in enumerate(reference.header, start=1):
-        problems = dicom_value_problems(dataset, skip=_REPLACED_KEYWORDS)
+    for number, dataset in enumerate(_datasets(reference), start=1):
+        problems = dicom_value_problems(dataset, skip=_REPLACED_KEYWORDS, long_decimals=False)
         if problems:
             raise VolumeFileError(
                 f"{out}: a DICOM series output copies the reference's slices, and slice {number} of "

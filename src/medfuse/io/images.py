@@ -69,6 +69,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                         f"{path}: a stack of TIFF images ({'x'.join(map(str, tiff.series[0].shape))}"
                         "); medfuse reads one 2-D image per file (give a volume as NIfTI or DICOM)"
                     )
+                if page.dtype is None:  # tifffile's for a sample format numpy has no type for
+                    raise ValueError("its pixel type has no numpy equivalent")
                 check_decoding(str(path), page.shape, DECODING_BYTES * page.dtype.itemsize)
                 array = tiff.asarray()
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):

@@ -7,9 +7,11 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from medfuse._shared.checks import check_result
 from medfuse._shared.errors import one_line
@@ -34,7 +36,8 @@ def read_nifti(path: str | os.PathLike) -> VolumeFile:
     """
     path = Path(path)
     try:
-        image = nib.load(path)
+        # nib.load's type is the base of every format; a NIfTI file gives a spatial image (Nifti1Image, Nifti2Image)
+        image = cast(SpatialImage, nib.load(path))
         if image.get_data_dtype().names:  # RGB24 (or RGBA32): as medfuse fuse --colour-map writes
             raise VolumeFileError(
                 f"{path}: an RGB colour volume; medfuse reads grey volumes (for a colour overlay "
@@ -90,11 +93,12 @@ def write_nifti(
         raise VolumeFileError(f"{path}: a NIfTI output needs the suffix .nii or .nii.gz")
     qform = sform = geometry.affine
     if reference is not None and reference.kind == "nifti":
-        header = nib.Nifti1Header.from_header(reference.header)
-        _, qform_code = reference.header.get_qform(coded=True)
-        _, sform_code = reference.header.get_sform(coded=True)
+        reference_header = cast(nib.Nifti1Header, reference.header)  # a NIfTI file's (NIfTI-2's is a subclass)
+        header = nib.Nifti1Header.from_header(reference_header)
+        _, qform_code = reference_header.get_qform(coded=True)
+        _, sform_code = reference_header.get_sform(coded=True)
         if np.allclose(geometry.affine, reference.volume.geometry.affine):  # its grid: both forms as they came
-            qform, sform = reference.header.get_qform(), reference.header.get_sform()
+            qform, sform = reference_header.get_qform(), reference_header.get_sform()
     else:
         header, qform_code, sform_code = nib.Nifti1Header(), 1, 1
         header.set_xyzt_units("mm", "sec")

@@ -16,6 +16,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn, TypeGuard
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ class _Checker:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def fail(self, field: str, why: str) -> None:
+    def fail(self, field: str, why: str) -> NoReturn:
         raise InputError(one_line(f"{self.path}: not a usable medfuse checkpoint: {field} {why}"))
 
     def integer(self, field: str, value: object, low: int, high: float = math.inf) -> int:
@@ -91,11 +92,11 @@ class _Checker:
         return value
 
 
-def _is_integer(value: object) -> bool:
+def _is_integer(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

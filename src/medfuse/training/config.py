@@ -66,6 +66,7 @@ class TrainConfig:
 
     def smallest_side(self) -> tuple[int, str]:
         """The smallest crop (and validation image side) this run's network and loss take, and why."""
+        assert self.lambda_perc is not None  # set by __post_init__
         return SMALLEST_SIDE_PERCEPTUAL if self.lambda_perc > 0 else SMALLEST_SIDE
 
     def validate(self) -> None:
@@ -81,6 +82,7 @@ class TrainConfig:
             raise InputError(f"lr must be positive, got {self.lr}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be at least 1, got {self.threads}")
+        assert self.lambda_perc is not None  # set by __post_init__
         if self.lambda_perc < 0 or self.lambda_grad < 0:
             raise InputError("loss weights must not be negative")
         from medfuse.dran.models import ARCHITECTURES

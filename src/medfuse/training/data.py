@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from medfuse.image.scales import grey_unit
 from medfuse.io.images import IMAGE_SUFFIXES, load_image
 
 
-def find_images(folders: list[str | os.PathLike]) -> list[Path]:
+def find_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
     """Every image file under the given folders (recursively), sorted."""
     paths: list[Path] = []
     for folder in map(Path, folders):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medfuse._shared.errors import InputError
+from medfuse.dran import network
 from medfuse.dran.fusion_head import PyramidWeightHead, blend_pyramids
 from medfuse.dran.models import load_model, weights_metadata, weights_path
 from medfuse.dran.pyramid import gaussian_pyramid
@@ -91,7 +93,8 @@ def plant_lesions(images: torch.Tensor, rng: np.random.Generator, count: int = 2
         tissue = torch.nonzero(images[index, 0] > TISSUE)
         for _ in range(count):
             if len(tissue):
-                centre = tuple(float(v) for v in tissue[rng.integers(len(tissue))])
+                row, column = tissue[rng.integers(len(tissue))]
+                centre = (float(row), float(column))
             else:
                 centre = (rng.uniform(0, height), rng.uniform(0, width))
             kind = LESION_KINDS[rng.integers(len(LESION_KINDS))]
@@ -186,7 +189,7 @@ class FusionLoss(nn.Module):
     module, so that several ranks can train it as one; only the head's parameters take gradients
     (the model is loaded frozen)."""
 
-    def __init__(self, model: nn.Module, weights: FusionLossWeights = FusionLossWeights()) -> None:
+    def __init__(self, model: network.DRAN, weights: FusionLossWeights = FusionLossWeights()) -> None:
         super().__init__()
         if model.fusion_head is None:
             raise InputError("the model has no fusion head to train")
@@ -200,6 +203,7 @@ class FusionLoss(nn.Module):
             features = self.model.encode(torch.cat([image_a, image_b, planted_a, planted_b]))
         features_a, features_b, features_pa, features_pb = features.chunk(4)
         head = self.model.fusion_head
+        assert head is not None  # checked on creation
         unclipped = blend_pyramids(image_a, image_b, head(features_a, features_b))
         fused = unclipped.clamp(0, 1)
         fused_planted = blend_pyramids(planted_a, planted_b, head(features_pa, features_pb)).clamp(0, 1)
@@ -216,7 +220,7 @@ class FusionLoss(nn.Module):
         return self.weights.total(self.terms(batch))
 
 
-def find_pair_folders(folders: list[str | os.PathLike]) -> list[tuple[str, Path, Path]]:
+def find_pair_folders(folders: Sequence[str | os.PathLike]) -> list[tuple[str, Path, Path]]:
     """``(name, A, B)`` for every pair of every folder, each holding two modality folders
     (MRI first; :func:`medfuse.evaluation.benchmark.find_pairs`); names are ``FOLDER/NAME``."""
     from medfuse.evaluation.benchmark import find_pairs
@@ -272,16 +276,17 @@ class FusionStage:
         self.config, self.device = config, device
         self.loss_fn: FusionLoss | None = None
 
-    def initial_model(self) -> tuple[nn.Module, FusionTrainConfig]:
+    def initial_model(self) -> tuple[network.DRAN, FusionTrainConfig]:
         """The ``init`` model, frozen, with a new head of ``fusion_head`` hidden channels (its own
         head, if it has one of that width: fine-tuning)."""
+        assert self.config.init is not None  # FusionTrainConfig.validate (check_start) refuses None
         path = weights_path(self.config.init)
         model = load_model(path, self.device)
         width = model.width
         head = model.fusion_head
         if head is None or head.reduce.out_channels != self.config.fusion_head:
-            model.fusion_head = PyramidWeightHead(width, self.config.fusion_head).to(self.device)
-        model.fusion_head.requires_grad_(True).train()
+            head = model.fusion_head = PyramidWeightHead(width, self.config.fusion_head).to(self.device)
+        head.requires_grad_(True).train()
         weights = FusionLossWeights(
             self.config.lambda_structure,
             self.config.lambda_gradient,
@@ -310,6 +315,7 @@ class FusionStage:
         return train, val, {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
 
     def trainable(self, model: nn.Module) -> nn.Module:
+        assert self.loss_fn is not None  # made by initial_model, which train() calls first
         return self.loss_fn
 
     def loss(self, trained: nn.Module, data: list[torch.Tensor], rng: np.random.Generator) -> torch.Tensor:
@@ -318,6 +324,7 @@ class FusionStage:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: torch.Tensor) -> dict[str, float]:
+        assert self.loss_fn is not None  # made by initial_model, which train() calls first
         terms = self.loss_fn.terms(data.to(self.device))
         return {
             "val_loss": float(self.loss_fn.weights.total(terms)),

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,11 @@ class AutoencoderStage:
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
-        perceptual = PerceptualLoss(config.vgg_weights).to(device) if config.lambda_perc > 0 else None
+        assert config.lambda_perc is not None  # set by TrainConfig.__post_init__
+        perceptual = None
+        if config.lambda_perc > 0:
+            assert config.vgg_weights is not None  # TrainConfig.validate: the perceptual loss needs them
+            perceptual = PerceptualLoss(config.vgg_weights).to(device)
         self.loss_fn = ReconstructionLoss(config.lambda_grad, config.lambda_perc, perceptual).to(device)
 
     def initial_model(self) -> tuple[torch.nn.Module, TrainConfig]:
@@ -147,7 +152,8 @@ def stage_of(config: TrainConfig, device: torch.device) -> AutoencoderStage:
     if isinstance(config, FusionTrainConfig):
         from medfuse.training.fusion import FusionStage
 
-        return FusionStage(config, device)
+        # FusionStage has AutoencoderStage's methods, on its own config and validation data (duck-typed).
+        return FusionStage(config, device)  # type: ignore[return-value]
     return AutoencoderStage(config, device)
 
 
@@ -292,7 +298,7 @@ def _train(config: TrainConfig, progress: bool, ranks: Ranks, device: torch.devi
                     "elapsed": record["elapsed_s"],
                     "config": settings,
                 }
-                write_atomically(checkpoint_path, lambda temporary, state=state: torch.save(state, temporary))
+                write_atomically(checkpoint_path, partial(torch.save, state))
                 write_json_atomically(out / LOG, {"config": settings, **counts, "log": log, "trace": trace})
                 plot_curve(log, trace, out / CURVE)
     bar.close()

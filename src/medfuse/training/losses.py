@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,9 @@ class PerceptualLoss(nn.Module):
     the ImageNet mean and standard deviation. The VGG stays frozen, in evaluation mode.
     """
 
+    mean: torch.Tensor  # buffers (register_buffer), which nn.Module's typing cannot tell from submodules
+    std: torch.Tensor
+
     def __init__(self, weights_path: str | os.PathLike) -> None:
         super().__init__()
         if not os.path.isfile(weights_path):
@@ -96,7 +100,7 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pairs = zip(self.block_features(output), self.block_features(target))
-        return sum(F.mse_loss(a, b) for a, b in pairs)
+        return cast(torch.Tensor, sum(F.mse_loss(a, b) for a, b in pairs))  # of tensors: one per VGG block
 
 
 class ReconstructionLoss(nn.Module):
