@@ -497,3 +497,13 @@ def test_a_reference_with_decimal_strings_longer_than_ds_allows_gives_a_valid_se
     for path in (tmp_path / "fused").iterdir():
         dataset = pydicom.dcmread(path)
         assert dicom_value_problems(dataset) == [] and abs(float(dataset.ImagePositionPatient[0]) - 100.0) < 1e-9
+
+
+def test_a_file_system_without_locks_still_takes_the_write_with_a_warning(tmp_path, monkeypatch):
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="cannot hold locks .*would not be kept apart"):
+        write_atomically(tmp_path / "x.txt", lambda temporary: temporary.write_text("written"))
+    assert (tmp_path / "x.txt").read_text() == "written" and sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]

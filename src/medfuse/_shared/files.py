@@ -14,6 +14,7 @@ Three guards make this hold when several runs and hostile folders meet:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import hashlib
@@ -22,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -202,6 +204,9 @@ def check_folder_writable(path: str | os.PathLike) -> None:
 
 
 LOCK_SUFFIX = "lock"
+UNLOCKABLE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+"""What ``flock`` answers on a file system that has no locks (some network and FUSE ones): the
+write goes ahead with a warning."""
 
 
 def lock_path(path: str | os.PathLike) -> Path:
@@ -264,6 +269,13 @@ def _acquire(path: Path) -> int:
                 f"{path} is being written by another medfuse run; wait for it to finish, or choose another output"
             ) from None
         except OSError as error:
+            if error.errno in UNLOCKABLE:  # a file system without flock: write, unguarded, rather than not at all
+                warnings.warn(
+                    f"{lock.parent} cannot hold locks ({error.strerror}): two medfuse runs writing there at once "
+                    "would not be kept apart",
+                    stacklevel=4,
+                )
+                return descriptor
             os.close(descriptor)
             raise write_error(path, error) from None
         try:
