@@ -507,3 +507,19 @@ def test_a_file_system_without_locks_still_takes_the_write_with_a_warning(tmp_pa
     with pytest.warns(UserWarning, match="cannot hold locks .*would not be kept apart"):
         write_atomically(tmp_path / "x.txt", lambda temporary: temporary.write_text("written"))
     assert (tmp_path / "x.txt").read_text() == "written" and sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_a_report_and_the_messages_show_undecodable_name_bytes_as_escapes(samples, tmp_path, capsys, tiny_weights):
+    mri, ct = samples / "CT-MRI/MRI/41010.png", samples / "CT-MRI/CT/41010.png"
+    fused = os.fsdecode(os.fsencode(tmp_path) + b"/f\xfe.png")
+    assert run_cli(capsys, "fuse", mri, ct, "-o", fused, "--weights", tiny_weights, "--rule", "average")[0] == 0
+    page = os.fsdecode(os.fsencode(tmp_path) + b"/r\xfe.html")
+    code, out, err = run_cli(capsys, "report", mri, ct, "--fused", fused, "-o", page, "--weights", tiny_weights)
+    assert code == 0, err
+    assert "r\\xfe.html" in out and "f\\xfe.png" in Path(page).read_text(encoding="utf-8")
+
+
+def test_the_command_output_escapes_what_its_encoding_cannot_hold():
+    from medfuse.cli import ESCAPE_UNPRINTABLE
+
+    assert "Ω\udcfe.png".encode("ascii", ESCAPE_UNPRINTABLE) == b"\\u03a9\\xfe.png"

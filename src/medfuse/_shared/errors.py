@@ -9,6 +9,8 @@ built-in error it refines (``ValueError``, ``FileNotFoundError``, ``OSError``,
 
 from __future__ import annotations
 
+import os
+
 
 class MedfuseError(Exception):
     """Base of every error that medfuse raises for a user's input, output or machine."""
@@ -47,14 +49,20 @@ class RegistrationError(MedfuseError, ValueError):
         self.registration = registration
 
 
-def one_line(error: BaseException | str) -> str:
-    """An error's text on one line (libraries' messages may span several), whitespace collapsed,
-    and bytes of file names that are not UTF-8 (lone surrogates in Python) shown as ``\\xNN``."""
-    text = " ".join(str(error).split())
+def printable(text: str | os.PathLike[str]) -> str:
+    """Text (or a path) that can be printed and stored as UTF-8 anywhere: the bytes of file names
+    that are not UTF-8 (which Python keeps as lone surrogates) shown as ``\\xNN``."""
+    text = os.fspath(text)
     try:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that no file name's byte made
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error's text on one line (libraries' messages may span several), whitespace collapsed,
+    :func:`printable`."""
+    return printable(" ".join(str(error).split()))
 
 
 def error_message(error: BaseException) -> str:

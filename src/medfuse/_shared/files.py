@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from medfuse._shared.errors import MedfuseError, OutputError, one_line
+from medfuse._shared.errors import MedfuseError, OutputError, one_line, printable
 
 
 def write_error(path: Path, error: BaseException) -> OutputError:
@@ -51,12 +51,6 @@ def system_error(error: BaseException) -> OSError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
-
-
-def printable(path: str | os.PathLike) -> str:
-    """A path as text that can be printed and stored anywhere: bytes of its name that are not
-    UTF-8 (kept by Python as lone surrogates) shown as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def file_digest(path: str | os.PathLike) -> str:

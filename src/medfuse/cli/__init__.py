@@ -8,6 +8,7 @@ every failed file operation becomes one line, here, once."""
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import signal
 import sys
@@ -31,6 +32,26 @@ COMMANDS = {
     "report": "write an HTML page to look at a fusion: sources, fusion, weight map, metrics, volume viewer",
     "export-onnx": "write the network and a fusion rule as one ONNX file for onnxruntime",
 }
+
+
+ESCAPE_UNPRINTABLE = "medfuse-escape"
+"""The codec error handler of the command's output (:func:`escape_unprintable`)."""
+
+
+def escape_unprintable(error: UnicodeError) -> tuple[str, int]:
+    """What the command prints for characters its output cannot encode: a byte of a file name that
+    is not UTF-8 (a lone surrogate) as ``\\xNN``, as in its messages; any other as ``\\uNNNN``."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start : error.end]
+    escaped = "".join(
+        f"\\x{ord(character) - 0xDC00:02x}" if 0xDC80 <= ord(character) <= 0xDCFF else ascii(character)[1:-1]
+        for character in text
+    )
+    return escaped, error.end
+
+
+codecs.register_error(ESCAPE_UNPRINTABLE, escape_unprintable)
 
 
 class Terminated(BaseException):
@@ -118,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     for stream in (sys.stdout, sys.stderr):  # a file name whose bytes are not UTF-8 is printed, never a traceback
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=ESCAPE_UNPRINTABLE)
     chosen = _chosen_command(argv)
     args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
     run: Callable[[argparse.Namespace], int | None] = args.run

@@ -31,13 +31,12 @@ from medfuse._shared.checks import (
     check_suffix,
     same_path,
 )
-from medfuse._shared.errors import InputError, OutputError
+from medfuse._shared.errors import InputError, OutputError, printable
 from medfuse._shared.files import (
     check_folder_writable,
     inside,
     make_folders,
     output_locks,
-    printable,
     written_together,
 )
 from medfuse.clinical import FOLDER_SUFFIX

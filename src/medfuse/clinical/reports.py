@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medfuse._shared.checks import check_exists, check_new_output, check_suffix
-from medfuse._shared.errors import InputError, MedfuseError, one_line
+from medfuse._shared.errors import InputError, MedfuseError, one_line, printable
 from medfuse._shared.files import write_atomically
 from medfuse.dran import DEFAULT_MODEL, DEFAULT_RULE
 from medfuse.evaluation import RANKED_METRICS
@@ -78,7 +78,7 @@ def write_report(
             )
         check_new_output(out, (folder,), "report")
         page = _benchmark_page(folder)
-        write_atomically(out, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+        write_atomically(out, lambda temporary: temporary.write_text(printable(page), encoding="utf-8"))
         return Report(out, "benchmark", None, "")
     path_a, path_b = check_exists(path_a, path_b)
     extra = tuple(Path(path) for path in (fused, weight_map) if path is not None)
@@ -90,7 +90,7 @@ def write_report(
         if fused is None or not Path(fused).is_dir() or weight_map is not None:
             raise InputError("for two folders of sources, give the folder of fused images (--fused), no weight map")
         page = _folder_page(path_a, path_b, Path(fused), metrics)
-        write_atomically(out, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+        write_atomically(out, lambda temporary: temporary.write_text(printable(page), encoding="utf-8"))
         return Report(out, "folder", None, "")
     if is_volume_path(path_a) or is_volume_path(path_b):
         if fused is None:
@@ -104,7 +104,7 @@ def write_report(
             raise InputError("a colour map is for volumes: a colour image is shown in its own colours")
         page, shares, measure = _image_page(path_a, path_b, fused, weight_map, rule, model, device, metrics)
         kind = "image"
-    write_atomically(out, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+    write_atomically(out, lambda temporary: temporary.write_text(printable(page), encoding="utf-8"))
     return Report(out, kind, shares, measure)
 
 
