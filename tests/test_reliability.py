@@ -523,3 +523,31 @@ def test_the_command_output_escapes_what_its_encoding_cannot_hold():
     from medfuse.cli import ESCAPE_UNPRINTABLE
 
     assert "Ω\udcfe.png".encode("ascii", ESCAPE_UNPRINTABLE) == b"\\u03a9\\xfe.png"
+
+
+def test_a_second_training_or_benchmark_into_one_folder_is_refused(samples, tmp_path, capsys, tiny_weights):
+    """Runs that write many files into one folder hold the folder's lock for the whole run."""
+    from medfuse.training.config import TrainConfig
+    from medfuse.training.loop import train
+
+    other = HeldByAnotherRun(tmp_path / "run")
+    with pytest.raises(OutputError, match="being written by another medfuse run"):
+        train(TrainConfig(data=[str(samples / "CT-MRI" / "MRI")], out=str(tmp_path / "run"), steps=2, crop=16))
+    other.release()
+    other = HeldByAnotherRun(tmp_path / "bench")
+    code, _, err = run_cli(
+        capsys,
+        "benchmark",
+        samples / "CT-MRI",
+        "-o",
+        tmp_path / "bench",
+        "--methods",
+        "pixel-max",
+        "--metrics",
+        "psnr",
+        "--montage-pairs",
+        "0",
+    )
+    other.release()
+    assert code == 2 and "being written by another medfuse run" in one_error_line(err)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "bench").exists()  # nothing of theirs was touched

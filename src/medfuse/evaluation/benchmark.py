@@ -25,7 +25,7 @@ from scipy.stats import rankdata
 
 from medfuse._shared.checks import check_output_folder
 from medfuse._shared.errors import InputError, MedfuseError, OutputError
-from medfuse._shared.files import file_digest, write_atomically
+from medfuse._shared.files import file_digest, output_locks, write_atomically
 from medfuse.dran import DEFAULT_MODEL
 from medfuse.evaluation import MONTAGE_PAIRS, RANKED_METRICS
 from medfuse.evaluation.metrics import METRICS, score
@@ -400,10 +400,6 @@ def benchmark_folder(
     ``methods`` are names from :func:`medfuse.fusion.methods.list_methods` (None: all);
     ``external`` maps more method names to folders of images fused elsewhere; the DRAN methods
     use ``weights`` on ``device``."""
-    import platform
-    import time
-
-    import torch
 
     from medfuse.dran.models import device_named, load_model, weights_path
     from medfuse.dran.rules import get_rule
@@ -440,6 +436,26 @@ def benchmark_folder(
         function = get_rule(name.removeprefix(DRAN_PREFIX)) if dran else BASELINES[name]
         identities[name] = method_identity(name, function, weights_path(weights) if dran else None)
     chosen.update(external_folders)
+    with output_locks(out):  # a second benchmark into the same folder at once is refused in one line
+        return _run_and_write(dataset, chosen, metrics, out, identities, progress, external_folders, montage_pairs)
+
+
+def _run_and_write(
+    dataset: Dataset,
+    chosen: Mapping[str, Method | Path],
+    metrics: list[str],
+    out: Path,
+    identities: Mapping[str, str],
+    progress: Callable[[Iterable], Iterable],
+    external_folders: Mapping[str, Path],
+    montage_pairs: int,
+) -> BenchmarkRun:
+    """:func:`run_benchmark`, then the reports of :func:`benchmark_folder` written into ``out``."""
+    import platform
+    import time
+
+    import torch
+
     start = time.perf_counter()
     try:
         result = run_benchmark(dataset, chosen, metrics, out, identities, progress)

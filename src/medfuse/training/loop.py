@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from medfuse._shared.checks import check_output_folder
 from medfuse._shared.errors import InputError, MissingInputError, OutputError
-from medfuse._shared.files import check_folder_writable, write_atomically, write_json_atomically
+from medfuse._shared.files import check_folder_writable, output_locks, write_atomically, write_json_atomically
 from medfuse.dran.models import create_model, load_model, save_weights, weights_metadata, weights_path
 from medfuse.training.checkpoints import check_checkpoint, read_checkpoint, restore
 from medfuse.training.config import DEFAULT_LR, FusionTrainConfig, TrainConfig
@@ -170,7 +170,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     """
     config.validate()
     ranks = ranks_from_environment()
-    with process_group(ranks, torch.device(config.device)) as device:
+    # rank 0 writes: it holds the output folder's lock, so a second run into it at once is refused in one line
+    with (
+        process_group(ranks, torch.device(config.device)) as device,
+        output_locks(config.out if ranks.is_main else None),
+    ):
         return _train(config, progress, ranks, device)
 
 
