@@ -25,28 +25,11 @@ class RunsAShellCommand:
         return os.system, (f"touch {self.marker}",)
 
 
-def resume(folder, out, capsys):
-    code = main(
-        [
-            "train",
-            str(folder),
-            "-o",
-            str(out),
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--crop",
-            "16",
-            "--val-every",
-            "1",
-            "--width",
-            "8",
-            "--val-fraction",
-            "0.34",
-            "--resume",
-        ]
-    )
+def resume(folder, out, capsys, steps=2):
+    """``medfuse train FOLDER -o OUT --resume`` with small settings; its exit status and standard error."""
+    arguments = ["train", folder, "-o", out, "--steps", steps, "--batch-size", 2, "--crop", 16, "--val-every", 1]
+    arguments += ["--width", 8, "--val-fraction", 0.34, "--resume", "--quiet"]
+    code = main([str(argument) for argument in arguments])
     return code, capsys.readouterr().err
 
 
@@ -214,29 +197,7 @@ def test_a_checkpoint_with_wrong_contents_is_refused_in_one_line(finished_run, t
     message = str(refused.value)
     assert message.startswith(str(out / "checkpoint.pt")) and "\n" not in message
 
-    code = main(
-        [
-            "train",
-            str(images),
-            "-o",
-            str(out),
-            "--steps",
-            "4",
-            "--batch-size",
-            "2",
-            "--crop",
-            "16",
-            "--val-every",
-            "1",
-            "--width",
-            "8",
-            "--val-fraction",
-            "0.34",
-            "--resume",
-            "--quiet",
-        ]
-    )
-    err = capsys.readouterr().err
+    code, err = resume(images, out, capsys, steps=SETTINGS["steps"])
     assert code == 2 and err.count("\n") == 1 and str(out / "checkpoint.pt") in err, err
     assert sorted(path.name for path in out.iterdir()) == written  # nothing trained, nothing written
 

@@ -313,41 +313,37 @@ def test_dicom_texts_and_value_checks():
     assert "SeriesDescription" in problems and "LO's 64" in problems and "SliceThickness" not in problems
 
 
-def dicom_ct(folder: Path, series_number: bytes) -> Path:
-    """A CT series whose SeriesNumber holds ``series_number`` as stored bytes (implicit VR), as a
-    foreign writer may have stored it: pydicom itself refuses to write such a value."""
-    write_dicom_series(folder, ct_hu())  # SeriesNumber 3, stored as "3 "
-    tag = b"\x20\x00\x11\x00"
-    padded = series_number + b" " * (len(series_number) % 2)
+def stored_as(folder: Path, tag: bytes, value) -> Path:
+    """The implicit-VR series in ``folder`` with the stored bytes of the element ``tag`` (little
+    endian) in every file replaced by ``value(old bytes)``, as a foreign writer may have stored
+    them: pydicom itself refuses to write such values."""
     for path in folder.iterdir():
         content = path.read_bytes()
-        assert content.count(tag + b"\x02\x00\x00\x00" + b"3 ") == 1
-        path.write_bytes(
-            content.replace(tag + b"\x02\x00\x00\x00" + b"3 ", tag + len(padded).to_bytes(4, "little") + padded)
-        )
+        start = content.index(tag)
+        length = int.from_bytes(content[start + 4 : start + 8], "little")
+        new = value(content[start + 8 : start + 8 + length])
+        new += b" " * (len(new) % 2)
+        path.write_bytes(content[:start] + tag + len(new).to_bytes(4, "little") + new + content[start + 8 + length :])
     return folder
+
+
+SERIES_NUMBER, IMAGE_POSITION = b"\x20\x00\x11\x00", b"\x20\x00\x32\x00"
+
+
+def fuse_windowed_ct(capsys, tmp_path: Path, ct: Path, weights) -> tuple[int, str, str]:
+    """``medfuse fuse CT MR -o tmp_path/fused`` (a DICOM series out) with the brain window on the CT."""
+    write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
+    options = ["--weights", weights, "--rule", "average", "--window", "brain", "--window-on", "a"]
+    return run_cli(capsys, "fuse", ct, tmp_path / "mr.nii", "-o", tmp_path / "fused", *options)
 
 
 @pytest.mark.parametrize(("stored", "written"), [(b"2147483647", 2147482647), (b"ab", 1000)])
 def test_a_derived_series_number_is_valid_whatever_the_reference_holds(tmp_path, capsys, tiny_weights, stored, written):
-    ct = dicom_ct(tmp_path / "ct", stored)
-    write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
-    code, _, err = run_cli(
-        capsys,
-        "fuse",
-        ct,
-        tmp_path / "mr.nii",
-        "-o",
-        tmp_path / "fused",
-        "--weights",
-        tiny_weights,
-        "--rule",
-        "average",
-        "--window",
-        "brain",
-        "--window-on",
-        "a",
-    )
+    ct = write_dicom_series(tmp_path / "ct", ct_hu())
+    replaced = []
+    stored_as(ct, SERIES_NUMBER, lambda old: replaced.append(old) or stored)
+    assert set(replaced) == {b"3 "}  # the element found is the SeriesNumber write_dicom_series wrote
+    code, _, err = fuse_windowed_ct(capsys, tmp_path, ct, tiny_weights)
     assert code == 0, err
     for path in (tmp_path / "fused").iterdir():
         dataset = pydicom.dcmread(path)
@@ -366,7 +362,6 @@ def test_a_registered_dicom_series_keeps_its_names_characters_valid(tmp_path, ca
 
 def test_a_full_disk_during_a_dicom_write_is_one_short_line(tmp_path, capsys, tiny_weights, monkeypatch):
     ct = write_dicom_series(tmp_path / "ct", ct_hu())
-    write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
     import pydicom.filewriter
 
     def full(*args, **kwargs):
@@ -374,22 +369,7 @@ def test_a_full_disk_during_a_dicom_write_is_one_short_line(tmp_path, capsys, ti
 
     for vr in ("OW", "OB"):  # the pixel data's writers
         monkeypatch.setitem(pydicom.filewriter.writers, vr, (full, None))
-    code, _, err = run_cli(
-        capsys,
-        "fuse",
-        ct,
-        tmp_path / "mr.nii",
-        "-o",
-        tmp_path / "fused",
-        "--weights",
-        tiny_weights,
-        "--rule",
-        "average",
-        "--window",
-        "brain",
-        "--window-on",
-        "a",
-    )
+    code, _, err = fuse_windowed_ct(capsys, tmp_path, ct, tiny_weights)
     line = one_error_line(err)
     assert code == 2 and line.endswith("No space left on device") and "With tag" not in line and len(line) < 200
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ct", "mr.nii"]
@@ -467,32 +447,9 @@ def test_a_result_that_is_not_finite_or_in_range_is_never_written(tmp_path):
 def test_a_reference_with_decimal_strings_longer_than_ds_allows_gives_a_valid_series(tmp_path, capsys, tiny_weights):
     """Some scanners write more digits than DS's 16 characters: the copies are shortened, not refused."""
     ct = write_dicom_series(tmp_path / "ct", ct_hu())
-    for path in ct.iterdir():
-        content = path.read_bytes()
-        tag = b"\x20\x00\x32\x00"  # ImagePositionPatient, implicit VR: tag, 4-byte length, value
-        start = content.index(tag)
-        length = int.from_bytes(content[start + 4 : start + 8], "little")
-        value = content[start + 8 : start + 8 + length].split(b"\\")
-        new = b"100.000000000000012\\" + b"\\".join(value[1:]).rstrip(b" ")  # 19 characters: DS holds 16
-        new += b" " * (len(new) % 2)
-        path.write_bytes(content[:start] + tag + len(new).to_bytes(4, "little") + new + content[start + 8 + length :])
-    write_nifti(tmp_path / "mr.nii", phantom() * 700, read_volume(ct).volume.geometry.affine)
-    code, _, err = run_cli(
-        capsys,
-        "fuse",
-        ct,
-        tmp_path / "mr.nii",
-        "-o",
-        tmp_path / "fused",
-        "--weights",
-        tiny_weights,
-        "--rule",
-        "average",
-        "--window",
-        "brain",
-        "--window-on",
-        "a",
-    )
+    # the first of ImagePositionPatient's values in 19 characters: DS holds 16
+    stored_as(ct, IMAGE_POSITION, lambda old: b"100.000000000000012\\" + b"\\".join(old.split(b"\\")[1:]).rstrip())
+    code, _, err = fuse_windowed_ct(capsys, tmp_path, ct, tiny_weights)
     assert code == 0, err
     for path in (tmp_path / "fused").iterdir():
         dataset = pydicom.dcmread(path)

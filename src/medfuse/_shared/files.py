@@ -114,23 +114,29 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     deleted once it is written."""
     path = Path(path)
     with output_lock(path):
-        return _write_file(path, write)
+        return _write_whole(path, write)
 
 
-def _write_file(path: Path, write: Callable[[Path], object]) -> Path:
-    temporary = new_temporary_beside(path)
+def _write_whole(path: Path, write: Callable[[Path], object], folder: bool = False) -> Path:
+    """``write(temporary)`` on a new hidden file (or folder) beside ``path``, renamed to ``path`` when
+    complete; whatever fails, the temporary one goes (the caller holds the output's lock)."""
+    temporary = new_temporary_beside(path, folder=folder)
+
+    def remove_temporary() -> None:
+        shutil.rmtree(temporary, ignore_errors=True) if folder else temporary.unlink(missing_ok=True)
+
     try:
         write(temporary)
-        finish_atomically(temporary, path, 0o666)
+        finish_atomically(temporary, path, 0o777 if folder else 0o666)
         _record_output(path)
     except MedfuseError:  # the writer's own one-line error (a bad input, say), not a failed write
-        temporary.unlink(missing_ok=True)
+        remove_temporary()
         raise
     except Exception as error:  # whatever the writer raises (OSError, torch's RuntimeError, ...)
-        temporary.unlink(missing_ok=True)
+        remove_temporary()
         raise write_error(path, error) from error
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        remove_temporary()
         raise
     return path
 
@@ -147,27 +153,9 @@ def write_folder_atomically(folder: str | os.PathLike, write: Callable[[Path], o
     (:class:`OutputError`): a folder is never swapped for another."""
     folder = Path(folder)
     with output_lock(folder):
-        return _write_folder(folder, write)
-
-
-def _write_folder(folder: Path, write: Callable[[Path], object]) -> Path:
-    if folder.exists():
-        raise OutputError(f"{folder} exists; medfuse writes this folder new")
-    temporary = new_temporary_beside(folder, folder=True)
-    try:
-        write(temporary)
-        finish_atomically(temporary, folder, 0o777)
-        _record_output(folder)
-    except MedfuseError:  # the writer's own one-line error (a bad input, say), not a failed write
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    except Exception as error:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise write_error(folder, error) from error
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return folder
+        if folder.exists():
+            raise OutputError(f"{folder} exists; medfuse writes this folder new")
+        return _write_whole(folder, write, folder=True)
 
 
 def remove_partial_writes(path: str | os.PathLike) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from medfuse import __version__
-from medfuse._shared.errors import MedfuseError, error_message, one_line
+from medfuse._shared.errors import MedfuseError, error_message, one_line, printable
 from medfuse._shared.threads import limit_threads
 
 COMMANDS = {
@@ -40,15 +40,12 @@ ESCAPE_UNPRINTABLE = "medfuse-escape"
 
 def escape_unprintable(error: UnicodeError) -> tuple[str, int]:
     """What the command prints for characters its output cannot encode: a byte of a file name that
-    is not UTF-8 (a lone surrogate) as ``\\xNN``, as in its messages; any other as ``\\uNNNN``."""
+    is not UTF-8 as ``\\xNN``, as in its messages (:func:`~medfuse._shared.errors.printable`), any
+    other character as ``\\uNNNN``."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    text = error.object[error.start : error.end]
-    escaped = "".join(
-        f"\\x{ord(character) - 0xDC00:02x}" if 0xDC80 <= ord(character) <= 0xDCFF else ascii(character)[1:-1]
-        for character in text
-    )
-    return escaped, error.end
+    text = printable(error.object[error.start : error.end])
+    return text.encode("ascii", "backslashreplace").decode("ascii"), error.end
 
 
 codecs.register_error(ESCAPE_UNPRINTABLE, escape_unprintable)
